@@ -1,0 +1,166 @@
+//! kohaproxy's configuration: the TOML schema, its defaults, and validation that names the
+//! file, the key and what is wrong.
+//!
+//! The public types below are the contract the other crates read; `Config::load` is the only
+//! way to obtain one, so every `Config` in the program has passed validation.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration file, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the file was read from (for messages and reload).
+    pub path: PathBuf,
+    /// `[proxy]`: the client-facing listener and per-connection limits.
+    pub proxy: ProxyConfig,
+    /// `[admin]`: the admin console.
+    pub admin: AdminConfig,
+    /// `[[users]]`: who may log in through the proxy.
+    pub users: Vec<UserConfig>,
+    /// `[monitor]`: how servers are probed.
+    pub monitor: MonitorConfig,
+    /// `[cluster]`: replication or Galera.
+    pub cluster: ClusterConfig,
+    /// `[[servers]]`: the MariaDB servers behind the proxy, in file order.
+    pub servers: Vec<ServerConfig>,
+    /// `[routing]`: read/write split settings.
+    pub routing: RoutingConfig,
+    /// `[backup]`: scheduled backups.
+    pub backup: BackupConfig,
+}
+
+/// `[proxy]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// Address clients connect to. Required.
+    pub listen: SocketAddr,
+    /// Most client connections served at once (default 10000); further ones get error 1040.
+    pub max_connections: usize,
+    /// A client must finish its login within this (default 10 s, key `handshake_timeout_ms`).
+    pub handshake_timeout: Duration,
+    /// Timeout for opening a backend connection (default 5 s, key `connect_timeout_ms`).
+    pub connect_timeout: Duration,
+    /// Largest client message accepted, in bytes (default 1 GiB, key `max_allowed_packet`,
+    /// accepts an integer or a string such as "64M"); bigger ones get error 1153.
+    pub max_allowed_packet: usize,
+    /// Idle client sessions are closed after this (default 8 h, key `idle_timeout_s`, 0 = never).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// `[admin]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Unix socket path of the admin console (optional).
+    pub socket: Option<PathBuf>,
+    /// Optional TCP address of the admin console.
+    pub listen: Option<SocketAddr>,
+    /// Password required on the TCP admin port (required when `listen` is set).
+    pub password: Option<String>,
+}
+
+/// One `[[users]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserConfig {
+    /// The MySQL user name, the same on the proxy and on every server.
+    pub name: String,
+    /// The stored credential.
+    pub password: PasswordHash,
+}
+
+/// A user's credential as MariaDB stores it for mysql_native_password: SHA1(SHA1(password)),
+/// or no password at all. Built from either `password = "plain"` or
+/// `password_hash = "*HEX40"` (exactly one of the two keys; `password = ""` means none).
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordHash {
+    /// The account has an empty password.
+    Empty,
+    /// SHA1(SHA1(password)), the 20 bytes behind mysql.user's `*HEX` string.
+    DoubleSha1([u8; 20]),
+}
+
+impl std::fmt::Debug for PasswordHash {
+    // Never print credential material, even hashed, in debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordHash::Empty => f.write_str("PasswordHash::Empty"),
+            PasswordHash::DoubleSha1(_) => f.write_str("PasswordHash::DoubleSha1(..)"),
+        }
+    }
+}
+
+/// `[monitor]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    /// User the monitor logs in as. Required.
+    pub user: String,
+    /// Its password (plain; the monitor needs it to log in). Default empty.
+    pub password: String,
+    /// Probe interval (default 500 ms, key `interval_ms`).
+    pub interval: Duration,
+    /// A probe that takes longer than this counts as failed (default 1000 ms, key `timeout_ms`).
+    pub timeout: Duration,
+    /// Consecutive failed probes before a server is marked down (default 3).
+    pub fail_count: u32,
+    /// Automatic or manual failover (default auto).
+    pub failover: FailoverMode,
+}
+
+/// Whether the proxy promotes a replica by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// Promote automatically once the master's failure is confirmed.
+    Auto,
+    /// Only on the admin command FAILOVER.
+    Manual,
+}
+
+/// `[cluster]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The kind of cluster (default replication).
+    pub kind: ClusterKind,
+}
+
+/// The kind of cluster behind the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKind {
+    /// One master, asynchronous or semi-synchronous GTID replicas.
+    Replication,
+    /// A Galera (wsrep) cluster.
+    Galera,
+}
+
+/// One `[[servers]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Unique name (used in logs and admin commands). Required.
+    pub name: String,
+    /// host:port. Required. Kept as written (a host name is resolved at connect time).
+    pub address: String,
+    /// Never promote this server (default false, key `no_promote`).
+    pub no_promote: bool,
+    /// Higher is preferred among equally up-to-date candidates (default 0).
+    pub priority: i32,
+}
+
+/// `[routing]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingConfig {
+    /// Send plain reads to replicas (default true).
+    pub read_write_split: bool,
+    /// Replicas lagging more than this get no reads (default 5 s, key `max_replication_lag_s`).
+    pub max_replication_lag: Duration,
+}
+
+/// `[backup]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupConfig {
+    /// Where backups are written (optional; no backups without it).
+    pub dir: Option<PathBuf>,
+    /// Schedule, e.g. "daily 02:30" (default "daily 02:30"), kept as text for the backup crate.
+    pub schedule: String,
+    /// How many backups to keep (default 7).
+    pub keep: u32,
+}
