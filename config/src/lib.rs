@@ -164,3 +164,18 @@ pub struct BackupConfig {
     /// How many backups to keep (default 7).
     pub keep: u32,
 }
+
+mod load;
+pub use load::ConfigError;
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        load::load(path)
+    }
+
+    /// Parses and validates `text` as if read from `path` (used by tests and reload).
+    pub fn parse(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
+        load::parse(text, path)
+    }
+}
