@@ -50,7 +50,7 @@ pub struct ProxyConfig {
 }
 
 /// `[admin]` section.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct AdminConfig {
     /// Unix socket path of the admin console (optional).
     pub socket: Option<PathBuf>,
@@ -90,8 +90,28 @@ impl std::fmt::Debug for PasswordHash {
     }
 }
 
+impl std::fmt::Debug for AdminConfig {
+    // The admin password is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("socket", &self.socket)
+            .field("listen", &self.listen)
+            .field("password", &self.password.as_ref().map(|_| Redacted))
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// `[monitor]` section.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct MonitorConfig {
     /// User the monitor logs in as. Required.
     pub user: String,
@@ -105,6 +125,20 @@ pub struct MonitorConfig {
     pub fail_count: u32,
     /// Automatic or manual failover (default auto).
     pub failover: FailoverMode,
+}
+
+impl std::fmt::Debug for MonitorConfig {
+    // The monitor password is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorConfig")
+            .field("user", &self.user)
+            .field("password", &Redacted)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("fail_count", &self.fail_count)
+            .field("failover", &self.failover)
+            .finish()
+    }
 }
 
 /// Whether the proxy promotes a replica by itself.
@@ -166,7 +200,45 @@ pub struct BackupConfig {
 }
 
 mod load;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
 pub use load::ConfigError;
+
+impl PasswordHash {
+    /// The credential for plain password `pw`: SHA1(SHA1(pw)), or `Empty` for "".
+    pub fn from_plain(pw: &str) -> PasswordHash {
+        use sha1::{Digest, Sha1};
+        if pw.is_empty() {
+            return PasswordHash::Empty;
+        }
+        let stage1 = Sha1::digest(pw.as_bytes());
+        PasswordHash::DoubleSha1(Sha1::digest(stage1).into())
+    }
+
+    /// Parses mysql.user's form: `*` followed by 40 hex digits (any case), or "" for `Empty`.
+    /// The error message never repeats the input.
+    pub fn parse_hex(s: &str) -> Result<PasswordHash, String> {
+        if s.is_empty() {
+            return Ok(PasswordHash::Empty);
+        }
+        let format = "must be \"*\" followed by 40 hex digits, as in mysql.user";
+        let Some(hex_part) = s.strip_prefix('*') else {
+            return Err(format!("{format} (missing leading \"*\")"));
+        };
+        if hex_part.len() != 40 {
+            return Err(format!(
+                "{format} (got {} characters after \"*\")",
+                hex_part.chars().count()
+            ));
+        }
+        let mut bytes = [0u8; 20];
+        hex::decode_to_slice(hex_part, &mut bytes)
+            .map_err(|_| format!("{format} (contains a non-hex character)"))?;
+        Ok(PasswordHash::DoubleSha1(bytes))
+    }
+}
 
 impl Config {
     /// Reads, parses and validates the file at `path`.
@@ -177,5 +249,15 @@ impl Config {
     /// Parses and validates `text` as if read from `path` (used by tests and reload).
     pub fn parse(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
         load::parse(text, path)
+    }
+
+    /// The `[[users]]` entry named `name`, if any.
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// The `[[servers]]` entry named `name`, if any.
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name == name)
     }
 }
