@@ -1,0 +1,63 @@
+//! Whole-packet reads for the connection phase (the command phase streams instead).
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::{payload_len, HEADER_LEN, MAX_PAYLOAD};
+
+/// Why a packet could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Closed,
+    /// The packet is larger than allowed at this point.
+    #[error("packet of {0} bytes is too large here")]
+    TooLarge(usize),
+}
+
+/// Reads bytes into `buf` until it holds at least `n`.
+pub async fn fill<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    n: usize,
+) -> Result<(), ReadError> {
+    while buf.len() < n {
+        buf.reserve((n - buf.len()).max(8192));
+        if r.read_buf(buf).await? == 0 {
+            return Err(ReadError::Closed);
+        }
+    }
+    Ok(())
+}
+
+/// Reads one whole packet of at most `max` payload bytes (never a multi-packet message):
+/// returns its sequence id and payload, and leaves any further bytes in `buf`.
+pub async fn read_packet<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<(u8, BytesMut), ReadError> {
+    fill(r, buf, HEADER_LEN).await?;
+    let len = payload_len(buf);
+    if len > max || len >= MAX_PAYLOAD {
+        return Err(ReadError::TooLarge(len));
+    }
+    fill(r, buf, HEADER_LEN + len).await?;
+    let seq = buf[3];
+    buf.advance(HEADER_LEN);
+    Ok((seq, buf.split_to(len)))
+}
+
+/// Writes one packet (payload shorter than 16 MiB - 1) with sequence id `seq`.
+pub async fn write_packet<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    seq: u8,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(&crate::protocol::packets::packet(seq, payload))
+        .await
+}

@@ -1,0 +1,553 @@
+//! One client session: login, then a loop of commands, each forwarded to the backend and
+//! its response relayed back, both directions streamed without re-encoding.
+//!
+//! States: `Handshake` (greeting sent, waiting for the login) → `Idle` (waiting for a
+//! command) ⇄ `Busy` (a command's response is being relayed) → `Closed`. The session is
+//! half-duplex like the protocol itself: one command at a time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, info};
+
+use crate::auth;
+use crate::backend::{self, Backend, BackendError, Login};
+use crate::io::{fill, read_packet, write_packet, ReadError};
+use crate::protocol::handshake::{
+    AuthSwitchRequest, ChangeUser, HandshakeResponse, HandshakeV10, NATIVE_PASSWORD,
+};
+use crate::protocol::packets::{ErrPacket, ERR};
+use crate::protocol::relay::{Relay, Scan};
+use crate::protocol::response::ResponseTracker;
+use crate::protocol::{command, payload_len, Caps, HEADER_LEN, MAX_PAYLOAD};
+use crate::Shared;
+
+/// Largest login or COM_CHANGE_USER packet accepted from a client.
+const MAX_LOGIN_PACKET: usize = 1 << 20;
+
+/// How many bytes of a command packet are read before it is forwarded (the command byte
+/// and, later, the statement text the router looks at).
+const COMMAND_HEAD: usize = 64;
+
+/// Read-buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The client's socket failed or closed.
+    #[error("client connection: {0}")]
+    Client(ReadError),
+    /// The client broke the protocol (the client was told why, if it could be).
+    #[error("client protocol error: {0}")]
+    ClientProtocol(&'static str),
+    /// The backend connection failed or broke the protocol mid-command.
+    #[error("backend {server}: {reason}")]
+    Backend {
+        /// Server name.
+        server: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Login failed (the client got an error).
+    #[error("login refused: {0}")]
+    Login(String),
+}
+
+impl From<std::io::Error> for SessionError {
+    fn from(e: std::io::Error) -> Self {
+        SessionError::Client(ReadError::Io(e))
+    }
+}
+
+/// A logged-in session.
+pub struct Session {
+    id: u32,
+    peer: SocketAddr,
+    client: TcpStream,
+    /// Bytes read from the client and not yet forwarded.
+    cbuf: BytesMut,
+    /// Capabilities negotiated with the client.
+    caps: Caps,
+    /// The scramble sent in the greeting (COM_CHANGE_USER answers it again).
+    salt: [u8; 20],
+    user: Vec<u8>,
+    backend: Backend,
+    /// Status flags from the last OK/EOF the backend sent.
+    status: u16,
+    shared: Arc<Shared>,
+}
+
+/// Serves one client connection to its end.
+pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, id: u32) {
+    let _ = client.set_nodelay(true);
+    let timeout = shared.config.proxy.handshake_timeout;
+    let session = match tokio::time::timeout(timeout, login(&shared, client, peer, id)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(e)) => {
+            info!(session = id, %peer, "login failed: {e}");
+            return;
+        }
+        Err(_) => {
+            info!(session = id, %peer, "login not completed within {} ms", timeout.as_millis());
+            return;
+        }
+    };
+    debug!(session = id, %peer, user = %String::from_utf8_lossy(&session.user), "session open");
+    match session.run().await {
+        Ok(()) => debug!(session = id, "session closed"),
+        Err(e) => info!(session = id, %peer, "session ended: {e}"),
+    }
+}
+
+/// Sends `err` with sequence id `seq` and reports `reason`.
+async fn refuse(client: &mut TcpStream, seq: u8, err: ErrPacket) -> SessionError {
+    let _ = client.write_all(&err.to_packet(seq)).await;
+    SessionError::Login(err.message)
+}
+
+/// The connection phase: greet, authenticate against the configured users, log into the
+/// master as the same user, and pass the master's OK on.
+async fn login(
+    shared: &Arc<Shared>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    id: u32,
+) -> Result<Session, SessionError> {
+    let template = match shared.greeting().await {
+        Ok(g) => g,
+        Err(e) => return Err(refuse(&mut client, 0, no_master(&e.to_string())).await),
+    };
+    let salt = auth::new_salt();
+    let advertised = Caps(template.caps.0 & Caps::PROXYABLE);
+    let greeting = HandshakeV10 {
+        server_version: template.server_version.clone(),
+        connection_id: id,
+        scramble: salt.to_vec(),
+        caps: advertised,
+        collation: template.collation,
+        status: template.status,
+        auth_plugin: NATIVE_PASSWORD.to_vec(),
+    };
+    write_packet(&mut client, 0, &greeting.encode()).await?;
+
+    let mut cbuf = BytesMut::with_capacity(READ_CHUNK);
+    let (seq, payload) = match read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET).await {
+        Ok(p) => p,
+        Err(ReadError::TooLarge(_)) => return Err(refuse(&mut client, 2, bad_handshake()).await),
+        Err(e) => return Err(SessionError::Client(e)),
+    };
+    if HandshakeResponse::is_ssl_request(&payload) {
+        let err = ErrPacket::new(
+            1043,
+            "08S01",
+            "kohaproxy does not offer TLS yet: connect without SSL",
+        );
+        return Err(refuse(&mut client, seq.wrapping_add(1), err).await);
+    }
+    let Ok(mut response) = HandshakeResponse::decode(&payload) else {
+        return Err(refuse(&mut client, seq.wrapping_add(1), bad_handshake()).await);
+    };
+    let mut seq = seq.wrapping_add(1);
+    response.caps = Caps(response.caps.0 & advertised.0);
+    let user_name = String::from_utf8_lossy(&response.user).into_owned();
+
+    // The client may have answered for another plugin: ask again for a native response.
+    let native = response
+        .auth_plugin
+        .as_deref()
+        .is_none_or(|p| p == NATIVE_PASSWORD);
+    if !native || !matches!(response.auth_response.len(), 0 | 20) {
+        let switch = AuthSwitchRequest {
+            plugin: NATIVE_PASSWORD.to_vec(),
+            data: salt.to_vec(),
+        };
+        write_packet(&mut client, seq, &switch.encode()).await?;
+        let (s, data) = read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET)
+            .await
+            .map_err(SessionError::Client)?;
+        response.auth_response = data.to_vec();
+        seq = s.wrapping_add(1);
+    }
+
+    let Some(credential) = shared.authenticate(&user_name, &salt, &response.auth_response) else {
+        let err = access_denied(&user_name, peer, !response.auth_response.is_empty());
+        return Err(refuse(&mut client, seq, err).await);
+    };
+
+    let login = Login {
+        caps: response.caps,
+        collation: response.collation,
+        max_packet: response.max_packet,
+        user: response.user.clone(),
+        credential,
+        database: response.database.clone(),
+        attrs: response.attrs.clone(),
+    };
+    let (backend, ok) = match shared.connect_master(&login).await {
+        Ok(b) => b,
+        Err(BackendError::Refused { err, .. }) => {
+            client
+                .write_all(&crate::protocol::packets::packet(seq, &err))
+                .await?;
+            return Err(SessionError::Login("the master refused the login".into()));
+        }
+        Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
+    };
+    client
+        .write_all(&crate::protocol::packets::packet(seq, &ok))
+        .await?;
+    let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
+    Ok(Session {
+        id,
+        peer,
+        client,
+        cbuf,
+        caps: login.caps,
+        salt,
+        user: login.user,
+        backend,
+        status,
+        shared: shared.clone(),
+    })
+}
+
+fn bad_handshake() -> ErrPacket {
+    ErrPacket::new(1043, "08S01", "Bad handshake")
+}
+
+fn no_master(detail: &str) -> ErrPacket {
+    ErrPacket::new(
+        2003,
+        "HY000",
+        format!("kohaproxy: no master available ({detail})"),
+    )
+}
+
+/// MariaDB's own text for a refused login.
+fn access_denied(user: &str, peer: SocketAddr, with_password: bool) -> ErrPacket {
+    ErrPacket::new(
+        1045,
+        "28000",
+        format!(
+            "Access denied for user '{}'@'{}' (using password: {})",
+            user,
+            peer.ip(),
+            if with_password { "YES" } else { "NO" }
+        ),
+    )
+}
+
+// === impl Session ===
+
+impl Session {
+    /// The command loop.
+    async fn run(mut self) -> Result<(), SessionError> {
+        loop {
+            // Idle: wait for the next command's header and first bytes.
+            let idle = self.shared.config.proxy.idle_timeout;
+            let head = fill(&mut self.client, &mut self.cbuf, HEADER_LEN);
+            match idle {
+                Some(t) => match tokio::time::timeout(t, head).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(SessionError::ClientProtocol("idle timeout")),
+                },
+                None => head.await,
+            }
+            .map_err(SessionError::Client)?;
+            let len = payload_len(&self.cbuf);
+            if self.cbuf[3] != 0 {
+                let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
+                self.client
+                    .write_all(&err.to_packet(self.cbuf[3].wrapping_add(1)))
+                    .await?;
+                return Err(SessionError::ClientProtocol("packet out of order"));
+            }
+            if len == 0 {
+                self.cbuf.advance(HEADER_LEN);
+                let err = ErrPacket::new(1835, "HY000", "Malformed communication packet");
+                self.client.write_all(&err.to_packet(1)).await?;
+                continue;
+            }
+            fill(
+                &mut self.client,
+                &mut self.cbuf,
+                HEADER_LEN + len.min(COMMAND_HEAD),
+            )
+            .await
+            .map_err(SessionError::Client)?;
+            let cmd = self.cbuf[HEADER_LEN];
+            match cmd {
+                command::QUIT => {
+                    let _ = self
+                        .backend
+                        .stream
+                        .write_all(&[1, 0, 0, 0, command::QUIT])
+                        .await;
+                    return Ok(());
+                }
+                command::CHANGE_USER => self.change_user(len).await?,
+                command::BINLOG_DUMP | command::BINLOG_DUMP_GTID | command::REGISTER_SLAVE => {
+                    let next_seq = self.discard_message().await?;
+                    let err = ErrPacket::new(
+                        1047,
+                        "08S01",
+                        "Unknown command: kohaproxy does not relay replication streams",
+                    );
+                    self.client.write_all(&err.to_packet(next_seq)).await?;
+                }
+                _ => {
+                    let next_seq = self.forward_message().await?;
+                    if let Some(tracker) = ResponseTracker::for_command(cmd, self.backend.caps) {
+                        self.relay_response(tracker, next_seq).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Streams the client's current message (one or more packets) to the backend, refusing
+    /// it past `max_allowed_packet`. Returns the sequence id the response starts with.
+    async fn forward_message(&mut self) -> Result<u8, SessionError> {
+        let max = self.shared.config.proxy.max_allowed_packet;
+        let mut total = 0usize;
+        loop {
+            fill(&mut self.client, &mut self.cbuf, HEADER_LEN)
+                .await
+                .map_err(SessionError::Client)?;
+            let len = payload_len(&self.cbuf);
+            let seq = self.cbuf[3];
+            total += len;
+            if total > max {
+                let err = ErrPacket::new(
+                    1153,
+                    "08S01",
+                    "Got a packet bigger than 'max_allowed_packet' bytes",
+                );
+                self.client
+                    .write_all(&err.to_packet(seq.wrapping_add(1)))
+                    .await?;
+                return Err(SessionError::ClientProtocol(
+                    "packet bigger than max_allowed_packet",
+                ));
+            }
+            self.stream_to_backend(HEADER_LEN + len).await?;
+            if len < MAX_PAYLOAD {
+                return Ok(seq.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Passes the next `n` client bytes to the backend as they arrive.
+    async fn stream_to_backend(&mut self, mut n: usize) -> Result<(), SessionError> {
+        while n > 0 {
+            if self.cbuf.is_empty() {
+                self.cbuf.reserve(READ_CHUNK);
+                if self.client.read_buf(&mut self.cbuf).await? == 0 {
+                    return Err(SessionError::Client(ReadError::Closed));
+                }
+            }
+            let k = n.min(self.cbuf.len());
+            self.backend
+                .stream
+                .write_all(&self.cbuf[..k])
+                .await
+                .map_err(|e| self.backend_error(e.to_string()))?;
+            self.cbuf.advance(k);
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// Skips the client's current message. Returns the sequence id a reply starts with.
+    async fn discard_message(&mut self) -> Result<u8, SessionError> {
+        loop {
+            fill(&mut self.client, &mut self.cbuf, HEADER_LEN)
+                .await
+                .map_err(SessionError::Client)?;
+            let len = payload_len(&self.cbuf);
+            let seq = self.cbuf[3];
+            let mut n = HEADER_LEN + len;
+            while n > 0 {
+                fill(&mut self.client, &mut self.cbuf, 1)
+                    .await
+                    .map_err(SessionError::Client)?;
+                let k = n.min(self.cbuf.len());
+                self.cbuf.advance(k);
+                n -= k;
+            }
+            if len < MAX_PAYLOAD {
+                return Ok(seq.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Relays the backend's response to the client until the tracker sees its end.
+    async fn relay_response(
+        &mut self,
+        tracker: ResponseTracker,
+        first_seq: u8,
+    ) -> Result<(), SessionError> {
+        let mut relay = Relay::new(tracker);
+        let mut forwarded = false;
+        loop {
+            let (n, scan) = relay
+                .scan(&self.backend.buf)
+                .map_err(|e| self.backend_error(e.to_string()))?;
+            if n > 0 {
+                self.client.write_all(&self.backend.buf[..n]).await?;
+                self.backend.buf.advance(n);
+                forwarded = true;
+            }
+            match scan {
+                Scan::Done => {
+                    if let Some(s) = relay.tracker().status() {
+                        self.status = s;
+                    }
+                    return Ok(());
+                }
+                Scan::LocalInfile => {
+                    self.relay_local_infile().await?;
+                    continue;
+                }
+                Scan::NeedMore => {}
+            }
+            self.backend.buf.reserve(READ_CHUNK);
+            let read = self.backend.stream.read_buf(&mut self.backend.buf).await;
+            if !matches!(read, Ok(n) if n > 0) {
+                let reason = match read {
+                    Err(e) => e.to_string(),
+                    _ => "connection closed".to_string(),
+                };
+                if !forwarded {
+                    let err =
+                        ErrPacket::new(2013, "HY000", "Lost connection to server during query");
+                    let _ = self.client.write_all(&err.to_packet(first_seq)).await;
+                }
+                return Err(self.backend_error(reason));
+            }
+        }
+    }
+
+    /// After a LOCAL INFILE request: streams the client's file packets to the backend, up
+    /// to and including the empty packet that ends the file.
+    async fn relay_local_infile(&mut self) -> Result<(), SessionError> {
+        let mut continued = false;
+        loop {
+            fill(&mut self.client, &mut self.cbuf, HEADER_LEN)
+                .await
+                .map_err(SessionError::Client)?;
+            let len = payload_len(&self.cbuf);
+            self.stream_to_backend(HEADER_LEN + len).await?;
+            if len == 0 && !continued {
+                return Ok(());
+            }
+            continued = len == MAX_PAYLOAD;
+        }
+    }
+
+    /// COM_CHANGE_USER: authenticated by the proxy like a login, then replayed on the
+    /// backend with the recovered credential. A refused change closes the session: it
+    /// must not carry on as the previous user.
+    async fn change_user(&mut self, len: usize) -> Result<(), SessionError> {
+        if len > MAX_LOGIN_PACKET {
+            let err = ErrPacket::new(
+                1153,
+                "08S01",
+                "Got a packet bigger than 'max_allowed_packet' bytes",
+            );
+            self.client.write_all(&err.to_packet(1)).await?;
+            return Err(SessionError::ClientProtocol("oversized COM_CHANGE_USER"));
+        }
+        let (_, payload) = read_packet(&mut self.client, &mut self.cbuf, MAX_LOGIN_PACKET)
+            .await
+            .map_err(SessionError::Client)?;
+        let Ok(mut request) = ChangeUser::decode(&payload, self.caps) else {
+            let err = ErrPacket::new(1835, "HY000", "Malformed communication packet");
+            self.client.write_all(&err.to_packet(1)).await?;
+            return Err(SessionError::ClientProtocol("malformed COM_CHANGE_USER"));
+        };
+        let mut seq = 1u8;
+        let native = request
+            .auth_plugin
+            .as_deref()
+            .is_none_or(|p| p == NATIVE_PASSWORD);
+        let mut salt = self.salt;
+        if !native || !matches!(request.auth_response.len(), 0 | 20) {
+            salt = auth::new_salt();
+            let switch = AuthSwitchRequest {
+                plugin: NATIVE_PASSWORD.to_vec(),
+                data: salt.to_vec(),
+            };
+            write_packet(&mut self.client, seq, &switch.encode()).await?;
+            let (s, data) = read_packet(&mut self.client, &mut self.cbuf, MAX_LOGIN_PACKET)
+                .await
+                .map_err(SessionError::Client)?;
+            request.auth_response = data.to_vec();
+            seq = s.wrapping_add(1);
+        }
+        let user_name = String::from_utf8_lossy(&request.user).into_owned();
+        let Some(credential) = self
+            .shared
+            .authenticate(&user_name, &salt, &request.auth_response)
+        else {
+            let err = access_denied(&user_name, self.peer, !request.auth_response.is_empty());
+            self.client.write_all(&err.to_packet(seq)).await?;
+            return Err(SessionError::Login(err.message));
+        };
+        // Replay on the backend against its own scramble.
+        request.auth_response = credential.scramble(&self.backend.greeting.scramble);
+        request.auth_plugin = Some(NATIVE_PASSWORD.to_vec());
+        write_packet(
+            &mut self.backend.stream,
+            0,
+            &request.encode(self.backend.caps),
+        )
+        .await
+        .map_err(|e| self.backend_error(e.to_string()))?;
+        let server = self.backend.server.clone();
+        let result = backend::finish_auth(
+            &server,
+            &mut self.backend.stream,
+            &mut self.backend.buf,
+            &credential,
+        )
+        .await;
+        match result {
+            Ok(ok) => {
+                self.client
+                    .write_all(&crate::protocol::packets::packet(seq, &ok))
+                    .await?;
+                self.status = crate::protocol::packets::ok_status(&ok).unwrap_or(self.status);
+                self.user = request.user;
+                Ok(())
+            }
+            Err(BackendError::Refused { err, .. }) => {
+                debug_assert_eq!(err.first(), Some(&ERR));
+                self.client
+                    .write_all(&crate::protocol::packets::packet(seq, &err))
+                    .await?;
+                Err(SessionError::Login(
+                    "the backend refused COM_CHANGE_USER".into(),
+                ))
+            }
+            Err(e) => Err(self.backend_error(e.to_string())),
+        }
+    }
+
+    fn backend_error(&self, reason: String) -> SessionError {
+        SessionError::Backend {
+            server: self.backend.server.clone(),
+            reason,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        debug!(session = self.id, status = self.status, "session dropped");
+    }
+}
