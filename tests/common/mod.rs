@@ -1,0 +1,193 @@
+//! The end-to-end harness: a real sandbox cluster (mariadbd processes) with the real
+//! `kohaproxy` binary in front of it. Everything listens on 127.0.0.1, on free ports, and
+//! everything started here is stopped by pid when the `Env` is dropped.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kohaproxy_sandbox::{Sandbox, SandboxGuard, UpOptions};
+
+/// A sandbox cluster plus a running proxy in front of it.
+pub struct Env {
+    /// The proxy process (dropped first: stopped before the servers).
+    pub proxy: Option<ProxyProcess>,
+    /// The cluster.
+    pub sandbox: SandboxGuard,
+    /// Owns the directory; removed last.
+    _dir: tempfile::TempDir,
+}
+
+/// A `kohaproxy run` child process, killed on drop.
+pub struct ProxyProcess {
+    child: Child,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+impl Env {
+    /// A master with `replicas` replicas and the proxy in front, with the config as the
+    /// sandbox writes it.
+    pub fn start(replicas: usize) -> Env {
+        Env::start_with(replicas, |_| {})
+    }
+
+    /// Like `start`, letting the test edit the proxy config text before the proxy starts.
+    pub fn start_with(replicas: usize, edit: impl FnOnce(&mut String)) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("kp")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let mut opts = UpOptions::new(dir.path().join("sb"));
+        opts.replicas = replicas;
+        opts.proxy_port = free_port();
+        let sandbox = SandboxGuard(Sandbox::up(&opts).expect("sandbox up"));
+        let config = sandbox.0.config_path();
+        let mut text = std::fs::read_to_string(&config).expect("read proxy config");
+        edit(&mut text);
+        std::fs::write(&config, text).expect("write proxy config");
+        let mut env = Env {
+            proxy: None,
+            sandbox,
+            _dir: dir,
+        };
+        env.start_proxy();
+        env
+    }
+
+    /// The sandbox.
+    pub fn sb(&self) -> &Sandbox {
+        &self.sandbox.0
+    }
+
+    /// Starts (or restarts) the proxy and waits until it greets clients.
+    pub fn start_proxy(&mut self) {
+        self.proxy = None;
+        let log = self.sb().dir().join("proxy.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kohaproxy"))
+            .args(["run", "--config"])
+            .arg(self.sb().config_path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("proxy log"))
+            .spawn()
+            .expect("spawn kohaproxy");
+        self.proxy = Some(ProxyProcess { child, log });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.proxy_port())).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "proxy did not listen: {}",
+                self.proxy_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the proxy logged so far.
+    pub fn proxy_log(&self) -> String {
+        self.proxy
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(&p.log).ok())
+            .unwrap_or_default()
+    }
+
+    /// The proxy's port.
+    pub fn proxy_port(&self) -> u16 {
+        self.sb().proxy_port()
+    }
+
+    /// The master's port (for direct comparisons).
+    pub fn master_port(&self) -> u16 {
+        self.sb().master_port()
+    }
+
+    /// mysql_async options for `user`/`password` on `port`, database `db`.
+    pub fn opts(port: u16, user: &str, password: &str, db: Option<&str>) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some(user))
+            .pass(Some(password))
+            .db_name(db)
+            .prefer_socket(false)
+            .into()
+    }
+
+    /// koha/koha on the proxy, database koha.
+    pub fn proxy_opts(&self) -> mysql_async::Opts {
+        Env::opts(self.proxy_port(), "koha", "koha", Some("koha"))
+    }
+
+    /// koha/koha directly on the master, database koha.
+    pub fn direct_opts(&self) -> mysql_async::Opts {
+        Env::opts(self.master_port(), "koha", "koha", Some("koha"))
+    }
+
+    /// Runs the `mariadb` client as koha on `port` with `args`, `stdin` fed in.
+    pub fn mariadb(port: u16, args: &[&str], stdin: &[u8]) -> Output {
+        run_client("mariadb", port, args, stdin)
+    }
+
+    /// Runs `mariadb-dump` as koha on `port` with `args`.
+    pub fn mariadb_dump(port: u16, args: &[&str]) -> Output {
+        run_client("mariadb-dump", port, args, b"")
+    }
+}
+
+/// Runs a MariaDB command-line tool against 127.0.0.1:`port` as koha/koha.
+fn run_client(tool: &str, port: u16, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(tool)
+        .arg("--no-defaults")
+        .args(["-h127.0.0.1", "--protocol=TCP", "-ukoha", "-pkoha"])
+        .arg(format!("-P{port}"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    out
+}
+
+/// Asserts a command succeeded, showing its stderr if not; returns its stdout.
+pub fn ok(out: Output, what: &str) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The repository's shared/ folder (Koha schema and sample data), beside the repo.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
