@@ -7,11 +7,13 @@
 pub mod auth;
 pub mod backend;
 pub mod io;
+pub mod kill;
 pub mod protocol;
 pub mod session;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwapOption;
 use kohaproxy_config::Config;
@@ -49,6 +51,9 @@ pub struct Shared {
     /// offered.
     greeting: ArcSwapOption<HandshakeV10>,
     next_id: AtomicU32,
+    /// Proxy session id -> thread id of its backend connection (for KILL). Touched at
+    /// login, logout and KILL only, never per packet.
+    sessions: Mutex<HashMap<u32, u32>>,
 }
 
 impl Shared {
@@ -58,7 +63,8 @@ impl Shared {
             config,
             topology,
             greeting: ArcSwapOption::empty(),
-            next_id: AtomicU32::new(1),
+            next_id: AtomicU32::new(kill::FIRST_SESSION_ID),
+            sessions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -113,7 +119,34 @@ impl Shared {
     }
 
     fn next_session_id(&self) -> u32 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        // Wraps back to the start of the proxy's range, never into server thread ids.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if id < kill::FIRST_SESSION_ID {
+            self.next_id
+                .store(kill::FIRST_SESSION_ID + 1, Ordering::Relaxed);
+            return kill::FIRST_SESSION_ID;
+        }
+        id
+    }
+
+    /// Records that session `id` runs on backend thread `thread_id`.
+    pub(crate) fn register(&self, id: u32, thread_id: u32) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(id, thread_id);
+        }
+    }
+
+    /// Forgets session `id`.
+    pub(crate) fn unregister(&self, id: u32) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(&id);
+        }
+    }
+
+    /// The backend thread of proxy session `id`, if it is one of ours.
+    pub(crate) fn backend_thread(&self, id: u64) -> Option<u32> {
+        let id = u32::try_from(id).ok()?;
+        self.sessions.lock().ok()?.get(&id).copied()
     }
 }
 

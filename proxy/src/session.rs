@@ -201,6 +201,7 @@ async fn login(
         .write_all(&crate::protocol::packets::packet(seq, &ok))
         .await?;
     let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
+    shared.register(id, backend.greeting.connection_id);
     Ok(Session {
         id,
         peer,
@@ -299,6 +300,11 @@ impl Session {
                     );
                     self.client.write_all(&err.to_packet(next_seq)).await?;
                 }
+                command::QUERY | command::PROCESS_KILL
+                    if self.kill_translation(cmd, len).is_some() =>
+                {
+                    self.send_translated_kill(cmd, len).await?;
+                }
                 _ => {
                     let next_seq = self.forward_message().await?;
                     if let Some(tracker) = ResponseTracker::for_command(cmd, self.backend.caps) {
@@ -307,6 +313,47 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// If the buffered command is a complete single-packet KILL (statement or
+    /// COM_PROCESS_KILL) naming a proxy session, the same KILL aimed at that session's
+    /// backend thread.
+    fn kill_translation(&self, cmd: u8, len: usize) -> Option<String> {
+        if len > COMMAND_HEAD {
+            return None;
+        }
+        let payload = self.cbuf.get(HEADER_LEN..HEADER_LEN + len)?;
+        let kill = if cmd == command::PROCESS_KILL {
+            let id = u32::from_le_bytes(payload.get(1..5)?.try_into().ok()?);
+            crate::kill::Kill {
+                query_only: false,
+                modifier: None,
+                id: id as u64,
+            }
+        } else {
+            crate::kill::Kill::parse(&payload[1..])?
+        };
+        let thread = self.shared.backend_thread(kill.id)?;
+        Some(kill.to_sql(thread))
+    }
+
+    /// Replaces the client's KILL by its translation (see `kill_translation`) and relays
+    /// the server's answer.
+    async fn send_translated_kill(&mut self, cmd: u8, len: usize) -> Result<(), SessionError> {
+        let Some(sql) = self.kill_translation(cmd, len) else {
+            return Ok(());
+        };
+        self.cbuf.advance(HEADER_LEN + len);
+        let mut payload = Vec::with_capacity(1 + sql.len());
+        payload.push(command::QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        write_packet(&mut self.backend.stream, 0, &payload)
+            .await
+            .map_err(|e| self.backend_error(e.to_string()))?;
+        if let Some(tracker) = ResponseTracker::for_command(command::QUERY, self.backend.caps) {
+            self.relay_response(tracker, 1).await?;
+        }
+        Ok(())
     }
 
     /// Streams the client's current message (one or more packets) to the backend, refusing
@@ -548,6 +595,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        self.shared.unregister(self.id);
         debug!(session = self.id, status = self.status, "session dropped");
     }
 }
