@@ -1,0 +1,136 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/demo.sh and benches/sysbench.sh. Source it; it defines functions
+# only. Nothing here kills a process the calling script did not start: every stop goes by a
+# pid the caller recorded, and is checked against the process's command line first.
+
+# kp_toml_addr FILE listen|master: prints host:port of the proxy listener ([proxy] listen)
+# or of the master (the first [[servers]] address, db1 in a sandbox).
+kp_toml_addr() {
+  python3 - "$1" "$2" <<'EOF'
+import re, sys
+path, what = sys.argv[1], sys.argv[2]
+text = open(path, encoding="utf-8").read()
+try:
+    import tomllib
+    cfg = tomllib.loads(text)
+    addr = cfg["proxy"]["listen"] if what == "listen" else cfg["servers"][0]["address"]
+except ImportError:  # python < 3.11: good enough for the files the sandbox writes
+    section = "[proxy]" if what == "listen" else "[[servers]]"
+    key = "listen" if what == "listen" else "address"
+    body = text.split(section, 1)[1]
+    addr = re.search(r'^\s*%s\s*=\s*"([^"]+)"' % key, body, re.M).group(1)
+print(addr)
+EOF
+}
+
+# kp_sandbox_servers DIR: prints "name role port pid" per server from DIR/sandbox.json,
+# which may be a list of servers, {"servers": [...]}, or {name: {...}}.
+kp_sandbox_servers() {
+  python3 - "$1/sandbox.json" <<'EOF'
+import json, sys
+data = json.load(open(sys.argv[1], encoding="utf-8"))
+if isinstance(data, dict):
+    if isinstance(data.get("servers"), list):
+        data = data["servers"]
+    else:
+        data = [dict(v, name=v.get("name", k)) for k, v in data.items() if isinstance(v, dict)]
+for s in data:
+    print(s.get("name", "?"), s.get("role", "?"), s.get("port", 0), s.get("pid") or 0)
+EOF
+}
+
+# kp_master_port DIR: the master's port, from DIR/kohaproxy.toml, else DIR/sandbox.json.
+kp_master_port() {
+  local addr
+  if addr=$(kp_toml_addr "$1/kohaproxy.toml" master 2>/dev/null); then
+    echo "${addr##*:}"
+    return
+  fi
+  kp_sandbox_servers "$1" | awk '$2 == "master" || $2 == "primary" || ($1 == "db1" && !p) { p = $3 } END { if (!p) exit 1; print p }'
+}
+
+# kp_free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+kp_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# kp_port_open PORT: true if something accepts connections on 127.0.0.1:PORT.
+kp_port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# kp_alive PID [WORD]: true if PID runs and (when given) its command line contains WORD.
+kp_alive() {
+  local pid=$1 word=${2:-} cmd
+  [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] || return 1
+  [[ -z $word ]] && return 0
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmd == *"$word"* ]]
+}
+
+# kp_stop_pid PID WORD: SIGTERM the process if it is still ours (command line contains
+# WORD), wait up to 10 s, then SIGKILL.
+kp_stop_pid() {
+  local pid=$1 word=$2 i
+  kp_alive "$pid" "$word" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    # an exited child of ours is a zombie with an empty command line: not alive
+    kp_alive "$pid" "$word" || break
+    sleep 0.1
+  done
+  if kp_alive "$pid" "$word"; then
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true # reaps it when it is our child; harmless otherwise
+}
+
+# kp_sandbox_down BIN DIR: `kohaproxy sandbox down`; if that fails, stop the mariadbd
+# processes this sandbox's sandbox.json lists (checked: mariadbd with DIR on its command line).
+kp_sandbox_down() {
+  local bin=$1 dir=$2 name role port pid
+  [[ -e $dir/sandbox.json || -e $dir/kohaproxy.toml ]] || return 0
+  if [[ -x $bin ]] && "$bin" sandbox down --dir "$dir"; then
+    return 0
+  fi
+  echo "kohaproxy sandbox down failed; stopping the servers listed in $dir/sandbox.json" >&2
+  [[ -r $dir/sandbox.json ]] || return 1
+  kp_sandbox_servers "$dir" | while read -r name role port pid; do
+    if kp_alive "$pid" "$dir"; then
+      echo "  stopping $name ($role, port $port, pid $pid)" >&2
+      kp_stop_pid "$pid" "$dir"
+    fi
+  done
+}
+
+# kp_cpu_ticks PID: utime + stime (fields 14 and 15 of /proc/PID/stat, all threads), in ticks.
+kp_cpu_ticks() {
+  local stat rest
+  local -a f
+  stat=$(<"/proc/$1/stat") || return 1
+  rest=${stat##*) }        # the command name (field 2) may contain spaces; skip past it
+  read -r -a f <<<"$rest"  # f[0] is field 3
+  echo $((f[11] + f[12]))
+}
+
+# kp_rss_kb PID: VmRSS in KiB.
+kp_rss_kb() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+# kp_wait_login PORT SECONDS [PID WORD]: waits until koha/koha can run SELECT 1 on PORT;
+# gives up early if the process PID (when given) has exited.
+kp_wait_login() {
+  local port=$1 secs=$2 pid=${3:-} word=${4:-} deadline=$((SECONDS + $2))
+  while ((SECONDS < deadline)); do
+    if mariadb -h127.0.0.1 -P"$port" -ukoha -pkoha --connect-timeout=2 -e 'SELECT 1' >/dev/null 2>&1; then
+      return 0
+    fi
+    if [[ -n $pid ]] && ! kp_alive "$pid" "$word"; then
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "no login on 127.0.0.1:$port within ${secs}s" >&2
+  return 1
+}
