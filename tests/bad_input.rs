@@ -6,22 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::raw::{self, read_packet, RawClient};
 use common::Env;
-use kohaproxy_proxy::auth::Credential;
-use kohaproxy_proxy::protocol::handshake::{HandshakeResponse, HandshakeV10, NATIVE_PASSWORD};
-use kohaproxy_proxy::protocol::{payload_len, Caps};
 use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Reads one packet: (sequence id, payload). `None` when the proxy closed the connection.
-async fn read_packet(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).await.ok()?;
-    let mut payload = vec![0; payload_len(&header)];
-    s.read_exact(&mut payload).await.ok()?;
-    Some((header[3], payload))
-}
 
 fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
     kohaproxy_proxy::protocol::packets::packet(seq, payload)
@@ -43,28 +32,8 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
 
 /// A client logged in through the raw protocol (to send what real drivers never would).
 async fn raw_login(port: u16, user: &str, password: &str) -> (TcpStream, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (_, greeting) = read_packet(&mut s).await.unwrap();
-    let greeting = HandshakeV10::decode(&greeting).unwrap();
-    let login = HandshakeResponse {
-        caps: Caps(
-            Caps::PROTOCOL_41
-                | Caps::SECURE_CONNECTION
-                | Caps::PLUGIN_AUTH
-                | Caps::CONNECT_WITH_DB
-                | Caps::DEPRECATE_EOF,
-        ),
-        max_packet: 1 << 24,
-        collation: 45,
-        user: user.as_bytes().to_vec(),
-        auth_response: Credential::from_password(password).scramble(&greeting.scramble),
-        database: Some(b"koha".to_vec()),
-        auth_plugin: Some(NATIVE_PASSWORD.to_vec()),
-        attrs: None,
-    };
-    s.write_all(&packet(1, &login.encode())).await.unwrap();
-    let (_, reply) = read_packet(&mut s).await.unwrap();
-    (s, reply)
+    let (client, reply) = RawClient::login(port, user, password, raw::MODERN).await;
+    (client.stream, reply)
 }
 
 /// Error number and message of an ERR payload.

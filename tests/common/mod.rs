@@ -3,6 +3,8 @@
 //! everything started here is stopped by pid when the `Env` is dropped.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod raw;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
