@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mariadb-server mariadb-client sysbench haproxy libdbd-mysql-perl libdbi-perl galera-4 python3)
+packages=(mariadb-server mariadb-client sysbench haproxy libdbd-mysql-perl libdbi-perl galera-4 python3 openssl)
 
 installed() {
   [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true) == installed ]]

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// A MySQL-protocol proxy that keeps Koha online in front of a MariaDB cluster.
@@ -40,11 +39,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let config = kohaproxy_config::Config::load(&config)?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(kohaproxy_proxy::run(config))?;
+            kohaproxy_proxy::run(config)?;
         }
         Command::CheckConfig { file } => {
             let config = kohaproxy_config::Config::load(&file)?;

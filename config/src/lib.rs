@@ -47,6 +47,19 @@ pub struct ProxyConfig {
     pub max_allowed_packet: usize,
     /// Idle client sessions are closed after this (default 8 h, key `idle_timeout_s`, 0 = never).
     pub idle_timeout: Option<Duration>,
+    /// Threads serving clients (default 0: one per CPU core).
+    pub threads: usize,
+    /// TLS toward clients: offered when both `tls_cert` and `tls_key` are set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain (key `tls_cert`).
+    pub cert: PathBuf,
+    /// The private key (key `tls_key`).
+    pub key: PathBuf,
 }
 
 /// `[admin]` section.

@@ -31,6 +31,9 @@ pub(crate) struct RawProxy {
     pub connect_timeout_ms: Option<Spanned<u64>>,
     pub max_allowed_packet: Option<Spanned<RawSize>>,
     pub idle_timeout_s: Option<Spanned<u64>>,
+    pub threads: Option<Spanned<u64>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
 }
 
 /// `[admin]`.

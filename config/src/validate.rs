@@ -8,7 +8,7 @@ use crate::raw::{
 };
 use crate::{
     AdminConfig, BackupConfig, ClusterConfig, ClusterKind, Config, FailoverMode, MonitorConfig,
-    PasswordHash, ProxyConfig, RoutingConfig, ServerConfig, UserConfig,
+    PasswordHash, ProxyConfig, RoutingConfig, ServerConfig, TlsFiles, UserConfig,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -85,6 +85,23 @@ impl Ctx<'_> {
         Ok(n)
     }
 
+    /// A file that must exist and be readable; a relative path is taken from the config
+    /// file's folder.
+    fn readable_file(&self, v: Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        let span = v.span();
+        let written = v.into_inner();
+        let mut path = PathBuf::from(&written);
+        if path.is_relative() {
+            if let Some(dir) = self.path.parent() {
+                path = dir.join(path);
+            }
+        }
+        match std::fs::File::open(&path) {
+            Ok(_) => Ok(path),
+            Err(e) => Err(self.err(key, Some(span), format!("cannot read {:?}: {e}", path))),
+        }
+    }
+
     /// An IP address and port to listen on (port 0 allowed: the system picks one).
     fn socket_addr(&self, v: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
         v.get_ref().trim().parse().map_err(|_| {
@@ -141,7 +158,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
 fn proxy(cx: &Ctx, p: Spanned<RawProxy>) -> Result<ProxyConfig, ConfigError> {
     let at = p.span();
     let p = p.into_inner();
-    let listen = cx.required(p.listen, "proxy.listen", at)?;
+    let listen = cx.required(p.listen, "proxy.listen", at.clone())?;
     let listen = cx.socket_addr(&listen, "proxy.listen")?;
     let key = "proxy.max_connections";
     let max_connections = cx.ranged(p.max_connections, key, 10_000, (1, 1_000_000))?;
@@ -154,8 +171,26 @@ fn proxy(cx: &Ctx, p: Spanned<RawProxy>) -> Result<ProxyConfig, ConfigError> {
         None => MAX_PACKET,
         Some(v) => packet_size(cx, v)?,
     };
+    let threads = cx.ranged(p.threads, "proxy.threads", 0, (0, 1024))?;
+    let tls = match (p.tls_cert, p.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cx.readable_file(cert, "proxy.tls_cert")?,
+            key: cx.readable_file(key, "proxy.tls_key")?,
+        }),
+        (Some(_), None) => {
+            let msg = "set together with proxy.tls_cert (the private key, PEM)".to_owned();
+            return Err(cx.err("proxy.tls_key", Some(at), msg));
+        }
+        (None, Some(_)) => {
+            let msg = "set together with proxy.tls_key (the certificate chain, PEM)".to_owned();
+            return Err(cx.err("proxy.tls_cert", Some(at), msg));
+        }
+    };
     Ok(ProxyConfig {
         listen,
+        threads: usize::try_from(threads).unwrap_or(usize::MAX),
+        tls,
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         handshake_timeout: Duration::from_millis(handshake),
         connect_timeout: Duration::from_millis(connect),

@@ -52,6 +52,32 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
     Ok((seq, buf.split_to(len)))
 }
 
+/// Reads one whole packet of at most `max` payload bytes without reading anything past it
+/// (two exact reads): for the packet after which a client may start TLS, whose first
+/// bytes must stay in the socket for the TLS handshake.
+pub async fn read_packet_exact<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<(u8, BytesMut), ReadError> {
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(r, &mut header).await?;
+    let len = payload_len(&header);
+    if len > max || len >= MAX_PAYLOAD {
+        return Err(ReadError::TooLarge(len));
+    }
+    let mut payload = BytesMut::zeroed(len);
+    read_exact(r, &mut payload).await?;
+    Ok((header[3], payload))
+}
+
+async fn read_exact<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), ReadError> {
+    match r.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ReadError::Closed),
+        Err(e) => Err(ReadError::Io(e)),
+    }
+}
+
 /// Writes one packet (payload shorter than 16 MiB - 1) with sequence id `seq`.
 pub async fn write_packet<W: AsyncWrite + Unpin>(
     w: &mut W,

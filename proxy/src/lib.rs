@@ -10,6 +10,7 @@ pub mod io;
 pub mod kill;
 pub mod protocol;
 pub mod session;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,7 +21,7 @@ use kohaproxy_config::Config;
 use kohaproxy_health::{Monitor, TopologyHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tracing::{info, warn};
 
 use crate::auth::Credential;
@@ -31,6 +32,12 @@ use crate::protocol::packets::ErrPacket;
 /// Why the proxy stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// The TLS certificate or key was refused.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A runtime or thread could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -47,6 +54,8 @@ pub struct Shared {
     pub config: Config,
     /// The monitor's snapshots.
     pub topology: TopologyHandle,
+    /// TLS toward clients, when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The last greeting a master sent: its version and capabilities are what clients are
     /// offered.
     greeting: ArcSwapOption<HandshakeV10>,
@@ -58,10 +67,15 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state for `config`, reading topology from `topology`.
-    pub fn new(config: Config, topology: TopologyHandle) -> Arc<Self> {
+    pub fn new(
+        config: Config,
+        topology: TopologyHandle,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             config,
             topology,
+            tls,
             greeting: ArcSwapOption::empty(),
             next_id: AtomicU32::new(kill::FIRST_SESSION_ID),
             sessions: Mutex::new(HashMap::new()),
@@ -157,29 +171,98 @@ fn no_master_error() -> BackendError {
     }
 }
 
-/// Runs the proxy until SIGINT or SIGTERM: starts the monitor, binds the listener, serves.
-pub async fn run(config: Config) -> Result<(), ProxyError> {
-    let topology = Monitor::spawn(&config).await;
-    match topology.load().master() {
-        Some(m) => info!(master = %m.name, address = %m.address, "master found"),
-        None => warn!("no master found yet; clients are refused until one is"),
-    }
-    let addr = config.proxy.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ProxyError::Bind { addr, source })?;
-    info!(%addr, "accepting MySQL clients");
-    let shared = Shared::new(config, topology);
-    tokio::select! {
-        () = serve(listener, shared) => {}
-        () = shutdown_signal() => info!("shutting down"),
-    }
-    Ok(())
+/// Runs the proxy until SIGINT or SIGTERM, blocking the calling thread.
+///
+/// Threads: the calling thread runs the monitor and the accept loop on one exclusive
+/// listener (a second process cannot silently share the port, as it could with
+/// SO_REUSEPORT). Accepted connections are dealt round-robin to `proxy.threads` workers
+/// (default one per core), each a single-threaded tokio runtime: a session lives and dies
+/// on one thread, and its packets never wake another thread.
+pub fn run(config: Config) -> Result<(), ProxyError> {
+    let main = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ProxyError::Runtime)?;
+    main.block_on(async move {
+        let tls = config.proxy.tls.as_ref().map(tls::acceptor).transpose()?;
+        let topology = Monitor::spawn(&config).await;
+        match topology.load().master() {
+            Some(m) => info!(master = %m.name, address = %m.address, "master found"),
+            None => warn!("no master found yet; clients are refused until one is"),
+        }
+        let threads = match config.proxy.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let addr = config.proxy.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        let shared = Shared::new(config, topology, tls);
+        let mut workers = Vec::with_capacity(threads);
+        for n in 0..threads {
+            workers.push(spawn_worker(n, shared.clone())?);
+        }
+        info!(%addr, threads, "accepting MySQL clients");
+        tokio::select! {
+            () = accept_loop(listener, shared, workers) => {}
+            () = shutdown_signal() => info!("shutting down"),
+        }
+        Ok(())
+    })
 }
 
-/// Accepts clients forever, each in its own task, at most `proxy.max_connections` at once.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// A connection handed from the accept loop to a worker.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: std::net::SocketAddr,
+    id: u32,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Starts worker thread `n`: a single-threaded runtime serving the sessions it is handed.
+fn spawn_worker(
+    n: usize,
+    shared: Arc<Shared>,
+) -> Result<mpsc::UnboundedSender<Accepted>, ProxyError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ProxyError::Runtime)?;
+    std::thread::Builder::new()
+        .name(format!("kohaproxy-worker-{n}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                while let Some(a) = rx.recv().await {
+                    let stream = match tokio::net::TcpStream::from_std(a.stream) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            warn!("cannot adopt a client connection: {e}");
+                            continue;
+                        }
+                    };
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        session::serve(shared, stream, a.peer, a.id).await;
+                        drop(a.permit);
+                    });
+                }
+            })
+        })
+        .map_err(ProxyError::Runtime)?;
+    Ok(tx)
+}
+
+/// Accepts clients forever and deals them to the workers; at most
+/// `proxy.max_connections` sessions exist at once (further clients get error 1040).
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    workers: Vec<mpsc::UnboundedSender<Accepted>>,
+) {
     let slots = Arc::new(Semaphore::new(shared.config.proxy.max_connections));
+    let mut next = 0usize;
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -197,12 +280,27 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             });
             continue;
         };
-        let shared = shared.clone();
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot hand over a client connection: {e}");
+                continue;
+            }
+        };
         let id = shared.next_session_id();
-        tokio::spawn(async move {
-            session::serve(shared, stream, peer, id).await;
-            drop(permit);
-        });
+        let worker = &workers[next % workers.len()];
+        next = next.wrapping_add(1);
+        if worker
+            .send(Accepted {
+                stream,
+                peer,
+                id,
+                permit,
+            })
+            .is_err()
+        {
+            warn!("a worker thread has stopped; connection dropped");
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use tracing::{debug, info};
 
 use crate::auth;
 use crate::backend::{self, Backend, BackendError, Login};
-use crate::io::{fill, read_packet, write_packet, ReadError};
+use crate::io::{fill, read_packet, read_packet_exact, write_packet, ReadError};
 use crate::protocol::handshake::{
     AuthSwitchRequest, ChangeUser, HandshakeResponse, HandshakeV10, NATIVE_PASSWORD,
 };
@@ -23,6 +23,7 @@ use crate::protocol::packets::{ErrPacket, ERR};
 use crate::protocol::relay::{Relay, Scan};
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::{command, payload_len, Caps, HEADER_LEN, MAX_PAYLOAD};
+use crate::tls::ClientStream;
 use crate::Shared;
 
 /// Largest login or COM_CHANGE_USER packet accepted from a client.
@@ -67,7 +68,7 @@ impl From<std::io::Error> for SessionError {
 pub struct Session {
     id: u32,
     peer: SocketAddr,
-    client: TcpStream,
+    client: ClientStream,
     /// Bytes read from the client and not yet forwarded.
     cbuf: BytesMut,
     /// Capabilities negotiated with the client.
@@ -104,7 +105,11 @@ pub async fn serve(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, id:
 }
 
 /// Sends `err` with sequence id `seq` and reports `reason`.
-async fn refuse(client: &mut TcpStream, seq: u8, err: ErrPacket) -> SessionError {
+async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
+    client: &mut W,
+    seq: u8,
+    err: ErrPacket,
+) -> SessionError {
     let _ = client.write_all(&err.to_packet(seq)).await;
     SessionError::Login(err.message)
 }
@@ -113,16 +118,19 @@ async fn refuse(client: &mut TcpStream, seq: u8, err: ErrPacket) -> SessionError
 /// master as the same user, and pass the master's OK on.
 async fn login(
     shared: &Arc<Shared>,
-    mut client: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     id: u32,
 ) -> Result<Session, SessionError> {
     let template = match shared.greeting().await {
         Ok(g) => g,
-        Err(e) => return Err(refuse(&mut client, 0, no_master(&e.to_string())).await),
+        Err(e) => return Err(refuse(&mut tcp, 0, no_master(&e.to_string())).await),
     };
     let salt = auth::new_salt();
-    let advertised = Caps(template.caps.0 & Caps::PROXYABLE);
+    let mut advertised = Caps(template.caps.0 & Caps::PROXYABLE);
+    if shared.tls.is_some() {
+        advertised = Caps(advertised.0 | Caps::SSL);
+    }
     let greeting = HandshakeV10 {
         server_version: template.server_version.clone(),
         connection_id: id,
@@ -132,27 +140,45 @@ async fn login(
         status: template.status,
         auth_plugin: NATIVE_PASSWORD.to_vec(),
     };
-    write_packet(&mut client, 0, &greeting.encode()).await?;
+    write_packet(&mut tcp, 0, &greeting.encode()).await?;
 
     let mut cbuf = BytesMut::with_capacity(READ_CHUNK);
-    let (seq, payload) = match read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET).await {
+    let (mut seq, mut payload) = match read_packet_exact(&mut tcp, MAX_LOGIN_PACKET).await {
         Ok(p) => p,
-        Err(ReadError::TooLarge(_)) => return Err(refuse(&mut client, 2, bad_handshake()).await),
+        Err(ReadError::TooLarge(_)) => return Err(refuse(&mut tcp, 2, bad_handshake()).await),
         Err(e) => return Err(SessionError::Client(e)),
     };
+    let mut client = ClientStream::Plain(tcp);
     if HandshakeResponse::is_ssl_request(&payload) {
-        let err = ErrPacket::new(
-            1043,
-            "08S01",
-            "kohaproxy does not offer TLS yet: connect without SSL",
-        );
-        return Err(refuse(&mut client, seq.wrapping_add(1), err).await);
+        // TLS starts right after the SSL request (read exactly, so the ClientHello is
+        // still in the socket).
+        let Some(acceptor) = &shared.tls else {
+            let msg = "TLS is not configured on this kohaproxy (proxy.tls_cert)";
+            let err = ErrPacket::new(1043, "08S01", msg);
+            return Err(refuse(&mut client, seq.wrapping_add(1), err).await);
+        };
+        let ClientStream::Plain(tcp) = client else {
+            return Err(SessionError::ClientProtocol("second SSL request"));
+        };
+        let tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| SessionError::Login(format!("TLS handshake failed: {e}")))?;
+        client = ClientStream::Tls(Box::new(tls));
+        (seq, payload) = match read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET).await {
+            Ok(p) => p,
+            Err(ReadError::TooLarge(_)) => {
+                return Err(refuse(&mut client, 3, bad_handshake()).await)
+            }
+            Err(e) => return Err(SessionError::Client(e)),
+        };
     }
     let Ok(mut response) = HandshakeResponse::decode(&payload) else {
         return Err(refuse(&mut client, seq.wrapping_add(1), bad_handshake()).await);
     };
     let mut seq = seq.wrapping_add(1);
-    response.caps = Caps(response.caps.0 & advertised.0);
+    // TLS is the proxy's business with this client, never carried to a backend.
+    response.caps = Caps(response.caps.0 & advertised.0 & !Caps::SSL);
     let user_name = String::from_utf8_lossy(&response.user).into_owned();
 
     // The client may have answered for another plugin: ask again for a native response.
@@ -247,18 +273,10 @@ fn access_denied(user: &str, peer: SocketAddr, with_password: bool) -> ErrPacket
 impl Session {
     /// The command loop.
     async fn run(mut self) -> Result<(), SessionError> {
+        let mut idle = self.shared.config.proxy.idle_timeout.map(IdleTimer::new);
         loop {
-            // Idle: wait for the next command's header and first bytes.
-            let idle = self.shared.config.proxy.idle_timeout;
-            let head = fill(&mut self.client, &mut self.cbuf, HEADER_LEN);
-            match idle {
-                Some(t) => match tokio::time::timeout(t, head).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(SessionError::ClientProtocol("idle timeout")),
-                },
-                None => head.await,
-            }
-            .map_err(SessionError::Client)?;
+            // Idle: wait for the next command's header.
+            self.wait_for_command(&mut idle).await?;
             let len = payload_len(&self.cbuf);
             if self.cbuf[3] != 0 {
                 let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
@@ -354,6 +372,32 @@ impl Session {
             self.relay_response(tracker, 1).await?;
         }
         Ok(())
+    }
+
+    /// Waits until a command header is buffered, or the idle timeout passes.
+    async fn wait_for_command(&mut self, idle: &mut Option<IdleTimer>) -> Result<(), SessionError> {
+        let Some(idle) = idle else {
+            return fill(&mut self.client, &mut self.cbuf, HEADER_LEN)
+                .await
+                .map_err(SessionError::Client);
+        };
+        idle.last_active = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                // `fill` keeps what it read in `cbuf`: restarting it loses nothing.
+                r = fill(&mut self.client, &mut self.cbuf, HEADER_LEN) => {
+                    return r.map_err(SessionError::Client);
+                }
+                () = idle.timer.as_mut() => {
+                    let deadline = idle.last_active + idle.limit;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(SessionError::ClientProtocol("idle timeout"));
+                    }
+                    idle.timer.as_mut().reset(deadline);
+                }
+            }
+        }
     }
 
     /// Streams the client's current message (one or more packets) to the backend, refusing
@@ -589,6 +633,26 @@ impl Session {
         SessionError::Backend {
             server: self.backend.server.clone(),
             reason,
+        }
+    }
+}
+
+/// The idle timeout, armed once per session rather than once per command: a tokio timer
+/// registered per command wakes the runtime's driver (an eventfd write) for every few
+/// statements. The timer fires at most once per `limit`, and is re-armed from the last
+/// activity if the session was not idle all along.
+struct IdleTimer {
+    limit: std::time::Duration,
+    last_active: tokio::time::Instant,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleTimer {
+    fn new(limit: std::time::Duration) -> Self {
+        IdleTimer {
+            limit,
+            last_active: tokio::time::Instant::now(),
+            timer: Box::pin(tokio::time::sleep(limit)),
         }
     }
 }
