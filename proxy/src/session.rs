@@ -425,15 +425,16 @@ impl Session {
                     "packet bigger than max_allowed_packet",
                 ));
             }
-            self.stream_to_backend(HEADER_LEN + len).await?;
+            self.pass_client_bytes(HEADER_LEN + len, true).await?;
             if len < MAX_PAYLOAD {
                 return Ok(seq.wrapping_add(1));
             }
         }
     }
 
-    /// Passes the next `n` client bytes to the backend as they arrive.
-    async fn stream_to_backend(&mut self, mut n: usize) -> Result<(), SessionError> {
+    /// Passes the next `n` client bytes to the backend as they arrive (or drops them when
+    /// `forward` is false).
+    async fn pass_client_bytes(&mut self, mut n: usize, forward: bool) -> Result<(), SessionError> {
         while n > 0 {
             if self.cbuf.is_empty() {
                 self.cbuf.reserve(READ_CHUNK);
@@ -442,11 +443,13 @@ impl Session {
                 }
             }
             let k = n.min(self.cbuf.len());
-            self.backend
-                .stream
-                .write_all(&self.cbuf[..k])
-                .await
-                .map_err(|e| self.backend_error(e.to_string()))?;
+            if forward {
+                self.backend
+                    .stream
+                    .write_all(&self.cbuf[..k])
+                    .await
+                    .map_err(|e| self.backend_error(e.to_string()))?;
+            }
             self.cbuf.advance(k);
             n -= k;
         }
@@ -461,15 +464,7 @@ impl Session {
                 .map_err(SessionError::Client)?;
             let len = payload_len(&self.cbuf);
             let seq = self.cbuf[3];
-            let mut n = HEADER_LEN + len;
-            while n > 0 {
-                fill(&mut self.client, &mut self.cbuf, 1)
-                    .await
-                    .map_err(SessionError::Client)?;
-                let k = n.min(self.cbuf.len());
-                self.cbuf.advance(k);
-                n -= k;
-            }
+            self.pass_client_bytes(HEADER_LEN + len, false).await?;
             if len < MAX_PAYLOAD {
                 return Ok(seq.wrapping_add(1));
             }
@@ -532,7 +527,7 @@ impl Session {
                 .await
                 .map_err(SessionError::Client)?;
             let len = payload_len(&self.cbuf);
-            self.stream_to_backend(HEADER_LEN + len).await?;
+            self.pass_client_bytes(HEADER_LEN + len, true).await?;
             if len == 0 && !continued {
                 return Ok(());
             }

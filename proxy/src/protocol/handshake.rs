@@ -165,16 +165,7 @@ impl HandshakeResponse {
         } else {
             None
         };
-        let auth_plugin = if caps.has(Caps::PLUGIN_AUTH) && !r.is_empty() {
-            Some(r.null_str_or_rest().to_vec())
-        } else {
-            None
-        };
-        let attrs = if caps.has(Caps::CONNECT_ATTRS) && !r.is_empty() {
-            Some(r.lenenc_bytes()?.to_vec())
-        } else {
-            None
-        };
+        let (auth_plugin, attrs) = plugin_and_attrs(&mut r, caps)?;
         Ok(HandshakeResponse {
             caps,
             max_packet,
@@ -205,18 +196,45 @@ impl HandshakeResponse {
         if self.caps.has(Caps::CONNECT_WITH_DB) {
             put_null_str(&mut out, self.database.as_deref().unwrap_or_default());
         }
-        if self.caps.has(Caps::PLUGIN_AUTH) {
-            put_null_str(
-                &mut out,
-                self.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD),
-            );
-        }
-        if self.caps.has(Caps::CONNECT_ATTRS) {
-            let attrs = self.attrs.as_deref().unwrap_or_default();
-            put_lenenc(&mut out, attrs.len() as u64);
-            out.extend_from_slice(attrs);
-        }
+        put_plugin_and_attrs(
+            &mut out,
+            self.caps,
+            self.auth_plugin.as_deref(),
+            self.attrs.as_deref(),
+        );
         out
+    }
+}
+
+/// The optional tail shared by a login and COM_CHANGE_USER: the plugin name (with
+/// PLUGIN_AUTH) and the connection attributes (with CONNECT_ATTRS), each only if present.
+type PluginAndAttrs = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn plugin_and_attrs(r: &mut Reader<'_>, caps: Caps) -> Result<PluginAndAttrs, Malformed> {
+    let plugin =
+        (caps.has(Caps::PLUGIN_AUTH) && !r.is_empty()).then(|| r.null_str_or_rest().to_vec());
+    let attrs = if caps.has(Caps::CONNECT_ATTRS) && !r.is_empty() {
+        Some(r.lenenc_bytes()?.to_vec())
+    } else {
+        None
+    };
+    Ok((plugin, attrs))
+}
+
+/// Writes the tail read by [`plugin_and_attrs`].
+fn put_plugin_and_attrs(
+    out: &mut Vec<u8>,
+    caps: Caps,
+    plugin: Option<&[u8]>,
+    attrs: Option<&[u8]>,
+) {
+    if caps.has(Caps::PLUGIN_AUTH) {
+        put_null_str(out, plugin.unwrap_or(NATIVE_PASSWORD));
+    }
+    if caps.has(Caps::CONNECT_ATTRS) {
+        let attrs = attrs.unwrap_or_default();
+        put_lenenc(out, attrs.len() as u64);
+        out.extend_from_slice(attrs);
     }
 }
 
@@ -292,16 +310,7 @@ impl ChangeUser {
         } else {
             None
         };
-        let auth_plugin = if caps.has(Caps::PLUGIN_AUTH) && !r.is_empty() {
-            Some(r.null_str_or_rest().to_vec())
-        } else {
-            None
-        };
-        let attrs = if caps.has(Caps::CONNECT_ATTRS) && !r.is_empty() {
-            Some(r.lenenc_bytes()?.to_vec())
-        } else {
-            None
-        };
+        let (auth_plugin, attrs) = plugin_and_attrs(&mut r, caps)?;
         Ok(ChangeUser {
             user,
             auth_response,
@@ -321,17 +330,12 @@ impl ChangeUser {
         out.extend_from_slice(&self.auth_response);
         put_null_str(&mut out, &self.database);
         out.extend_from_slice(&self.collation.unwrap_or(0).to_le_bytes());
-        if caps.has(Caps::PLUGIN_AUTH) {
-            put_null_str(
-                &mut out,
-                self.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD),
-            );
-        }
-        if caps.has(Caps::CONNECT_ATTRS) {
-            let attrs = self.attrs.as_deref().unwrap_or_default();
-            put_lenenc(&mut out, attrs.len() as u64);
-            out.extend_from_slice(attrs);
-        }
+        put_plugin_and_attrs(
+            &mut out,
+            caps,
+            self.auth_plugin.as_deref(),
+            self.attrs.as_deref(),
+        );
         out
     }
 }
