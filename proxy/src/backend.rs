@@ -187,7 +187,7 @@ async fn handshake(
         server: server.into(),
         source,
     };
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut buf = BytesMut::with_capacity(crate::io::INITIAL_BUFFER);
     let (_, payload) = read_packet(&mut stream, &mut buf, MAX_LOGIN_PACKET)
         .await
         .map_err(read_err)?;

@@ -19,6 +19,23 @@ pub enum ReadError {
     TooLarge(usize),
 }
 
+/// Capacity a connection's read buffer starts with.
+pub const INITIAL_BUFFER: usize = 4 * 1024;
+
+/// Largest free space a read asks for: a session moving big rows grows its buffer up to
+/// this (plus what it holds) and keeps it; a session of small statements stays at a few
+/// KiB, so idle connections cost kilobytes.
+pub const MAX_READ: usize = 64 * 1024;
+
+/// Makes room for the next read in `buf`: at least 1 KiB free, doubling up to `MAX_READ`.
+/// An empty buffer reuses its allocation from the start (no allocation per packet).
+#[inline]
+pub fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(buf.capacity().clamp(INITIAL_BUFFER, MAX_READ));
+    }
+}
+
 /// Reads bytes into `buf` until it holds at least `n`.
 pub async fn fill<R: AsyncRead + Unpin>(
     r: &mut R,
@@ -26,7 +43,8 @@ pub async fn fill<R: AsyncRead + Unpin>(
     n: usize,
 ) -> Result<(), ReadError> {
     while buf.len() < n {
-        buf.reserve((n - buf.len()).max(8192));
+        buf.reserve(n - buf.len());
+        make_room(buf);
         if r.read_buf(buf).await? == 0 {
             return Err(ReadError::Closed);
         }

@@ -33,9 +33,6 @@ const MAX_LOGIN_PACKET: usize = 1 << 20;
 /// and, later, the statement text the router looks at).
 const COMMAND_HEAD: usize = 64;
 
-/// Read-buffer growth step.
-const READ_CHUNK: usize = 64 * 1024;
-
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -142,7 +139,7 @@ async fn login(
     };
     write_packet(&mut tcp, 0, &greeting.encode()).await?;
 
-    let mut cbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut cbuf = BytesMut::with_capacity(crate::io::INITIAL_BUFFER);
     let (mut seq, mut payload) = match read_packet_exact(&mut tcp, MAX_LOGIN_PACKET).await {
         Ok(p) => p,
         Err(ReadError::TooLarge(_)) => return Err(refuse(&mut tcp, 2, bad_handshake()).await),
@@ -437,7 +434,7 @@ impl Session {
     async fn pass_client_bytes(&mut self, mut n: usize, forward: bool) -> Result<(), SessionError> {
         while n > 0 {
             if self.cbuf.is_empty() {
-                self.cbuf.reserve(READ_CHUNK);
+                crate::io::make_room(&mut self.cbuf);
                 if self.client.read_buf(&mut self.cbuf).await? == 0 {
                     return Err(SessionError::Client(ReadError::Closed));
                 }
@@ -501,7 +498,7 @@ impl Session {
                 }
                 Scan::NeedMore => {}
             }
-            self.backend.buf.reserve(READ_CHUNK);
+            crate::io::make_room(&mut self.backend.buf);
             let read = self.backend.stream.read_buf(&mut self.backend.buf).await;
             if !matches!(read, Ok(n) if n > 0) {
                 let reason = match read {

@@ -122,6 +122,7 @@ pub(crate) fn mariadbd_args(info: &ServerInfo, buffer_pool_mb: u32) -> Vec<OsStr
         "--slave-net-timeout=5".into(),
         format!("--read-only={read_only}"),
         "--max-allowed-packet=256M".into(),
+        "--max-connections=2000".into(),
         "--local-infile=ON".into(),
         "--character-set-server=utf8mb4".into(),
         "--collation-server=utf8mb4_general_ci".into(),
