@@ -49,6 +49,9 @@ pub struct ProxyConfig {
     pub idle_timeout: Option<Duration>,
     /// Threads serving clients (default 0: one per CPU core).
     pub threads: usize,
+    /// On SIGTERM, how long sessions inside a transaction may go on to finish it (default
+    /// 30 s, key `shutdown_grace_s`); idle sessions are closed at once.
+    pub shutdown_grace: Duration,
     /// TLS toward clients: offered when both `tls_cert` and `tls_key` are set.
     pub tls: Option<TlsFiles>,
 }

@@ -32,6 +32,7 @@ pub(crate) struct RawProxy {
     pub max_allowed_packet: Option<Spanned<RawSize>>,
     pub idle_timeout_s: Option<Spanned<u64>>,
     pub threads: Option<Spanned<u64>>,
+    pub shutdown_grace_s: Option<Spanned<u64>>,
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
 }

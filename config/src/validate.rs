@@ -172,6 +172,8 @@ fn proxy(cx: &Ctx, p: Spanned<RawProxy>) -> Result<ProxyConfig, ConfigError> {
         Some(v) => packet_size(cx, v)?,
     };
     let threads = cx.ranged(p.threads, "proxy.threads", 0, (0, 1024))?;
+    let key = "proxy.shutdown_grace_s";
+    let grace = cx.ranged(p.shutdown_grace_s, key, 30, (0, 3600))?;
     let tls = match (p.tls_cert, p.tls_key) {
         (None, None) => None,
         (Some(cert), Some(key)) => Some(TlsFiles {
@@ -190,6 +192,7 @@ fn proxy(cx: &Ctx, p: Spanned<RawProxy>) -> Result<ProxyConfig, ConfigError> {
     Ok(ProxyConfig {
         listen,
         threads: usize::try_from(threads).unwrap_or(usize::MAX),
+        shutdown_grace: Duration::from_secs(grace),
         tls,
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         handshake_timeout: Duration::from_millis(handshake),

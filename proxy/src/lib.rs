@@ -60,6 +60,9 @@ pub struct Shared {
     /// offered.
     greeting: ArcSwapOption<HandshakeV10>,
     next_id: AtomicU32,
+    /// Set to true when shutdown begins; sessions close at their next idle point outside
+    /// a transaction.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Proxy session id -> thread id of its backend connection (for KILL). Touched at
     /// login, logout and KILL only, never per packet.
     sessions: Mutex<HashMap<u32, u32>>,
@@ -79,6 +82,7 @@ impl Shared {
             greeting: ArcSwapOption::empty(),
             next_id: AtomicU32::new(kill::FIRST_SESSION_ID),
             sessions: Mutex::new(HashMap::new()),
+            shutdown: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -203,11 +207,16 @@ pub fn run(config: Config) -> Result<(), ProxyError> {
         for n in 0..threads {
             workers.push(spawn_worker(n, shared.clone())?);
         }
+        let max = shared.config.proxy.max_connections;
+        let slots = Arc::new(Semaphore::new(max));
         info!(%addr, threads, "accepting MySQL clients");
         tokio::select! {
-            () = accept_loop(listener, shared, workers) => {}
-            () = shutdown_signal() => info!("shutting down"),
+            // The workers' senders stay here: dropping them would end the worker runtimes
+            // and every session on them, before the drain below.
+            () = accept_loop(listener, shared.clone(), &workers, slots.clone()) => {}
+            () = shutdown_signal() => {}
         }
+        drain(&shared, &slots, max).await;
         Ok(())
     })
 }
@@ -259,9 +268,9 @@ fn spawn_worker(
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    workers: Vec<mpsc::UnboundedSender<Accepted>>,
+    workers: &[mpsc::UnboundedSender<Accepted>],
+    slots: Arc<Semaphore>,
 ) {
-    let slots = Arc::new(Semaphore::new(shared.config.proxy.max_connections));
     let mut next = 0usize;
     loop {
         let (mut stream, peer) = match listener.accept().await {
@@ -302,6 +311,32 @@ async fn accept_loop(
             warn!("a worker thread has stopped; connection dropped");
         }
     }
+}
+
+/// Shutdown, in phases, each logged: the listener is already closed (no new clients);
+/// sessions are told to close at their next idle point outside a transaction, so a
+/// transaction in flight can still commit; after `proxy.shutdown_grace_s` whatever is left
+/// is cut off (the servers roll those transactions back).
+async fn drain(shared: &Shared, slots: &Semaphore, max: usize) {
+    let open = max - slots.available_permits();
+    info!(
+        sessions = open,
+        "shutting down: no new clients; idle sessions close now, open transactions may finish"
+    );
+    shared.shutdown.send_replace(true);
+    let deadline = tokio::time::Instant::now() + shared.config.proxy.shutdown_grace;
+    while slots.available_permits() < max {
+        if tokio::time::Instant::now() >= deadline {
+            let left = max - slots.available_permits();
+            warn!(
+                sessions = left,
+                "grace period over: closing sessions still in a transaction"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    info!("all sessions closed");
 }
 
 async fn shutdown_signal() {

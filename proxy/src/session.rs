@@ -76,6 +76,8 @@ pub struct Session {
     backend: Backend,
     /// Status flags from the last OK/EOF the backend sent.
     status: u16,
+    /// Turns true when the proxy starts shutting down.
+    shutdown: tokio::sync::watch::Receiver<bool>,
     shared: Arc<Shared>,
 }
 
@@ -235,6 +237,7 @@ async fn login(
         user: login.user,
         backend,
         status,
+        shutdown: shared.shutdown.subscribe(),
         shared: shared.clone(),
     })
 }
@@ -273,7 +276,10 @@ impl Session {
         let mut idle = self.shared.config.proxy.idle_timeout.map(IdleTimer::new);
         loop {
             // Idle: wait for the next command's header.
-            self.wait_for_command(&mut idle).await?;
+            if !self.wait_for_command(&mut idle).await? {
+                debug!(session = self.id, "closed for shutdown");
+                return Ok(());
+            }
             let len = payload_len(&self.cbuf);
             if self.cbuf[3] != 0 {
                 let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
@@ -371,30 +377,48 @@ impl Session {
         Ok(())
     }
 
-    /// Waits until a command header is buffered, or the idle timeout passes.
-    async fn wait_for_command(&mut self, idle: &mut Option<IdleTimer>) -> Result<(), SessionError> {
-        let Some(idle) = idle else {
-            return fill(&mut self.client, &mut self.cbuf, HEADER_LEN)
-                .await
-                .map_err(SessionError::Client);
-        };
-        idle.last_active = tokio::time::Instant::now();
+    /// Waits until a command header is buffered (true), or until the session should
+    /// close because the proxy is shutting down and no transaction is open (false), or the
+    /// idle timeout passes (error).
+    async fn wait_for_command(
+        &mut self,
+        idle: &mut Option<IdleTimer>,
+    ) -> Result<bool, SessionError> {
+        if let Some(idle) = idle.as_mut() {
+            idle.last_active = tokio::time::Instant::now();
+        }
         loop {
+            if self.closing() {
+                return Ok(false);
+            }
             tokio::select! {
                 biased;
                 // `fill` keeps what it read in `cbuf`: restarting it loses nothing.
                 r = fill(&mut self.client, &mut self.cbuf, HEADER_LEN) => {
-                    return r.map_err(SessionError::Client);
+                    return r.map(|()| true).map_err(SessionError::Client);
                 }
-                () = idle.timer.as_mut() => {
-                    let deadline = idle.last_active + idle.limit;
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(SessionError::ClientProtocol("idle timeout"));
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        return Ok(false);
                     }
-                    idle.timer.as_mut().reset(deadline);
+                }
+                () = IdleTimer::expired(idle) => {
+                    if let Some(idle) = idle.as_mut() {
+                        let deadline = idle.last_active + idle.limit;
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(SessionError::ClientProtocol("idle timeout"));
+                        }
+                        idle.timer.as_mut().reset(deadline);
+                    }
                 }
             }
         }
+    }
+
+    /// Whether the proxy is shutting down and this session holds no open transaction (the
+    /// server's own in-transaction flag), so it may be closed without losing work.
+    fn closing(&self) -> bool {
+        *self.shutdown.borrow() && self.status & crate::protocol::status::IN_TRANS == 0
     }
 
     /// Streams the client's current message (one or more packets) to the backend, refusing
@@ -640,6 +664,14 @@ struct IdleTimer {
 }
 
 impl IdleTimer {
+    /// Completes when the timer (if any) fires; never without one.
+    async fn expired(idle: &mut Option<IdleTimer>) {
+        match idle {
+            Some(idle) => idle.timer.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+
     fn new(limit: std::time::Duration) -> Self {
         IdleTimer {
             limit,

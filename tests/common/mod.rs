@@ -104,6 +104,29 @@ impl Env {
         }
     }
 
+    /// Sends SIGTERM to the proxy (by its pid), as a service manager would.
+    pub fn terminate_proxy(&self) {
+        let pid = self.proxy.as_ref().expect("proxy running").child.id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits up to `limit` for the proxy process to exit by itself; returns how long it took.
+    pub fn wait_proxy_exit(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let proxy = self.proxy.as_mut()?;
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = proxy.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// What the proxy logged so far.
     pub fn proxy_log(&self) -> String {
         self.proxy
