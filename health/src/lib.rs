@@ -4,11 +4,23 @@
 //! Single-writer rule: only the monitor task stores snapshots; everyone else `load()`s.
 //!
 //! Tasks: one monitor task (`Monitor::spawn`), probing every server once per
-//! `monitor.interval`, each probe bounded by `monitor.timeout`.
+//! `monitor.interval`, the servers concurrently, each probe bounded by `monitor.timeout`.
+//!
+//! Modules: [`gtid`] (GTID positions), `probe` (what one server says), [`hysteresis`]
+//! (up/down after consecutive failures), [`roles`] (who is master, who replicates),
+//! `topology` (the snapshot), `monitor` (the task).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+pub mod gtid;
+pub mod hysteresis;
 mod monitor;
+mod probe;
+pub mod roles;
 mod topology;
 
+pub use gtid::{Gtid, GtidList};
+pub use hysteresis::{Hysteresis, Outcome};
 pub use monitor::Monitor;
-pub use topology::{ServerState, ServerView, Topology, TopologyHandle};
+pub use probe::{Replication, Status, ThreadState};
+pub use topology::{Lag, Role, ServerState, ServerView, Topology, TopologyHandle};

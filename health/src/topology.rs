@@ -1,15 +1,19 @@
 //! The published view of the cluster.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
+
+use crate::probe::Status;
+use crate::roles;
 
 /// How the monitor sees one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerState {
     /// Not probed yet.
     Unknown,
-    /// The last probe succeeded.
+    /// The last probe succeeded (or fewer than `fail_count` probes in a row failed).
     Up,
     /// `fail_count` probes in a row failed.
     Down,
@@ -25,6 +29,44 @@ impl std::fmt::Display for ServerState {
     }
 }
 
+/// What a server is in the replication topology, as discovered from the servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Down, not probed yet, or part of a topology that makes no sense.
+    Unknown,
+    /// The writable server the replicas follow.
+    Master,
+    /// A read-only server replicating from the master.
+    Replica,
+    /// Reachable, read-only and replicating from nobody.
+    Standalone,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Unknown => "unknown",
+            Role::Master => "master",
+            Role::Replica => "replica",
+            Role::Standalone => "standalone",
+        })
+    }
+}
+
+/// How far a replica is behind the master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// `Seconds_Behind_Master` while the SQL thread runs; `None` when it is stopped (or the
+    /// server reports NULL). MariaDB reports 0 whenever no event is being applied, so this
+    /// alone does not prove the replica has everything: see `caught_up`.
+    pub seconds_behind_master: Option<u64>,
+    /// The replica's `gtid_current_pos` has reached the master's `gtid_binlog_pos` (both
+    /// read in the same probe round).
+    pub caught_up: bool,
+    /// Transactions in the master's `gtid_binlog_pos` the replica has not applied yet.
+    pub transactions_behind: u64,
+}
+
 /// One server in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerView {
@@ -34,10 +76,38 @@ pub struct ServerView {
     pub address: String,
     /// Reachability.
     pub state: ServerState,
+    /// When `state` began.
+    pub since: Instant,
+    /// Failed probes in a row (0 after a good one).
+    pub failures: u32,
     /// `@@read_only` at the last good probe.
     pub read_only: Option<bool>,
     /// The last probe error, if the last probe failed.
     pub last_error: Option<String>,
+    /// What the last good probe read (kept while the server is down: check `state`).
+    pub status: Option<Status>,
+    /// Its role in the topology.
+    pub role: Role,
+    /// For a replica: how far behind the master it is.
+    pub lag: Option<Lag>,
+}
+
+impl ServerView {
+    /// A server not probed yet.
+    pub fn new(name: &str, address: &str, now: Instant) -> ServerView {
+        ServerView {
+            name: name.to_string(),
+            address: address.to_string(),
+            state: ServerState::Unknown,
+            since: now,
+            failures: 0,
+            read_only: None,
+            last_error: None,
+            status: None,
+            role: Role::Unknown,
+            lag: None,
+        }
+    }
 }
 
 /// An immutable snapshot of the cluster.
@@ -45,31 +115,50 @@ pub struct ServerView {
 pub struct Topology {
     /// Every configured server, in config order.
     pub servers: Vec<ServerView>,
-    /// Index into `servers` of the master: the one reachable writable server. `None`
-    /// when there is none, or when more than one is writable (never guessed).
+    /// Index into `servers` of the master. `None` when no reachable server is writable, or
+    /// when the topology makes no sense (see `problem`): never guessed.
     pub master: Option<usize>,
+    /// Why the topology makes no sense (two writable servers, a replica following an
+    /// unknown host, ...), if it does not.
+    pub problem: Option<String>,
 }
 
 impl Topology {
+    /// A snapshot of `servers` with roles and lag worked out from their states and last
+    /// good probes (see [`roles::discover`]); the views' own `role` and `lag` are replaced.
+    pub fn build(mut servers: Vec<ServerView>) -> Topology {
+        let found = roles::discover(&servers);
+        let master_status = found
+            .master
+            .and_then(|m| servers.get(m))
+            .and_then(|m| m.status.clone());
+        for (view, role) in servers.iter_mut().zip(&found.roles) {
+            view.role = *role;
+            view.lag = match (role, &view.status, &master_status) {
+                (Role::Replica, Some(replica), Some(master)) => Some(roles::lag(replica, master)),
+                _ => None,
+            };
+        }
+        Topology {
+            servers,
+            master: found.master,
+            problem: found.problem,
+        }
+    }
+
     /// The master's view, if there is one.
     pub fn master(&self) -> Option<&ServerView> {
         self.master.and_then(|i| self.servers.get(i))
     }
 
-    /// Picks the master from the servers' states: the single reachable server with
-    /// read_only OFF. Returns `Err` with the names when several are writable.
-    pub fn elect(servers: &[ServerView]) -> Result<Option<usize>, Vec<String>> {
-        let writable: Vec<usize> = servers
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.state == ServerState::Up && s.read_only == Some(false))
-            .map(|(i, _)| i)
-            .collect();
-        match writable.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(*one)),
-            many => Err(many.iter().map(|&i| servers[i].name.clone()).collect()),
-        }
+    /// The servers replicating from the master (reachable, read-only), whatever their lag.
+    pub fn replicas(&self) -> impl Iterator<Item = &ServerView> {
+        self.servers.iter().filter(|s| s.role == Role::Replica)
+    }
+
+    /// The server called `name`.
+    pub fn server(&self, name: &str) -> Option<&ServerView> {
+        self.servers.iter().find(|s| s.name == name)
     }
 }
 
@@ -86,44 +175,5 @@ impl TopologyHandle {
     /// A handle over a fixed snapshot (for tests and tools).
     pub fn fixed(topology: Topology) -> Self {
         TopologyHandle(Arc::new(ArcSwap::from_pointee(topology)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn server(name: &str, state: ServerState, read_only: Option<bool>) -> ServerView {
-        ServerView {
-            name: name.into(),
-            address: "127.0.0.1:1".into(),
-            state,
-            read_only,
-            last_error: None,
-        }
-    }
-
-    #[test]
-    fn the_single_reachable_writable_server_is_master() {
-        let s = vec![
-            server("db1", ServerState::Up, Some(true)),
-            server("db2", ServerState::Up, Some(false)),
-            server("db3", ServerState::Down, Some(false)),
-        ];
-        assert_eq!(Topology::elect(&s), Ok(Some(1)));
-    }
-
-    #[test]
-    fn two_writable_servers_are_never_guessed_between() {
-        let s = vec![
-            server("db1", ServerState::Up, Some(false)),
-            server("db2", ServerState::Up, Some(false)),
-        ];
-        assert_eq!(
-            Topology::elect(&s),
-            Err(vec!["db1".to_string(), "db2".to_string()])
-        );
-        let none = vec![server("db1", ServerState::Unknown, None)];
-        assert_eq!(Topology::elect(&none), Ok(None));
     }
 }

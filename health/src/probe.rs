@@ -1,0 +1,411 @@
+//! Probing one server: what it says about itself (read_only, server_id, GTID positions)
+//! and about the replication it runs (SHOW ALL SLAVES STATUS).
+//!
+//! The parsing is pure (`Status::from_vars`, `Replication::from_fields`); [`Prober`] does
+//! the I/O over one mysql_async connection with a deadline.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Row, Value};
+
+use crate::gtid::GtidList;
+
+/// What one good probe read from a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// `@@read_only`.
+    pub read_only: bool,
+    /// `@@server_id`.
+    pub server_id: u32,
+    /// `@@gtid_current_pos`: the last transaction executed here, as master or replica.
+    pub gtid_current_pos: GtidList,
+    /// `@@gtid_binlog_pos`: the last transaction written to this server's binlog.
+    pub gtid_binlog_pos: GtidList,
+    /// `@@gtid_slave_pos`: the last transaction the replica threads applied.
+    pub gtid_slave_pos: GtidList,
+    /// Its replication connections (SHOW ALL SLAVES STATUS); empty when it replicates
+    /// from nobody.
+    pub replication: Vec<Replication>,
+}
+
+/// The state of a replica's IO or SQL thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadState {
+    /// `Yes`.
+    Running,
+    /// `Connecting` (or `Preparing`): the IO thread is trying to reach its master.
+    Connecting,
+    /// `No`, or anything this monitor does not know.
+    Stopped,
+}
+
+impl ThreadState {
+    fn parse(s: &str) -> ThreadState {
+        match s.trim() {
+            "Yes" => ThreadState::Running,
+            "Connecting" | "Preparing" => ThreadState::Connecting,
+            _ => ThreadState::Stopped,
+        }
+    }
+}
+
+impl std::fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ThreadState::Running => "running",
+            ThreadState::Connecting => "connecting",
+            ThreadState::Stopped => "stopped",
+        })
+    }
+}
+
+/// One replication connection of a server (a row of SHOW ALL SLAVES STATUS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    /// `Connection_name` (empty for the default connection).
+    pub connection_name: String,
+    /// `Master_Host`, as given to CHANGE MASTER.
+    pub master_host: String,
+    /// `Master_Port`.
+    pub master_port: u16,
+    /// `Slave_IO_Running`.
+    pub io_thread: ThreadState,
+    /// `Slave_SQL_Running`.
+    pub sql_thread: ThreadState,
+    /// `Seconds_Behind_Master`; `None` when the server reports NULL (SQL thread stopped,
+    /// IO thread not connected).
+    pub seconds_behind_master: Option<u64>,
+    /// `Gtid_IO_Pos`: the last GTID received into the relay log.
+    pub gtid_io_pos: GtidList,
+    /// `Master_Server_Id` (0 before the first connection).
+    pub master_server_id: u32,
+    /// `Last_IO_Error`, if not empty.
+    pub last_io_error: Option<String>,
+    /// `Last_SQL_Error`, if not empty.
+    pub last_sql_error: Option<String>,
+}
+
+impl Replication {
+    /// Reads one SHOW [ALL] SLAVES STATUS row; `field` returns a column's text by name
+    /// (`None` for NULL or a missing column: columns are matched by name, their order
+    /// changes between versions).
+    pub fn from_fields(field: impl Fn(&str) -> Option<String>) -> Result<Replication, String> {
+        let text = |name: &str| field(name).unwrap_or_default();
+        let nonempty = |name: &str| field(name).filter(|s| !s.trim().is_empty());
+        let master_port = text("Master_Port");
+        Ok(Replication {
+            connection_name: text("Connection_name"),
+            master_host: text("Master_Host"),
+            master_port: master_port
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad Master_Port {master_port:?}"))?,
+            io_thread: ThreadState::parse(&text("Slave_IO_Running")),
+            sql_thread: ThreadState::parse(&text("Slave_SQL_Running")),
+            seconds_behind_master: nonempty("Seconds_Behind_Master")
+                .map(|s| {
+                    s.trim()
+                        .parse()
+                        .map_err(|_| format!("bad Seconds_Behind_Master {s:?}"))
+                })
+                .transpose()?,
+            gtid_io_pos: text("Gtid_IO_Pos").parse().map_err(|e| format!("{e}"))?,
+            master_server_id: nonempty("Master_Server_Id")
+                .map(|s| {
+                    s.trim()
+                        .parse()
+                        .map_err(|_| format!("bad Master_Server_Id {s:?}"))
+                })
+                .transpose()?
+                .unwrap_or(0),
+            last_io_error: nonempty("Last_IO_Error"),
+            last_sql_error: nonempty("Last_SQL_Error"),
+        })
+    }
+
+    /// True when either thread runs or tries to: the server is replicating, not merely
+    /// left with a stopped connection.
+    pub fn is_active(&self) -> bool {
+        self.io_thread != ThreadState::Stopped || self.sql_thread != ThreadState::Stopped
+    }
+}
+
+/// The variables query, one row: read_only, server_id, then the three GTID positions.
+const VARS_SQL: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, \
+     @@gtid_binlog_pos, @@gtid_slave_pos";
+
+impl Status {
+    /// Builds a status from the [`VARS_SQL`] row (as text, `None` for NULL) and the
+    /// replication rows.
+    pub fn from_vars(
+        vars: &[Option<String>],
+        replication: Vec<Replication>,
+    ) -> Result<Status, String> {
+        let var = |i: usize| vars.get(i).cloned().flatten().unwrap_or_default();
+        let gtid = |i: usize, name: &str| {
+            var(i)
+                .parse::<GtidList>()
+                .map_err(|e| format!("@@{name}: {e}"))
+        };
+        let read_only = var(0);
+        let server_id = var(1);
+        Ok(Status {
+            // 0/OFF is writable; anything else (ON, NO_LOCK, ...) or nothing is read-only:
+            // in doubt, never a write target.
+            read_only: !matches!(read_only.trim(), "0" | "OFF"),
+            server_id: server_id
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad @@server_id {server_id:?}"))?,
+            gtid_current_pos: gtid(2, "gtid_current_pos")?,
+            gtid_binlog_pos: gtid(3, "gtid_binlog_pos")?,
+            gtid_slave_pos: gtid(4, "gtid_slave_pos")?,
+            replication,
+        })
+    }
+}
+
+/// Probes one server over its own connection, which lives from one good probe to the next.
+/// A connection that failed or timed out is thrown away, never reused.
+pub(crate) struct Prober {
+    opts: mysql_async::Opts,
+    conn: Option<mysql_async::Conn>,
+    timeout: Duration,
+    /// False once the server refused SHOW ALL SLAVES STATUS as a syntax error (not MariaDB).
+    all_slaves: bool,
+}
+
+impl Prober {
+    /// A prober for `address` (host:port) as `user`; each probe is bounded by `timeout`.
+    pub(crate) fn new(address: &str, user: &str, password: &str, timeout: Duration) -> Prober {
+        let (host, port) = split_address(address);
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .into();
+        Prober {
+            opts,
+            conn: None,
+            timeout,
+            all_slaves: true,
+        }
+    }
+
+    /// One probe: connect if needed, read the variables and the replication status.
+    pub(crate) async fn probe(&mut self) -> Result<Status, String> {
+        let result = match tokio::time::timeout(self.timeout, self.read()).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        };
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    async fn read(&mut self) -> Result<Status, String> {
+        if self.conn.is_none() {
+            let conn = mysql_async::Conn::new(self.opts.clone())
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            self.conn = Some(conn);
+        }
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        let row: Option<Row> = conn
+            .query_first(VARS_SQL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = row.ok_or("the variables query returned no row")?;
+        let vars: Vec<Option<String>> = (0..row.len())
+            .map(|i| row.as_ref(i).and_then(text))
+            .collect();
+        let rows: Vec<Row> = if self.all_slaves {
+            match conn.query::<Row, _>("SHOW ALL SLAVES STATUS").await {
+                Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
+                    self.all_slaves = false;
+                    conn.query::<Row, _>("SHOW SLAVE STATUS").await
+                }
+                other => other,
+            }
+        } else {
+            conn.query::<Row, _>("SHOW SLAVE STATUS").await
+        }
+        .map_err(|e| e.to_string())?;
+        let replication = rows
+            .iter()
+            .map(|row| Replication::from_fields(|name| field(row, name)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Status::from_vars(&vars, replication)
+    }
+
+    /// Drops the connection without the polite COM_QUIT: mysql_async's `Drop` would spawn
+    /// a task that first drains any pending result, which waits forever on a hung server.
+    /// Dropped off the runtime, the socket is just closed.
+    fn discard(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let spawned = std::thread::Builder::new()
+                .name("monitor-discard".into())
+                .spawn(move || drop(conn));
+            if let Err(e) = spawned {
+                tracing::debug!("cannot spawn a thread to drop a probe connection: {e}");
+            }
+        }
+    }
+}
+
+/// A column of `row` by name, as text (`None` for NULL or no such column).
+fn field(row: &Row, name: &str) -> Option<String> {
+    let i = row
+        .columns_ref()
+        .iter()
+        .position(|c| c.name_str().eq_ignore_ascii_case(name))?;
+    row.as_ref(i).and_then(text)
+}
+
+/// A value of the text protocol as text.
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        _ => None,
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` too); no or a bad port means 3306.
+pub(crate) fn split_address(address: &str) -> (String, u16) {
+    let (host, port) = match address.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => match p.parse::<u16>() {
+            Ok(port) => (h, port),
+            Err(_) => (address, 3306),
+        },
+        _ => (address, 3306),
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (host.to_string(), port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn a_running_replica_row() {
+        let row = [
+            ("Connection_name", ""),
+            ("Master_Host", "127.0.0.1"),
+            ("Master_Port", "3306"),
+            ("Slave_IO_Running", "Yes"),
+            ("Slave_SQL_Running", "Yes"),
+            ("Seconds_Behind_Master", "0"),
+            ("Gtid_IO_Pos", "0-1-42"),
+            ("Master_Server_Id", "1"),
+            ("Last_IO_Error", ""),
+            ("Last_SQL_Error", ""),
+        ];
+        let r = Replication::from_fields(fields(&row)).unwrap();
+        assert_eq!(r.master_host, "127.0.0.1");
+        assert_eq!(r.master_port, 3306);
+        assert_eq!(r.io_thread, ThreadState::Running);
+        assert_eq!(r.sql_thread, ThreadState::Running);
+        assert_eq!(r.seconds_behind_master, Some(0));
+        assert_eq!(r.gtid_io_pos.to_string(), "0-1-42");
+        assert_eq!(r.master_server_id, 1);
+        assert_eq!((&r.last_io_error, &r.last_sql_error), (&None, &None));
+        assert!(r.is_active());
+    }
+
+    #[test]
+    fn a_broken_replica_row() {
+        let row = [
+            ("Master_Host", "db1.example"),
+            ("Master_Port", "3307"),
+            ("Slave_IO_Running", "Connecting"),
+            ("Slave_SQL_Running", "No"),
+            ("Gtid_IO_Pos", ""),
+            ("Last_IO_Error", "error reconnecting to master"),
+            ("Last_SQL_Error", "Duplicate entry"),
+        ];
+        let r = Replication::from_fields(fields(&row)).unwrap();
+        assert_eq!(r.io_thread, ThreadState::Connecting);
+        assert_eq!(r.sql_thread, ThreadState::Stopped);
+        assert_eq!(r.seconds_behind_master, None, "NULL");
+        assert!(r.gtid_io_pos.is_empty());
+        assert_eq!(r.master_server_id, 0);
+        assert_eq!(
+            r.last_io_error.as_deref(),
+            Some("error reconnecting to master")
+        );
+        assert!(r.is_active());
+        let stopped = [
+            ("Master_Host", "h"),
+            ("Master_Port", "1"),
+            ("Slave_IO_Running", "No"),
+            ("Slave_SQL_Running", "No"),
+        ];
+        assert!(!Replication::from_fields(fields(&stopped))
+            .unwrap()
+            .is_active());
+    }
+
+    #[test]
+    fn bad_replica_rows_are_errors_not_panics() {
+        let bad_port = [("Master_Host", "h"), ("Master_Port", "x")];
+        assert!(Replication::from_fields(fields(&bad_port))
+            .unwrap_err()
+            .contains("Master_Port"));
+        let bad_gtid = [("Master_Port", "1"), ("Gtid_IO_Pos", "0-1")];
+        assert!(Replication::from_fields(fields(&bad_gtid)).is_err());
+        let bad_lag = [("Master_Port", "1"), ("Seconds_Behind_Master", "-")];
+        assert!(Replication::from_fields(fields(&bad_lag)).is_err());
+    }
+
+    #[test]
+    fn variables() {
+        let v = |s: &[Option<&str>]| s.iter().map(|x| x.map(String::from)).collect::<Vec<_>>();
+        let s = Status::from_vars(
+            &v(&[Some("0"), Some("1"), Some("0-1-5"), Some("0-1-5"), Some("")]),
+            vec![],
+        )
+        .unwrap();
+        assert!(!s.read_only);
+        assert_eq!(s.server_id, 1);
+        assert_eq!(s.gtid_binlog_pos.to_string(), "0-1-5");
+        assert!(s.gtid_slave_pos.is_empty());
+        for ro in [Some("1"), Some("ON"), Some("NO_LOCK"), None] {
+            let s = Status::from_vars(&v(&[ro, Some("2"), None, None, None]), vec![]).unwrap();
+            assert!(s.read_only, "{ro:?} is read-only");
+        }
+        let off = Status::from_vars(&v(&[Some("OFF"), Some("2")]), vec![]).unwrap();
+        assert!(!off.read_only);
+        assert!(Status::from_vars(&v(&[Some("0"), Some("x")]), vec![]).is_err());
+        let e = Status::from_vars(&v(&[Some("0"), Some("1"), Some("junk")]), vec![]).unwrap_err();
+        assert!(e.contains("gtid_current_pos"), "{e}");
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(split_address("127.0.0.1:3307"), ("127.0.0.1".into(), 3307));
+        assert_eq!(split_address("db1"), ("db1".into(), 3306));
+        assert_eq!(split_address("[::1]:3308"), ("::1".into(), 3308));
+        assert_eq!(split_address("[::1]"), ("::1".into(), 3306));
+        assert_eq!(split_address("db1:x"), ("db1:x".into(), 3306));
+    }
+}
