@@ -313,7 +313,7 @@ impl Session {
                 }
                 command::CHANGE_USER => self.change_user(len).await?,
                 command::BINLOG_DUMP | command::BINLOG_DUMP_GTID | command::REGISTER_SLAVE => {
-                    let next_seq = self.discard_message().await?;
+                    let next_seq = self.pass_message(false).await?;
                     let err = ErrPacket::new(
                         1047,
                         "08S01",
@@ -327,7 +327,7 @@ impl Session {
                     self.send_translated_kill(cmd, len).await?;
                 }
                 _ => {
-                    let next_seq = self.forward_message().await?;
+                    let next_seq = self.pass_message(true).await?;
                     if let Some(tracker) = ResponseTracker::for_command(cmd, self.backend.caps) {
                         self.relay_response(tracker, next_seq).await?;
                     }
@@ -422,8 +422,9 @@ impl Session {
     }
 
     /// Streams the client's current message (one or more packets) to the backend, refusing
-    /// it past `max_allowed_packet`. Returns the sequence id the response starts with.
-    async fn forward_message(&mut self) -> Result<u8, SessionError> {
+    /// it past `max_allowed_packet`, or skips it when `forward` is false. Returns the
+    /// sequence id the response starts with.
+    async fn pass_message(&mut self, forward: bool) -> Result<u8, SessionError> {
         let max = self.shared.config.proxy.max_allowed_packet;
         let mut total = 0usize;
         loop {
@@ -446,7 +447,7 @@ impl Session {
                     "packet bigger than max_allowed_packet",
                 ));
             }
-            self.pass_client_bytes(HEADER_LEN + len, true).await?;
+            self.pass_client_bytes(HEADER_LEN + len, forward).await?;
             if len < MAX_PAYLOAD {
                 return Ok(seq.wrapping_add(1));
             }
@@ -475,21 +476,6 @@ impl Session {
             n -= k;
         }
         Ok(())
-    }
-
-    /// Skips the client's current message. Returns the sequence id a reply starts with.
-    async fn discard_message(&mut self) -> Result<u8, SessionError> {
-        loop {
-            fill(&mut self.client, &mut self.cbuf, HEADER_LEN)
-                .await
-                .map_err(SessionError::Client)?;
-            let len = payload_len(&self.cbuf);
-            let seq = self.cbuf[3];
-            self.pass_client_bytes(HEADER_LEN + len, false).await?;
-            if len < MAX_PAYLOAD {
-                return Ok(seq.wrapping_add(1));
-            }
-        }
     }
 
     /// Relays the backend's response to the client until the tracker sees its end.
