@@ -662,33 +662,22 @@ async fn mysql_async_matches_direct() {
     for conn in [&mut p, &mut d] {
         let mut seen = Vec::new();
         conn.query_drop("SET @before_change = 1").await.unwrap();
-        conn.change_user(
-            ChangeUserOpts::default()
-                .with_user(Some("root".into()))
-                .with_pass(None),
-        )
-        .await
-        .unwrap();
-        let who: (String, Option<i64>, String) = conn
-            .query_first("SELECT CURRENT_USER(), @before_change, DATABASE()")
-            .await
-            .unwrap()
-            .unwrap();
-        seen.push(who);
-        conn.change_user(
-            ChangeUserOpts::default()
-                .with_user(Some("koha".into()))
-                .with_pass(Some("koha".into()))
-                .with_db_name(Some("koha".into())),
-        )
-        .await
-        .unwrap();
-        let who: (String, Option<i64>, String) = conn
-            .query_first("SELECT CURRENT_USER(), @before_change, DATABASE()")
-            .await
-            .unwrap()
-            .unwrap();
-        seen.push(who);
+        let to_root = ChangeUserOpts::default()
+            .with_user(Some("root".into()))
+            .with_pass(None);
+        let back_to_koha = ChangeUserOpts::default()
+            .with_user(Some("koha".into()))
+            .with_pass(Some("koha".into()))
+            .with_db_name(Some("koha".into()));
+        for opts in [to_root, back_to_koha] {
+            conn.change_user(opts).await.unwrap();
+            let who: (String, Option<i64>, String) = conn
+                .query_first("SELECT CURRENT_USER(), @before_change, DATABASE()")
+                .await
+                .unwrap()
+                .unwrap();
+            seen.push(who);
+        }
         // koha cannot see root's databases any more.
         let err = conn
             .query_drop("SELECT * FROM mysql.user")
