@@ -202,6 +202,22 @@ pub struct RoutingConfig {
     pub read_write_split: bool,
     /// Replicas lagging more than this get no reads (default 5 s, key `max_replication_lag_s`).
     pub max_replication_lag: Duration,
+    /// Which acknowledged writes a read must see (default global).
+    pub causal_reads: CausalReads,
+    /// How long a read may wait for a replica to apply the writes it must see before it
+    /// goes to the master instead (default 100 ms, key `causal_wait_ms`; 0: never wait).
+    pub causal_wait: Duration,
+}
+
+/// Which writes a read routed to a replica is guaranteed to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CausalReads {
+    /// Every write the proxy had acknowledged to any client when the read arrived.
+    Global,
+    /// Every write acknowledged to the same client session.
+    Session,
+    /// None: a replica within the lag limit serves reads as it is.
+    Off,
 }
 
 /// `[backup]` section.

@@ -106,6 +106,17 @@ pub(crate) struct RawServer {
 pub(crate) struct RawRouting {
     pub read_write_split: Option<bool>,
     pub max_replication_lag_s: Option<Spanned<u64>>,
+    pub causal_reads: Option<RawCausal>,
+    pub causal_wait_ms: Option<Spanned<u64>>,
+}
+
+/// `routing.causal_reads`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawCausal {
+    Global,
+    Session,
+    Off,
 }
 
 /// `[backup]`.

@@ -129,6 +129,8 @@ fn defaults() {
     assert_eq!(c.servers[0].address, "db1.example.org:3306");
     assert!(c.routing.read_write_split);
     assert_eq!(c.routing.max_replication_lag, Duration::from_secs(5));
+    assert_eq!(c.routing.causal_reads, CausalReads::Global);
+    assert_eq!(c.routing.causal_wait, Duration::from_millis(100));
     assert_eq!(c.backup.dir, None);
     assert_eq!(c.backup.schedule, "daily 02:30");
     assert_eq!(c.backup.keep, 7);
@@ -324,6 +326,10 @@ fn wrong_types_name_the_key() {
     refused(
         &edit("user = \"mon\"", "user = \"mon\"\nfailover = \"sometimes\""),
         &["monitor.failover", "unknown variant"],
+    );
+    refused(
+        &format!("{MINIMAL}\n[routing]\ncausal_reads = \"always\"\n"),
+        &["routing.causal_reads", "unknown variant", "global"],
     );
     let msg = refused(
         &edit("password = \"koha\"", "password = 1234567"),

@@ -4,11 +4,11 @@
 use crate::load::{line_col, ConfigError};
 use crate::raw::{
     parse_size, RawAdmin, RawBackup, RawCluster, RawClusterKind, RawConfig, RawFailover,
-    RawMonitor, RawProxy, RawRouting, RawServer, RawSize, RawUser,
+    RawCausal, RawMonitor, RawProxy, RawRouting, RawServer, RawSize, RawUser,
 };
 use crate::{
     AdminConfig, BackupConfig, ClusterConfig, ClusterKind, Config, FailoverMode, MonitorConfig,
-    PasswordHash, ProxyConfig, RoutingConfig, ServerConfig, TlsFiles, UserConfig,
+    CausalReads, PasswordHash, ProxyConfig, RoutingConfig, ServerConfig, TlsFiles, UserConfig,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -393,15 +393,28 @@ pub(crate) fn check_host_port(address: &str) -> Result<(), String> {
 }
 
 fn routing(cx: &Ctx, r: Option<RawRouting>) -> Result<RoutingConfig, ConfigError> {
-    let (split, lag) = match r {
-        Some(r) => (r.read_write_split, r.max_replication_lag_s),
-        None => (None, None),
+    let (split, lag, causal, wait) = match r {
+        Some(r) => (
+            r.read_write_split,
+            r.max_replication_lag_s,
+            r.causal_reads,
+            r.causal_wait_ms,
+        ),
+        None => (None, None, None, None),
     };
     let key = "routing.max_replication_lag_s";
     let lag = cx.ranged(lag, key, 5, (0, MAX_S))?;
+    let wait = cx.ranged(wait, "routing.causal_wait_ms", 100, (0, MAX_MS))?;
+    let causal_reads = match causal.unwrap_or(RawCausal::Global) {
+        RawCausal::Global => CausalReads::Global,
+        RawCausal::Session => CausalReads::Session,
+        RawCausal::Off => CausalReads::Off,
+    };
     Ok(RoutingConfig {
         read_write_split: split.unwrap_or(true),
         max_replication_lag: Duration::from_secs(lag),
+        causal_reads,
+        causal_wait: Duration::from_millis(wait),
     })
 }
 

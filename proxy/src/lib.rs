@@ -9,12 +9,15 @@ pub mod backend;
 pub mod io;
 pub mod kill;
 pub mod protocol;
+pub mod route;
 pub mod session;
+pub mod stats;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use kohaproxy_config::Config;
@@ -38,6 +41,9 @@ pub enum ProxyError {
     /// A runtime or thread could not be started.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    /// A service beside the proxy (the admin console) could not start.
+    #[error("{0}")]
+    Service(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -63,9 +69,11 @@ pub struct Shared {
     /// Set to true when shutdown begins; sessions close at their next idle point outside
     /// a transaction.
     pub shutdown: tokio::sync::watch::Sender<bool>,
-    /// Proxy session id -> thread id of its backend connection (for KILL). Touched at
-    /// login, logout and KILL only, never per packet.
-    sessions: Mutex<HashMap<u32, u32>>,
+    /// The open client sessions (for KILL and the admin console). Locked at login,
+    /// logout and KILL only, never per packet.
+    pub sessions: stats::Registry,
+    /// Counters for the admin console.
+    pub stats: stats::Stats,
 }
 
 impl Shared {
@@ -76,12 +84,13 @@ impl Shared {
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Arc<Self> {
         Arc::new(Shared {
+            stats: stats::Stats::new(config.servers.iter().map(|s| s.name.as_str())),
             config,
             topology,
             tls,
             greeting: ArcSwapOption::empty(),
             next_id: AtomicU32::new(kill::FIRST_SESSION_ID),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: stats::Registry::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
         })
     }
@@ -147,24 +156,15 @@ impl Shared {
         id
     }
 
-    /// Records that session `id` runs on backend thread `thread_id`.
-    pub(crate) fn register(&self, id: u32, thread_id: u32) {
-        if let Ok(mut s) = self.sessions.lock() {
-            s.insert(id, thread_id);
-        }
-    }
-
-    /// Forgets session `id`.
-    pub(crate) fn unregister(&self, id: u32) {
-        if let Ok(mut s) = self.sessions.lock() {
-            s.remove(&id);
-        }
-    }
-
-    /// The backend thread of proxy session `id`, if it is one of ours.
+    /// The master connection's thread of proxy session `id`, if it is one of ours.
     pub(crate) fn backend_thread(&self, id: u64) -> Option<u32> {
         let id = u32::try_from(id).ok()?;
-        self.sessions.lock().ok()?.get(&id).copied()
+        Some(
+            self.sessions
+                .get(id)?
+                .master_thread
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }
 
@@ -175,6 +175,14 @@ fn no_master_error() -> BackendError {
     }
 }
 
+/// A task that runs beside the proxy for its whole life (the admin console).
+pub type Service = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts the services that run beside the proxy, given its shared state; called once,
+/// inside the proxy's main runtime, before clients are accepted.
+pub type StartServices<'a> =
+    Box<dyn FnOnce(Arc<Shared>) -> Result<Vec<Service>, String> + 'a>;
+
 /// Runs the proxy until SIGINT or SIGTERM, blocking the calling thread.
 ///
 /// Threads: the calling thread runs the monitor and the accept loop on one exclusive
@@ -182,7 +190,10 @@ fn no_master_error() -> BackendError {
 /// SO_REUSEPORT). Accepted connections are dealt round-robin to `proxy.threads` workers
 /// (default one per core), each a single-threaded tokio runtime: a session lives and dies
 /// on one thread, and its packets never wake another thread.
-pub fn run(config: Config) -> Result<(), ProxyError> {
+///
+/// `services` starts what runs beside it (the admin console); an error there stops the
+/// start.
+pub fn run(config: Config, services: StartServices<'_>) -> Result<(), ProxyError> {
     let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -203,6 +214,9 @@ pub fn run(config: Config) -> Result<(), ProxyError> {
             .await
             .map_err(|source| ProxyError::Bind { addr, source })?;
         let shared = Shared::new(config, topology, tls);
+        for service in services(shared.clone()).map_err(ProxyError::Service)? {
+            tokio::spawn(service);
+        }
         let mut workers = Vec::with_capacity(threads);
         for n in 0..threads {
             workers.push(spawn_worker(n, shared.clone())?);

@@ -226,7 +226,14 @@ async fn login(
         .write_all(&crate::protocol::packets::packet(seq, &ok))
         .await?;
     let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
-    shared.register(id, backend.greeting.connection_id);
+    let entry = Arc::new(crate::stats::SessionEntry::new(
+        id,
+        peer,
+        &user_name,
+        &backend.server,
+        backend.greeting.connection_id,
+    ));
+    shared.sessions.insert(entry.clone());
     Ok(Session {
         id,
         peer,
@@ -669,7 +676,7 @@ impl IdleTimer {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.shared.unregister(self.id);
+        self.shared.sessions.remove(self.id);
         debug!(session = self.id, status = self.status, "session dropped");
     }
 }
