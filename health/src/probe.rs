@@ -27,6 +27,11 @@ pub struct Status {
     /// Its replication connections (SHOW ALL SLAVES STATUS); empty when it replicates
     /// from nobody.
     pub replication: Vec<Replication>,
+    /// `@@global.session_track_system_variables`: what a new connection's OK packets
+    /// report unless it changes it (the proxy shows its clients exactly that).
+    pub session_track_system_variables: String,
+    /// `@@global.session_track_schema`.
+    pub session_track_schema: bool,
 }
 
 /// The state of a replica's IO or SQL thread.
@@ -131,9 +136,11 @@ impl Replication {
     }
 }
 
-/// The variables query, one row: read_only, server_id, then the three GTID positions.
+/// The variables query, one row: read_only, server_id, the three GTID positions, then
+/// what new connections' session tracking reports.
 const VARS_SQL: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, \
-     @@gtid_binlog_pos, @@gtid_slave_pos";
+     @@gtid_binlog_pos, @@gtid_slave_pos, @@global.session_track_system_variables, \
+     @@global.session_track_schema";
 
 impl Status {
     /// Builds a status from the [`VARS_SQL`] row (as text, `None` for NULL) and the
@@ -162,6 +169,8 @@ impl Status {
             gtid_binlog_pos: gtid(3, "gtid_binlog_pos")?,
             gtid_slave_pos: gtid(4, "gtid_slave_pos")?,
             replication,
+            session_track_system_variables: var(5),
+            session_track_schema: matches!(var(6).trim(), "1" | "ON"),
         })
     }
 }
