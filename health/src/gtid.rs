@@ -47,6 +47,22 @@ impl fmt::Display for ParseGtidError {
 
 impl std::error::Error for ParseGtidError {}
 
+impl FromStr for Gtid {
+    type Err = ParseGtidError;
+
+    /// One `domain-server_id-seq_no` (what `last_gtid` reports).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let list: GtidList = s.parse()?;
+        match list.0.as_slice() {
+            [one] => Ok(*one),
+            _ => Err(ParseGtidError {
+                input: s.to_string(),
+                reason: "expected exactly one GTID",
+            }),
+        }
+    }
+}
+
 impl FromStr for GtidList {
     type Err = ParseGtidError;
 
@@ -111,6 +127,29 @@ impl GtidList {
         self.0.iter().find(|g| g.domain == domain)
     }
 
+    /// Raises this position to `gtid` in its domain (if `gtid` is further); true if it moved.
+    pub fn raise(&mut self, gtid: Gtid) -> bool {
+        match self.0.iter_mut().find(|g| g.domain == gtid.domain) {
+            Some(g) if g.seq_no >= gtid.seq_no => false,
+            Some(g) => {
+                *g = gtid;
+                true
+            }
+            None => {
+                self.0.push(gtid);
+                self.0.sort_by_key(|g| g.domain);
+                true
+            }
+        }
+    }
+
+    /// Raises this position to `other` in every domain where `other` is further.
+    pub fn raise_all(&mut self, other: &GtidList) {
+        for g in &other.0 {
+            self.raise(*g);
+        }
+    }
+
     /// True when this position has reached `other` in every domain of `other` (seq_no
     /// equal or higher). Every position contains the empty one.
     pub fn contains(&self, other: &GtidList) -> bool {
@@ -137,6 +176,19 @@ impl GtidList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raise_moves_forward_only() {
+        let mut p: GtidList = "0-1-5".parse().unwrap();
+        assert!(!p.raise("0-1-4".parse().unwrap()));
+        assert!(p.raise("0-2-6".parse().unwrap()));
+        assert!(p.raise("1-1-1".parse().unwrap()));
+        assert_eq!(p.to_string(), "0-2-6,1-1-1");
+        p.raise_all(&"0-1-9,2-1-1".parse().unwrap());
+        assert_eq!(p.to_string(), "0-1-9,1-1-1,2-1-1");
+        assert!("0-1-1,1-1-1".parse::<Gtid>().is_err());
+        assert!("".parse::<Gtid>().is_err());
+    }
 
     fn list(s: &str) -> GtidList {
         s.parse().unwrap()

@@ -13,6 +13,7 @@ pub mod handshake;
 pub mod packets;
 pub mod relay;
 pub mod response;
+pub mod track;
 pub mod wire;
 
 pub use caps::Caps;
