@@ -7,6 +7,7 @@ mod common;
 
 use common::raw::{RawClient, MODERN};
 use common::Env;
+use kohaproxy_proxy::protocol::track::StateOk;
 use kohaproxy_proxy::protocol::{command, Caps};
 
 const SETUP: &str = "
@@ -123,6 +124,35 @@ fn script() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Byte-identical, except that the session-state entries of a single OK may come in
+/// another order: the server lists tracked variables in the order of its hash table, which
+/// differs between a connection tracking the default list and the proxy's tracking `*`.
+fn same_response(proxy: &[u8], direct: &[u8]) -> bool {
+    if proxy == direct {
+        return true;
+    }
+    let entries = |p: &[u8]| {
+        let ok = StateOk::parse(p.get(4..)?).ok()?;
+        let mut e: Vec<Vec<u8>> = ok
+            .entries()
+            .map(|e| e.map(|(_, raw)| raw.to_vec()))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        e.sort();
+        Some((
+            p.len(),
+            ok.head.to_vec(),
+            ok.status,
+            ok.warnings,
+            ok.info.to_vec(),
+            e,
+        ))
+    };
+    proxy[..4] == direct[..4]
+        && direct[4] == 0
+        && entries(proxy).is_some_and(|p| Some(p) == entries(direct))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_answers_byte_for_byte_as_direct() {
     let env = tokio::task::spawn_blocking(|| {
@@ -172,7 +202,7 @@ async fn every_command_answers_byte_for_byte_as_direct() {
             let via_proxy = proxy.command(&payload).await;
             let via_direct = direct.command(&payload).await;
             assert!(
-                via_proxy == via_direct,
+                same_response(&via_proxy, &via_direct),
                 "{variant} / {step}: responses differ\nproxy:  {:?}\ndirect: {:?}\n{}",
                 String::from_utf8_lossy(&via_proxy),
                 String::from_utf8_lossy(&via_direct),

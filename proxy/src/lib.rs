@@ -14,9 +14,9 @@ pub mod session;
 pub mod stats;
 pub mod tls;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -74,6 +74,8 @@ pub struct Shared {
     pub sessions: stats::Registry,
     /// Counters for the admin console.
     pub stats: stats::Stats,
+    /// Acknowledged writes and what replicas are known to have applied (causal reads).
+    pub causal: route::causal::Causal,
 }
 
 impl Shared {
@@ -85,6 +87,7 @@ impl Shared {
     ) -> Arc<Self> {
         Arc::new(Shared {
             stats: stats::Stats::new(config.servers.iter().map(|s| s.name.as_str())),
+            causal: route::causal::Causal::new(config.servers.len()),
             config,
             topology,
             tls,
@@ -180,8 +183,7 @@ pub type Service = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Starts the services that run beside the proxy, given its shared state; called once,
 /// inside the proxy's main runtime, before clients are accepted.
-pub type StartServices<'a> =
-    Box<dyn FnOnce(Arc<Shared>) -> Result<Vec<Service>, String> + 'a>;
+pub type StartServices<'a> = Box<dyn FnOnce(Arc<Shared>) -> Result<Vec<Service>, String> + 'a>;
 
 /// Runs the proxy until SIGINT or SIGTERM, blocking the calling thread.
 ///

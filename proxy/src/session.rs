@@ -6,12 +6,16 @@
 //! half-duplex like the protocol itself: one command at a time.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info};
+
+mod internal;
+mod router;
 
 use crate::auth;
 use crate::backend::{self, Backend, BackendError, Login};
@@ -23,8 +27,10 @@ use crate::protocol::packets::{ErrPacket, ERR};
 use crate::protocol::relay::{Relay, Scan};
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::{command, payload_len, Caps, HEADER_LEN, MAX_PAYLOAD};
+use crate::stats::SessionEntry;
 use crate::tls::ClientStream;
 use crate::Shared;
+use router::{ReplicaConn, Router};
 
 /// Largest login or COM_CHANGE_USER packet accepted from a client.
 const MAX_LOGIN_PACKET: usize = 1 << 20;
@@ -73,12 +79,50 @@ pub struct Session {
     /// The scramble sent in the greeting (COM_CHANGE_USER answers it again).
     salt: [u8; 20],
     user: Vec<u8>,
-    backend: Backend,
-    /// Status flags from the last OK/EOF the backend sent.
+    /// How the session logged in (replica connections log in the same way).
+    login: Login,
+    /// The connection to the master: writes, transactions, and anything not routed away.
+    master: Backend,
+    /// Config index of the master server (for counters).
+    master_index: Option<usize>,
+    /// Connections to replicas, by config index, opened on first use.
+    replicas: Vec<Option<ReplicaConn>>,
+    /// Where the last statement ran (SHOW WARNINGS follows it).
+    last: Which,
+    /// Status flags from the last OK/EOF the master sent.
     status: u16,
+    /// The read/write split's per-session state.
+    router: Router,
+    /// What the admin console shows of this session.
+    entry: Arc<SessionEntry>,
+    /// Reused buffer for packets the proxy rewrites.
+    scratch: Vec<u8>,
+    /// Reused buffer for the rewritten packet.
+    out: Vec<u8>,
     /// Turns true when the proxy starts shutting down.
     shutdown: tokio::sync::watch::Receiver<bool>,
     shared: Arc<Shared>,
+}
+
+/// Which backend connection of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    /// The master connection.
+    Master,
+    /// The connection to the replica with this config index.
+    Replica(usize),
+}
+
+/// How relaying a response ended.
+#[derive(Debug)]
+enum Outcome {
+    /// The response was relayed whole; `failed` if it was an error.
+    Done {
+        /// The response ended with an ERR.
+        failed: bool,
+    },
+    /// The backend connection broke before any byte of the response reached the client.
+    Lost(String),
 }
 
 /// Serves one client connection to its end.
@@ -212,7 +256,14 @@ async fn login(
         database: response.database.clone(),
         attrs: response.attrs.clone(),
     };
-    let (backend, ok) = match shared.connect_master(&login).await {
+    let split = shared.config.routing.read_write_split;
+    let mut master_login = login.clone();
+    if split {
+        // The master connection tracks session state for the router; the client is shown
+        // only what it tracks itself.
+        master_login.caps = Caps(master_login.caps.0 | Caps::SESSION_TRACK);
+    }
+    let (backend, ok) = match shared.connect_master(&master_login).await {
         Ok(b) => b,
         Err(BackendError::Refused { err, .. }) => {
             client
@@ -222,11 +273,8 @@ async fn login(
         }
         Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
     };
-    client
-        .write_all(&crate::protocol::packets::packet(seq, &ok))
-        .await?;
     let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
-    let entry = Arc::new(crate::stats::SessionEntry::new(
+    let entry = Arc::new(SessionEntry::new(
         id,
         peer,
         &user_name,
@@ -234,19 +282,40 @@ async fn login(
         backend.greeting.connection_id,
     ));
     shared.sessions.insert(entry.clone());
-    Ok(Session {
+    let master_index = shared
+        .config
+        .servers
+        .iter()
+        .position(|s| s.name == backend.server);
+    if let Some(s) = master_index.and_then(|i| shared.stats.servers.get(i)) {
+        s.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut session = Session {
         id,
         peer,
         client,
         cbuf,
         caps: login.caps,
         salt,
-        user: login.user,
-        backend,
+        user: login.user.clone(),
+        login,
+        master: backend,
+        master_index,
+        replicas: Vec::new(),
+        last: Which::Master,
         status,
+        router: Router::new(split, router::default_tracking(shared)),
+        entry,
+        scratch: Vec::new(),
+        out: Vec::new(),
         shutdown: shared.shutdown.subscribe(),
         shared: shared.clone(),
-    })
+    };
+    // The login OK may carry session state the client did not ask for.
+    session.send_ok(seq, &ok).await?;
+    session.track_state().await?;
+    Ok(session)
 }
 
 fn bad_handshake() -> ErrPacket {
@@ -312,10 +381,17 @@ impl Session {
             match cmd {
                 command::QUIT => {
                     let _ = self
-                        .backend
+                        .master
                         .stream
                         .write_all(&[1, 0, 0, 0, command::QUIT])
                         .await;
+                    for conn in self.replicas.iter_mut().flatten() {
+                        let _ = conn
+                            .backend
+                            .stream
+                            .write_all(&[1, 0, 0, 0, command::QUIT])
+                            .await;
+                    }
                     return Ok(());
                 }
                 command::CHANGE_USER => self.change_user(len).await?,
@@ -333,11 +409,15 @@ impl Session {
                 {
                     self.send_translated_kill(cmd, len).await?;
                 }
-                _ => {
-                    let next_seq = self.pass_message(true).await?;
-                    if let Some(tracker) = ResponseTracker::for_command(cmd, self.backend.caps) {
-                        self.relay_response(tracker, next_seq).await?;
+                command::QUERY => self.query(len).await?,
+                command::RESET_CONNECTION => {
+                    if !self.forward_to_master(cmd).await? {
+                        self.forget_state(false);
+                        self.track_state().await?;
                     }
+                }
+                _ => {
+                    self.forward_to_master(cmd).await?;
                 }
             }
         }
@@ -375,11 +455,11 @@ impl Session {
         let mut payload = Vec::with_capacity(1 + sql.len());
         payload.push(command::QUERY);
         payload.extend_from_slice(sql.as_bytes());
-        write_packet(&mut self.backend.stream, 0, &payload)
+        write_packet(&mut self.master.stream, 0, &payload)
             .await
             .map_err(|e| self.backend_error(e.to_string()))?;
-        if let Some(tracker) = ResponseTracker::for_command(command::QUERY, self.backend.caps) {
-            self.relay_response(tracker, 1).await?;
+        if let Some(tracker) = ResponseTracker::for_command(command::QUERY, self.master.caps) {
+            self.relay_master(tracker, 1).await?;
         }
         Ok(())
     }
@@ -473,7 +553,7 @@ impl Session {
             }
             let k = n.min(self.cbuf.len());
             if forward {
-                self.backend
+                self.master
                     .stream
                     .write_all(&self.cbuf[..k])
                     .await
@@ -485,49 +565,173 @@ impl Session {
         Ok(())
     }
 
-    /// Relays the backend's response to the client until the tracker sees its end.
-    async fn relay_response(
+    /// Streams the client's command (its first packet is buffered) to the master and
+    /// relays the answer; true if the answer was an error.
+    async fn forward_to_master(&mut self, cmd: u8) -> Result<bool, SessionError> {
+        let next_seq = self.pass_message(true).await?;
+        let Some(tracker) = ResponseTracker::for_command(cmd, self.master.caps) else {
+            return Ok(false);
+        };
+        let failed = self.relay_master(tracker, next_seq).await?;
+        self.after_master_response().await?;
+        Ok(failed)
+    }
+
+    /// Relays the master's response; a master lost before answering is an error for the
+    /// client (error 2013) and ends the session. True if the answer was an error.
+    async fn relay_master(
         &mut self,
         tracker: ResponseTracker,
         first_seq: u8,
-    ) -> Result<(), SessionError> {
-        let mut relay = Relay::new(tracker);
+    ) -> Result<bool, SessionError> {
+        if let Some(i) = self.master_index {
+            self.count(i, true);
+        }
+        let outcome = self.relay_response(Which::Master, tracker).await;
+        if let Some(i) = self.master_index {
+            self.count(i, false);
+        }
+        self.entry.in_transaction.store(
+            self.status & crate::protocol::status::IN_TRANS != 0,
+            Ordering::Relaxed,
+        );
+        match outcome? {
+            Outcome::Done { failed } => Ok(failed),
+            Outcome::Lost(reason) => {
+                let err = ErrPacket::new(2013, "HY000", "Lost connection to server during query");
+                let _ = self.send_error(&err, first_seq).await;
+                Err(self.backend_error(reason))
+            }
+        }
+    }
+
+    /// Sends an error the proxy makes itself, and counts it.
+    async fn send_error(&mut self, err: &ErrPacket, seq: u8) -> Result<(), SessionError> {
+        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.client.write_all(&err.to_packet(seq)).await?;
+        Ok(())
+    }
+
+    /// Sends the OK `payload` (from the master) with sequence id `seq`, through `learn` if
+    /// it carries session state.
+    async fn send_ok(&mut self, seq: u8, payload: &[u8]) -> Result<(), SessionError> {
+        let state = crate::protocol::packets::ok_status(payload)
+            .is_some_and(|s| s & crate::protocol::status::SESSION_STATE_CHANGED != 0);
+        if state && self.router.enabled {
+            let mut out = std::mem::take(&mut self.out);
+            let learned = self.learn(seq, payload, &mut out);
+            let sent = match learned {
+                Ok(()) => self
+                    .client
+                    .write_all(&out)
+                    .await
+                    .map_err(SessionError::from),
+                Err(e) => Err(e),
+            };
+            self.out = out;
+            sent
+        } else {
+            self.client
+                .write_all(&crate::protocol::packets::packet(seq, payload))
+                .await?;
+            Ok(())
+        }
+    }
+
+    /// Relays the response of backend `which` to the client until the tracker sees its
+    /// end. OKs from the master that carry session state go through `learn`.
+    async fn relay_response(
+        &mut self,
+        which: Which,
+        tracker: ResponseTracker,
+    ) -> Result<Outcome, SessionError> {
+        let hold = which == Which::Master && self.router.enabled;
+        let mut relay = if hold {
+            Relay::holding_state(tracker)
+        } else {
+            Relay::new(tracker)
+        };
         let mut forwarded = false;
         loop {
-            let (n, scan) = relay
-                .scan(&self.backend.buf)
-                .map_err(|e| self.backend_error(e.to_string()))?;
+            let (client, backend) = match which {
+                Which::Master => (&mut self.client, &mut self.master),
+                Which::Replica(i) => match self.replicas.get_mut(i).and_then(Option::as_mut) {
+                    Some(conn) => (&mut self.client, &mut conn.backend),
+                    None => return Ok(Outcome::Lost("no connection".into())),
+                },
+            };
+            let (n, scan) = match relay.scan(&backend.buf) {
+                Ok(r) => r,
+                Err(e) => {
+                    let server = backend.server.clone();
+                    return Err(SessionError::Backend {
+                        server,
+                        reason: e.to_string(),
+                    });
+                }
+            };
             if n > 0 {
-                self.client.write_all(&self.backend.buf[..n]).await?;
-                self.backend.buf.advance(n);
+                client.write_all(&backend.buf[..n]).await?;
+                backend.buf.advance(n);
                 forwarded = true;
             }
             match scan {
                 Scan::Done => {
+                    let failed = relay.tracker().failed();
                     if let Some(s) = relay.tracker().status() {
-                        self.status = s;
+                        match which {
+                            Which::Master => self.status = s,
+                            Which::Replica(i) => {
+                                if let Some(Some(conn)) = self.replicas.get_mut(i) {
+                                    conn.status = s;
+                                }
+                            }
+                        }
                     }
-                    return Ok(());
+                    if failed {
+                        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(Outcome::Done { failed });
                 }
                 Scan::LocalInfile => {
                     self.relay_local_infile().await?;
                     continue;
                 }
+                Scan::StateOk(len) => {
+                    let read = fill(&mut backend.stream, &mut backend.buf, len).await;
+                    if let Err(e) = read {
+                        if !forwarded {
+                            return Ok(Outcome::Lost(e.to_string()));
+                        }
+                        return Err(self.backend_error(e.to_string()));
+                    }
+                    let seq = backend.buf[3];
+                    let mut payload = std::mem::take(&mut self.scratch);
+                    payload.clear();
+                    payload.extend_from_slice(&backend.buf[HEADER_LEN..len]);
+                    backend.buf.advance(len);
+                    let sent = self.send_ok(seq, &payload).await;
+                    self.scratch = payload;
+                    sent?;
+                    forwarded = true;
+                    continue;
+                }
                 Scan::NeedMore => {}
             }
-            crate::io::make_room(&mut self.backend.buf);
-            let read = self.backend.stream.read_buf(&mut self.backend.buf).await;
+            crate::io::make_room(&mut backend.buf);
+            let read = backend.stream.read_buf(&mut backend.buf).await;
             if !matches!(read, Ok(n) if n > 0) {
                 let reason = match read {
                     Err(e) => e.to_string(),
                     _ => "connection closed".to_string(),
                 };
                 if !forwarded {
-                    let err =
-                        ErrPacket::new(2013, "HY000", "Lost connection to server during query");
-                    let _ = self.client.write_all(&err.to_packet(first_seq)).await;
+                    return Ok(Outcome::Lost(reason));
                 }
-                return Err(self.backend_error(reason));
+                return Err(SessionError::Backend {
+                    server: backend.server.clone(),
+                    reason,
+                });
             }
         }
     }
@@ -599,30 +803,39 @@ impl Session {
             return Err(SessionError::Login(err.message));
         };
         // Replay on the backend against its own scramble.
-        request.auth_response = credential.scramble(&self.backend.greeting.scramble);
+        request.auth_response = credential.scramble(&self.master.greeting.scramble);
         request.auth_plugin = Some(NATIVE_PASSWORD.to_vec());
         write_packet(
-            &mut self.backend.stream,
+            &mut self.master.stream,
             0,
-            &request.encode(self.backend.caps),
+            &request.encode(self.master.caps),
         )
         .await
         .map_err(|e| self.backend_error(e.to_string()))?;
-        let server = self.backend.server.clone();
+        let server = self.master.server.clone();
         let result = backend::finish_auth(
             &server,
-            &mut self.backend.stream,
-            &mut self.backend.buf,
+            &mut self.master.stream,
+            &mut self.master.buf,
             &credential,
         )
         .await;
         match result {
             Ok(ok) => {
-                self.client
-                    .write_all(&crate::protocol::packets::packet(seq, &ok))
-                    .await?;
                 self.status = crate::protocol::packets::ok_status(&ok).unwrap_or(self.status);
+                // The new user's session starts from the server's defaults; replica
+                // connections are opened again as that user.
+                self.forget_state(true);
+                self.login.user = request.user.clone();
+                self.login.credential = credential;
+                self.login.database =
+                    (!request.database.is_empty()).then(|| request.database.clone());
+                if let Ok(mut u) = self.entry.user.lock() {
+                    *u = user_name;
+                }
                 self.user = request.user;
+                self.send_ok(seq, &ok).await?;
+                self.track_state().await?;
                 Ok(())
             }
             Err(BackendError::Refused { err, .. }) => {
@@ -640,7 +853,7 @@ impl Session {
 
     fn backend_error(&self, reason: String) -> SessionError {
         SessionError::Backend {
-            server: self.backend.server.clone(),
+            server: self.master.server.clone(),
             reason,
         }
     }
@@ -677,6 +890,15 @@ impl IdleTimer {
 impl Drop for Session {
     fn drop(&mut self) {
         self.shared.sessions.remove(self.id);
+        let counts = &self.shared.stats.servers;
+        if let Some(s) = self.master_index.and_then(|i| counts.get(i)) {
+            s.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        for (i, conn) in self.replicas.iter().enumerate() {
+            if let (Some(_), Some(s)) = (conn, counts.get(i)) {
+                s.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         debug!(session = self.id, status = self.status, "session dropped");
     }
 }

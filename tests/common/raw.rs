@@ -91,6 +91,7 @@ impl RawClient {
                     return buf;
                 }
                 Scan::LocalInfile => panic!("LOCAL INFILE not expected here"),
+                Scan::StateOk(_) => unreachable!("this relay does not hold OKs"),
                 Scan::NeedMore => {}
             }
             let mut chunk = [0u8; 65536];

@@ -13,6 +13,10 @@ pub enum Scan {
     NeedMore,
     /// Forward the ready bytes: the LOCAL INFILE request is complete, relay the client's file.
     LocalInfile,
+    /// Forward the ready bytes; the next packet, of this many bytes with its header, is an
+    /// OK carrying session state: take it whole (to learn from it and show the client
+    /// what it tracks), then scan on.
+    StateOk(usize),
     /// Forward the ready bytes: they end the response.
     Done,
 }
@@ -27,6 +31,8 @@ pub struct Relay {
     continuation: bool,
     /// The step the current packet produced, acted on once its body has passed.
     pending: Option<Step>,
+    /// Hand OKs with session state to the caller instead of forwarding them.
+    hold_state: bool,
 }
 
 impl Relay {
@@ -37,6 +43,15 @@ impl Relay {
             skip: 0,
             continuation: false,
             pending: None,
+            hold_state: false,
+        }
+    }
+
+    /// A relay that stops at every OK carrying session state ([`Scan::StateOk`]).
+    pub fn holding_state(tracker: ResponseTracker) -> Self {
+        Relay {
+            hold_state: true,
+            ..Relay::new(tracker)
         }
     }
 
@@ -86,6 +101,9 @@ impl Relay {
             self.continuation = len == MAX_PAYLOAD;
             if step != Step::More {
                 self.pending = Some(step);
+            }
+            if self.hold_state && self.tracker.state_ok() && !self.continuation {
+                return Ok((i, Scan::StateOk(HEADER_LEN + len)));
             }
             i += HEADER_LEN;
             self.skip = len;
@@ -174,6 +192,23 @@ mod tests {
         let (out, scan) = relay_in_chunks(&bytes, 1 << 20);
         assert_eq!(scan, Scan::Done);
         assert!(out == bytes);
+    }
+
+    #[test]
+    fn an_ok_with_session_state_is_held_whole() {
+        let tracker = ResponseTracker::for_command(command::QUERY, MODERN).unwrap();
+        let mut relay = Relay::holding_state(tracker);
+        let ok = b"\x00\x01\x00\x02\x40\x00\x00\x00\x12\x00\x10\x09last_gtid\x050-1-2";
+        let bytes = packet(1, ok);
+        assert_eq!(relay.scan(&bytes[..3]).unwrap(), (0, Scan::NeedMore));
+        assert_eq!(relay.scan(&bytes).unwrap(), (0, Scan::StateOk(bytes.len())));
+        // The caller took the packet: the scan goes on after it.
+        assert_eq!(relay.scan(&[]).unwrap(), (0, Scan::Done));
+        // A plain OK is not held.
+        let tracker = ResponseTracker::for_command(command::QUERY, MODERN).unwrap();
+        let mut relay = Relay::holding_state(tracker);
+        let plain = ok_packet(1, 0, 2);
+        assert_eq!(relay.scan(&plain).unwrap(), (plain.len(), Scan::Done));
     }
 
     #[test]

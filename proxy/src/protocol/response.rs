@@ -65,6 +65,10 @@ pub struct ResponseTracker {
     caps: Caps,
     state: State,
     status: Option<u16>,
+    /// The last packet was an OK (or an OK ending rows) with session state.
+    state_ok: bool,
+    /// The response ended with an error.
+    failed: bool,
 }
 
 impl ResponseTracker {
@@ -84,12 +88,25 @@ impl ResponseTracker {
             caps,
             state,
             status: None,
+            state_ok: false,
+            failed: false,
         })
     }
 
     /// The status flags of the last OK or EOF seen, if any.
     pub fn status(&self) -> Option<u16> {
         self.status
+    }
+
+    /// Whether the packet just consumed was an OK carrying session state
+    /// (`SESSION_STATE_CHANGED`).
+    pub fn state_ok(&self) -> bool {
+        self.state_ok
+    }
+
+    /// Whether the response ended with an ERR packet.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Whether the response has ended.
@@ -101,11 +118,13 @@ impl ResponseTracker {
     pub fn on_packet(&mut self, len: usize, head: &[u8]) -> Result<Step, Malformed> {
         let malformed = Malformed { what: "response" };
         let first = head.first().copied();
+        self.state_ok = false;
         let step = match self.state {
             State::Done => return Err(malformed),
             State::Single => {
                 if first == Some(OK) {
                     self.status = ok_status(head).or(self.status);
+                    self.state_ok = self.status.is_some_and(has_state);
                 }
                 self.finish()
             }
@@ -131,6 +150,7 @@ impl ResponseTracker {
             State::Result => match first {
                 Some(OK) => {
                     let s = ok_status(head).ok_or(malformed)?;
+                    self.state_ok = has_state(s);
                     self.after_result(s)
                 }
                 Some(ERR) => self.on_err(head),
@@ -181,6 +201,7 @@ impl ResponseTracker {
             State::Rows => match first {
                 Some(f) if is_result_terminator(f, len, self.caps) => {
                     let s = terminator_status(head, self.caps).ok_or(malformed)?;
+                    self.state_ok = self.caps.has(Caps::DEPRECATE_EOF) && has_state(s);
                     self.after_result(s)
                 }
                 Some(ERR) => self.on_err(head),
@@ -215,6 +236,7 @@ impl ResponseTracker {
         if err_code(head) == Some(0xffff) {
             Step::More
         } else {
+            self.failed = true;
             self.finish()
         }
     }
@@ -240,6 +262,11 @@ impl ResponseTracker {
         self.state = State::Done;
         Step::Done
     }
+}
+
+/// Whether status flags announce session state in the OK.
+fn has_state(s: u16) -> bool {
+    s & status::SESSION_STATE_CHANGED != 0
 }
 
 #[cfg(test)]

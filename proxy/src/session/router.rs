@@ -1,0 +1,668 @@
+//! The session's side of the read/write split: where each COM_QUERY runs, the replica
+//! connections it opens on first use, the state it replays on them, the causal check
+//! before a read, and what it learns from the master's OKs.
+//!
+//! Decisions, in order: split off or session pinned → master; a read-only transaction
+//! running on a replica → that replica; the classifier says pin → master, pinned from now
+//! on; a transaction open on the master (server status flags) → master; hint; a plain read
+//! (or START TRANSACTION READ ONLY) → the least busy healthy replica within the lag limit
+//! that has applied every write it must see (or waits for one, within
+//! `routing.causal_wait_ms`) → else the master.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Buf;
+use kohaproxy_config::CausalReads;
+use kohaproxy_health::{Gtid, GtidList, Role, ServerState};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, info};
+
+use super::internal::{self, Reply};
+use super::{Outcome, Session, SessionError, Which};
+use crate::backend::{self, Backend};
+use crate::io::fill;
+use crate::protocol::response::ResponseTracker;
+use crate::protocol::track::{Change, ClientTracking, StateOk};
+use crate::protocol::{command, status, Caps, HEADER_LEN};
+use crate::route::classify::{self, Class, Hint, Route};
+use crate::route::state::{quote_identifier, SessionState};
+
+/// Longest statement the router reads whole to classify; longer ones run on the master.
+pub(crate) const ROUTE_LIMIT: usize = 32 * 1024;
+
+/// What the proxy's master connections track: every system variable (the session's state
+/// and `last_gtid`) and the schema.
+const TRACK_ALL: &[u8] =
+    b"SET SESSION session_track_system_variables = '*', SESSION session_track_schema = ON";
+
+/// MariaDB's defaults, when the monitor has not read the server's own yet.
+const DEFAULT_TRACKED: &[u8] =
+    b"autocommit,character_set_client,character_set_connection,character_set_results,time_zone";
+
+/// Per-session router state.
+#[derive(Debug)]
+pub(crate) struct Router {
+    /// The split is on for this session (config), so the master connection tracks state.
+    pub(crate) enabled: bool,
+    /// Held on the master until reset (temporary table, lock, unfollowable SET, ...).
+    pub(crate) pinned: bool,
+    /// What the session changed, to replay on replicas.
+    pub(crate) state: SessionState,
+    /// What the client itself asked to be told in OKs.
+    pub(crate) tracking: ClientTracking,
+    /// The client changed the proxy's tracking settings: set them again after this response.
+    retrack: bool,
+    /// A read-only transaction runs on this replica (server index).
+    pub(crate) read_only_txn: Option<usize>,
+    /// The GTIDs of this session's own writes (causal scope `session`).
+    own: GtidList,
+    /// Scratch: the position the current read must see.
+    required: GtidList,
+}
+
+impl Router {
+    /// Router state for a new session; `enabled` when the split is on.
+    pub(crate) fn new(enabled: bool, tracking: ClientTracking) -> Router {
+        Router {
+            enabled,
+            pinned: false,
+            state: SessionState::default(),
+            tracking,
+            retrack: false,
+            read_only_txn: None,
+            own: GtidList::default(),
+            required: GtidList::default(),
+        }
+    }
+}
+
+/// What a client would see tracked on a direct connection to the master, as the monitor
+/// last read it.
+pub(crate) fn default_tracking(shared: &crate::Shared) -> ClientTracking {
+    let topology = shared.topology.load();
+    match topology.master().and_then(|m| m.status.as_ref()) {
+        Some(s) => ClientTracking::new(
+            s.session_track_system_variables.as_bytes(),
+            s.session_track_schema,
+        ),
+        None => ClientTracking::new(DEFAULT_TRACKED, true),
+    }
+}
+
+/// A connection this session holds to a replica.
+#[derive(Debug)]
+pub(crate) struct ReplicaConn {
+    /// The connection.
+    pub(crate) backend: Backend,
+    /// The state version replayed on it (`None`: nothing replayed yet).
+    synced: Option<u64>,
+    /// The schema it is in.
+    schema: Option<Vec<u8>>,
+    /// The session was reset: reset this connection before its next use.
+    pub(crate) reset_pending: bool,
+    /// Status flags of its last response.
+    pub(crate) status: u16,
+}
+
+impl Session {
+    /// Asks the master connection to track everything the router learns from.
+    pub(super) async fn track_state(&mut self) -> Result<(), SessionError> {
+        if !self.router.enabled || !self.master.caps.has(Caps::SESSION_TRACK) {
+            return Ok(());
+        }
+        let limit = self.shared.config.proxy.connect_timeout;
+        match internal::query(&mut self.master, TRACK_ALL, limit).await {
+            Ok(Reply::Ok(_)) => Ok(()),
+            Ok(other) => {
+                // Cannot learn the session's state: it stays on the master.
+                info!(
+                    session = self.id,
+                    "session tracking refused ({other:?}): pinned to the master"
+                );
+                self.pin();
+                Ok(())
+            }
+            Err(reason) => Err(self.backend_error(reason)),
+        }
+    }
+
+    /// Holds the session on the master from now on.
+    pub(super) fn pin(&mut self) {
+        if !self.router.pinned {
+            debug!(session = self.id, "pinned to the master");
+        }
+        self.router.pinned = true;
+        self.router.read_only_txn = None;
+        self.entry.pinned.store(true, Relaxed);
+    }
+
+    /// COM_QUERY: classify, pick a backend, run it there.
+    pub(super) async fn query(&mut self, len: usize) -> Result<(), SessionError> {
+        let routed = self.router.enabled && !self.router.pinned;
+        let mut class = None;
+        if routed {
+            if len <= ROUTE_LIMIT {
+                fill(&mut self.client, &mut self.cbuf, HEADER_LEN + len)
+                    .await
+                    .map_err(SessionError::Client)?;
+                class = Some(classify::classify(
+                    &self.cbuf[HEADER_LEN + 1..HEADER_LEN + len],
+                ));
+            } else if !plain_write_head(&self.cbuf[HEADER_LEN + 1..]) {
+                // Too long to read whole, and not a plain INSERT/UPDATE/DELETE: it may
+                // change session state the proxy cannot follow.
+                self.pin();
+            }
+        }
+        let target = match class {
+            Some(c) => self.decide(&c),
+            None => Target::Master,
+        };
+        if let Some(c) = &class {
+            if c.pin {
+                self.pin();
+            }
+        }
+        match target {
+            Target::Master => self.query_on_master(len, class).await,
+            Target::Read { start_read_only } => match self.replica_for_read().await {
+                Some(server) => self.query_on_replica(server, len, start_read_only).await,
+                None => self.query_on_master(len, class).await,
+            },
+            Target::Replica(server) => self.query_on_replica(server, len, false).await,
+        }
+    }
+
+    /// Where a classified statement goes (before replica health and causality).
+    fn decide(&self, class: &Class) -> Target {
+        if class.pin {
+            return Target::Master;
+        }
+        if let Some(server) = self.router.read_only_txn {
+            if self.replica(server).is_some() {
+                return Target::Replica(server);
+            }
+        }
+        let in_transaction =
+            self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0;
+        if in_transaction {
+            return Target::Master;
+        }
+        if class.read_only_transaction {
+            return Target::Read {
+                start_read_only: true,
+            };
+        }
+        let route = match class.hint {
+            Some(Hint::Master) => Route::Master,
+            Some(Hint::Replica) => Route::Read,
+            None => class.route,
+        };
+        match route {
+            Route::Read => Target::Read {
+                start_read_only: false,
+            },
+            Route::Previous => match self.last {
+                Which::Replica(server) if self.replica(server).is_some() => Target::Replica(server),
+                _ => Target::Master,
+            },
+            Route::Master => Target::Master,
+        }
+    }
+
+    /// Runs the buffered statement on the master and learns from it.
+    async fn query_on_master(
+        &mut self,
+        len: usize,
+        class: Option<Class>,
+    ) -> Result<(), SessionError> {
+        let replay = class.is_some_and(|c| c.replay);
+        if replay {
+            self.scratch.clear();
+            self.scratch
+                .extend_from_slice(&self.cbuf[HEADER_LEN + 1..HEADER_LEN + len]);
+        }
+        let failed = self.forward_to_master(command::QUERY).await?;
+        if replay && !failed {
+            let sql = std::mem::take(&mut self.scratch);
+            if !self.router.state.add_user_statement(&sql) {
+                self.pin();
+            }
+            self.scratch = sql;
+        }
+        Ok(())
+    }
+
+    /// Runs the buffered statement (whole in `cbuf`) on the replica `server`; if that
+    /// connection fails before any byte of the answer reached the client, runs it on the
+    /// master instead.
+    async fn query_on_replica(
+        &mut self,
+        server: usize,
+        len: usize,
+        start_read_only: bool,
+    ) -> Result<(), SessionError> {
+        let n = HEADER_LEN + len;
+        let sent = {
+            let Some(conn) = self.replicas.get_mut(server).and_then(Option::as_mut) else {
+                return self.query_on_master(len, None).await;
+            };
+            conn.backend.stream.write_all(&self.cbuf[..n]).await
+        };
+        if let Err(e) = sent {
+            self.drop_replica(server, &e.to_string());
+            return self.query_on_master(len, None).await;
+        }
+        let caps = self.replica(server).map_or(self.caps, |c| c.backend.caps);
+        let Some(tracker) = ResponseTracker::for_command(command::QUERY, caps) else {
+            return Ok(());
+        };
+        self.count(server, true);
+        let outcome = self.relay_response(Which::Replica(server), tracker).await;
+        self.count(server, false);
+        match outcome? {
+            Outcome::Done { .. } => {
+                self.cbuf.advance(n);
+                self.last = Which::Replica(server);
+                let in_txn = self
+                    .replica(server)
+                    .is_some_and(|c| c.status & status::IN_TRANS != 0);
+                if start_read_only && in_txn {
+                    self.router.read_only_txn = Some(server);
+                } else if !in_txn && self.router.read_only_txn == Some(server) {
+                    self.router.read_only_txn = None;
+                }
+                Ok(())
+            }
+            Outcome::Lost(reason) => {
+                self.drop_replica(server, &reason);
+                if self.router.read_only_txn == Some(server) {
+                    // The transaction died with the connection: say so, like a server would.
+                    self.router.read_only_txn = None;
+                    self.cbuf.advance(n);
+                    let err = crate::protocol::packets::ErrPacket::new(
+                        2013,
+                        "HY000",
+                        "Lost connection to server during query",
+                    );
+                    self.send_error(&err, 1).await?;
+                    return Ok(());
+                }
+                self.query_on_master(len, None).await
+            }
+        }
+    }
+
+    /// Counts a statement sent to (`start`) or finished on server `server`.
+    pub(super) fn count(&self, server: usize, start: bool) {
+        let stats = &self.shared.stats;
+        let Some(s) = stats.servers.get(server) else {
+            return;
+        };
+        if start {
+            s.statements.fetch_add(1, Relaxed);
+            s.outstanding.fetch_add(1, Relaxed);
+            if self.master_index == Some(server) {
+                stats.routed_master.fetch_add(1, Relaxed);
+            } else {
+                stats.routed_replica.fetch_add(1, Relaxed);
+            }
+        } else {
+            s.outstanding.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// The replica that serves this read: opened, given the session's state, and known to
+    /// have every write the read must see; `None` sends the read to the master.
+    async fn replica_for_read(&mut self) -> Option<usize> {
+        let shared = self.shared.clone();
+        let routing = &shared.config.routing;
+        let topology = shared.topology.load();
+        match routing.causal_reads {
+            CausalReads::Global => shared.causal.acked_into(&mut self.router.required),
+            CausalReads::Session => self.router.required.clone_from(&self.router.own),
+            CausalReads::Off => self.router.required = GtidList::default(),
+        }
+        let max_lag = routing.max_replication_lag.as_secs();
+        let mut ready: Option<(u64, bool, usize, usize)> = None;
+        let mut behind: Option<(u64, bool, usize, usize)> = None;
+        let n = topology.servers.len().max(1);
+        for (index, s) in topology.servers.iter().enumerate() {
+            let usable = s.role == Role::Replica
+                && s.state == ServerState::Up
+                && s.lag
+                    .and_then(|l| l.seconds_behind_master)
+                    .is_some_and(|l| l <= max_lag);
+            if !usable {
+                continue;
+            }
+            let load = shared
+                .stats
+                .servers
+                .get(index)
+                .map_or(0, |c| c.outstanding.load(Relaxed));
+            // Least outstanding work first, then a connection this session already has,
+            // then a rotation by session id so that idle replicas share new sessions.
+            let key = (
+                load,
+                self.replica(index).is_none(),
+                (index + self.id as usize) % n,
+                index,
+            );
+            let probed = s.status.as_ref().map(|st| &st.gtid_current_pos);
+            let slot = if shared
+                .causal
+                .has_applied(index, probed, &self.router.required)
+            {
+                &mut ready
+            } else if routing.causal_wait.is_zero() || !shared.causal.may_wait(index) {
+                continue;
+            } else {
+                &mut behind
+            };
+            if slot.is_none_or(|best| key < best) {
+                *slot = Some(key);
+            }
+        }
+        if let Some((.., index)) = ready {
+            let address = topology.servers[index].address.clone();
+            return self.prepare_replica(index, &address).await.then_some(index);
+        }
+        let Some((.., index)) = behind else {
+            if !self.router.required.is_empty() && topology.replicas().next().is_some() {
+                shared.stats.causal_to_master.fetch_add(1, Relaxed);
+            }
+            return None;
+        };
+        let address = topology.servers[index].address.clone();
+        if !self.prepare_replica(index, &address).await {
+            return None;
+        }
+        shared.stats.causal_waits.fetch_add(1, Relaxed);
+        let wait = routing.causal_wait;
+        let sql = format!(
+            "SELECT MASTER_GTID_WAIT('{}', {}.{:03})",
+            self.router.required,
+            wait.as_secs(),
+            wait.subsec_millis()
+        );
+        let limit = wait + shared.config.proxy.connect_timeout;
+        let conn = self.replica_mut(index)?;
+        match internal::query(&mut conn.backend, sql.as_bytes(), limit).await {
+            Ok(Reply::Value(Some(v))) if v == b"0" => {
+                shared.causal.record_applied(index, &self.router.required);
+                Some(index)
+            }
+            Ok(_) => {
+                shared
+                    .causal
+                    .wait_timed_out(index, shared.config.monitor.interval);
+                shared.stats.causal_to_master.fetch_add(1, Relaxed);
+                None
+            }
+            Err(reason) => {
+                self.drop_replica(index, &reason);
+                None
+            }
+        }
+    }
+
+    /// Opens (if needed), resets (if the session was reset) and brings the session's state
+    /// to this session's connection to replica `index`. False sends the read to the master
+    /// (and pins the session if the state could not be replayed).
+    async fn prepare_replica(&mut self, index: usize, address: &str) -> bool {
+        let limit = self.shared.config.proxy.connect_timeout;
+        if self.replica(index).is_none() {
+            let name = self.shared.config.servers[index].name.clone();
+            let mut login = self.login.clone();
+            if let Some(schema) = self.router.state.schema() {
+                login.database = Some(schema.to_vec());
+            }
+            match backend::connect(&name, address, &login, limit).await {
+                Ok((backend, _ok)) => {
+                    if self.replicas.len() <= index {
+                        self.replicas.resize_with(index + 1, || None);
+                    }
+                    self.replicas[index] = Some(ReplicaConn {
+                        backend,
+                        synced: None,
+                        schema: login.database,
+                        reset_pending: false,
+                        status: 0,
+                    });
+                    self.entry.add_backend(&name);
+                    if let Some(s) = self.shared.stats.servers.get(index) {
+                        s.connections.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    debug!(session = self.id, server = %name, "replica connection failed: {e}");
+                    if let Some(s) = self.shared.stats.servers.get(index) {
+                        s.failures.fetch_add(1, Relaxed);
+                    }
+                    return false;
+                }
+            }
+        }
+        let version = self.router.state.version();
+        let statements = self.router.state.replay();
+        let schema = self.router.state.schema().map(<[u8]>::to_vec);
+        let Some(conn) = self.replica_mut(index) else {
+            return false;
+        };
+        let mut result = Ok(());
+        if conn.reset_pending {
+            result =
+                match internal::run(&mut conn.backend, &[command::RESET_CONNECTION], limit).await {
+                    Ok(Reply::Ok(_)) => {
+                        conn.reset_pending = false;
+                        conn.synced = None;
+                        Ok(())
+                    }
+                    Ok(other) => Err((false, format!("reset refused: {other:?}"))),
+                    Err(e) => Err((true, e)),
+                };
+        }
+        if result.is_ok() && conn.synced != Some(version) {
+            for sql in &statements {
+                match internal::query(&mut conn.backend, sql, limit).await {
+                    Ok(Reply::Ok(_)) => {}
+                    Ok(other) => {
+                        result = Err((false, format!("replay refused: {other:?}")));
+                        break;
+                    }
+                    Err(e) => {
+                        result = Err((true, e));
+                        break;
+                    }
+                }
+            }
+            if let (Ok(()), Some(schema)) = (&result, schema) {
+                if conn.schema.as_deref() != Some(&schema[..]) {
+                    let mut payload = vec![command::INIT_DB];
+                    payload.extend_from_slice(&schema);
+                    result = match internal::run(&mut conn.backend, &payload, limit).await {
+                        Ok(Reply::Ok(_)) => {
+                            conn.schema = Some(schema);
+                            Ok(())
+                        }
+                        Ok(other) => {
+                            let mut name = Vec::new();
+                            quote_identifier(&mut name, &schema);
+                            Err((
+                                false,
+                                format!("USE {}: {other:?}", String::from_utf8_lossy(&name)),
+                            ))
+                        }
+                        Err(e) => Err((true, e)),
+                    };
+                }
+            }
+            if result.is_ok() {
+                conn.synced = Some(version);
+            }
+        }
+        match result {
+            Ok(()) => true,
+            Err((true, reason)) => {
+                self.drop_replica(index, &reason);
+                false
+            }
+            Err((false, reason)) => {
+                // The replica will not take the session's state: keep the session where
+                // its state is.
+                info!(
+                    session = self.id,
+                    "cannot give a replica this session's state ({reason}): pinned to the master"
+                );
+                self.pin();
+                false
+            }
+        }
+    }
+
+    /// This session's connection to server `index`, if open.
+    pub(super) fn replica(&self, index: usize) -> Option<&ReplicaConn> {
+        self.replicas.get(index).and_then(Option::as_ref)
+    }
+
+    fn replica_mut(&mut self, index: usize) -> Option<&mut ReplicaConn> {
+        self.replicas.get_mut(index).and_then(Option::as_mut)
+    }
+
+    /// Closes the connection to replica `index` (it failed, or the session changed user).
+    pub(super) fn drop_replica(&mut self, index: usize, reason: &str) {
+        if let Some(conn) = self.replicas.get_mut(index).and_then(Option::take) {
+            debug!(session = self.id, server = %conn.backend.server, "replica connection closed: {reason}");
+            self.entry.remove_backend(&conn.backend.server);
+            if let Some(s) = self.shared.stats.servers.get(index) {
+                s.connections.fetch_sub(1, Relaxed);
+            }
+            if self.last == Which::Replica(index) {
+                self.last = Which::Master;
+            }
+            if self.router.read_only_txn == Some(index) {
+                self.router.read_only_txn = None;
+            }
+        }
+    }
+
+    /// Learns from an OK the master sent with session state and writes the OK the client
+    /// should see (only what it tracks itself) as a packet with sequence id `seq` into
+    /// `out`. The GTID of a write is acknowledged here, before the client can see the OK.
+    pub(super) fn learn(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SessionError> {
+        let server = &self.master.server;
+        let malformed = |_: crate::protocol::Malformed| SessionError::Backend {
+            server: server.clone(),
+            reason: "malformed OK packet".into(),
+        };
+        let ok = StateOk::parse(payload).map_err(malformed)?;
+        for entry in ok.entries() {
+            let (change, _) = entry.map_err(malformed)?;
+            match change {
+                Change::Variable { name, value } => match name {
+                    b"last_gtid" => {
+                        if let Some(g) = std::str::from_utf8(value)
+                            .ok()
+                            .and_then(|v| v.parse::<Gtid>().ok())
+                        {
+                            self.shared.causal.acknowledge(g);
+                            self.router.own.raise(g);
+                        }
+                    }
+                    b"session_track_system_variables" => {
+                        self.router.tracking.set_variables(value);
+                        self.router.retrack = true;
+                    }
+                    b"session_track_schema" => {
+                        self.router.tracking.schema = matches!(value, b"ON" | b"1");
+                        self.router.retrack = true;
+                    }
+                    _ => {
+                        self.router.state.set_variable(name, value);
+                    }
+                },
+                Change::Schema(name) => self.router.state.set_schema(name),
+                Change::Other(_) => {}
+            }
+        }
+        out.clear();
+        out.extend_from_slice(&[0, 0, 0, seq]);
+        let client_tracks = self.caps.has(Caps::SESSION_TRACK);
+        let tracking = &self.router.tracking;
+        ok.write_filtered(out, |c| client_tracks && tracking.shows(c))
+            .map_err(malformed)?;
+        let n = out.len() - HEADER_LEN;
+        out[..3].copy_from_slice(&(n as u32).to_le_bytes()[..3]);
+        Ok(())
+    }
+
+    /// After a master response: sets the proxy's tracking again if the client changed it.
+    pub(super) async fn after_master_response(&mut self) -> Result<(), SessionError> {
+        if std::mem::take(&mut self.router.retrack) {
+            self.track_state().await?;
+        }
+        Ok(())
+    }
+
+    /// COM_RESET_CONNECTION or COM_CHANGE_USER succeeded on the master: the session's state
+    /// is the server's default again, and the pin is lifted.
+    pub(super) fn forget_state(&mut self, changed_user: bool) {
+        self.router.state.clear();
+        self.router.tracking = default_tracking(&self.shared);
+        self.router.pinned = false;
+        self.router.read_only_txn = None;
+        self.entry.pinned.store(false, Relaxed);
+        self.last = Which::Master;
+        if changed_user {
+            for index in 0..self.replicas.len() {
+                self.drop_replica(index, "the session changed user");
+            }
+        } else {
+            for conn in self.replicas.iter_mut().flatten() {
+                conn.reset_pending = true;
+            }
+        }
+    }
+}
+
+/// Where a statement goes before health and causality are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The master.
+    Master,
+    /// A replica, chosen now; `start_read_only` for START TRANSACTION READ ONLY.
+    Read { start_read_only: bool },
+    /// This replica (a read-only transaction or SHOW WARNINGS after a read there).
+    Replica(usize),
+}
+
+/// Whether a statement's first bytes show a plain INSERT, UPDATE, DELETE or REPLACE (a
+/// statement too long to classify that changes no session state).
+fn plain_write_head(head: &[u8]) -> bool {
+    let text = head.trim_ascii_start();
+    ["INSERT", "UPDATE", "DELETE", "REPLACE"].iter().any(|k| {
+        text.len() > k.len()
+            && text[..k.len()].eq_ignore_ascii_case(k.as_bytes())
+            && text[k.len()].is_ascii_whitespace()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_statements_that_are_plain_writes_do_not_pin() {
+        assert!(plain_write_head(b"INSERT INTO t VALUES (1)"));
+        assert!(plain_write_head(b"  update t set a=1"));
+        assert!(!plain_write_head(b"SET @a = 'x'"));
+        assert!(!plain_write_head(b"INSERTX"));
+        assert!(!plain_write_head(b"/* c */ INSERT INTO t"));
+    }
+}
