@@ -208,11 +208,7 @@ impl ClientTracking {
     pub fn shows(&self, change: &Change<'_>) -> bool {
         match change {
             Change::Variable { name, .. } => {
-                self.all_variables
-                    || self
-                        .variables
-                        .iter()
-                        .any(|v| v.eq_ignore_ascii_case(name))
+                self.all_variables || self.variables.iter().any(|v| v.eq_ignore_ascii_case(name))
             }
             Change::Schema(_) => self.schema,
             Change::Other(_) => true,
@@ -231,7 +227,8 @@ mod tests {
     /// `USE koha`.
     const USE: &[u8] = b"\x00\x00\x00\x02\xc0\x00\x00\x00\x07\x01\x05\x04koha";
     /// An UPDATE's OK with info and no state.
-    const UPDATE: &[u8] = b"\x00\x00\x00\x22\x00\x00\x00\x28Rows matched: 0  Changed: 0  Warnings: 0";
+    const UPDATE: &[u8] =
+        b"\x00\x00\x00\x22\x00\x00\x00\x28Rows matched: 0  Changed: 0  Warnings: 0";
 
     fn changes(p: &[u8]) -> Vec<Change<'_>> {
         let ok = StateOk::parse(p).unwrap();

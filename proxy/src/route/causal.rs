@@ -65,7 +65,12 @@ impl Causal {
 
     /// Whether server `index`, whose last probe read `probed`, is known to have applied
     /// `required`.
-    pub fn has_applied(&self, index: usize, probed: Option<&GtidList>, required: &GtidList) -> bool {
+    pub fn has_applied(
+        &self,
+        index: usize,
+        probed: Option<&GtidList>,
+        required: &GtidList,
+    ) -> bool {
         if required.is_empty() || probed.is_some_and(|p| p.contains(required)) {
             return true;
         }
