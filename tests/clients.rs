@@ -308,7 +308,8 @@ fn sysbench_run(port: u16, ps_mode: &str, seconds: u32) -> SysbenchStats {
 #[test]
 fn sysbench_oltp_read_write_through_the_proxy() {
     let started = Instant::now();
-    let env = Env::start(0);
+    // With two replicas: the split is on (the default), reads go to the replicas.
+    let env = Env::start(2);
     env.sb().sql("db1", "CREATE DATABASE sbtest").unwrap();
     sysbench(env.proxy_port(), &["prepare"]);
     let mut report = Vec::new();

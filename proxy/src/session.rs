@@ -568,6 +568,7 @@ impl Session {
     /// Streams the client's command (its first packet is buffered) to the master and
     /// relays the answer; true if the answer was an error.
     async fn forward_to_master(&mut self, cmd: u8) -> Result<bool, SessionError> {
+        self.last = Which::Master;
         let next_seq = self.pass_message(true).await?;
         let Some(tracker) = ResponseTracker::for_command(cmd, self.master.caps) else {
             return Ok(false);

@@ -52,6 +52,9 @@ pub(crate) struct Router {
     pub(crate) tracking: ClientTracking,
     /// The client changed the proxy's tracking settings: set them again after this response.
     retrack: bool,
+    /// The connection character set changed: read the collation after this response (the
+    /// server does not report `collation_connection` when SET NAMES ... COLLATE sets it).
+    read_collation: bool,
     /// A read-only transaction runs on this replica (server index).
     pub(crate) read_only_txn: Option<usize>,
     /// The GTIDs of this session's own writes (causal scope `session`).
@@ -69,6 +72,7 @@ impl Router {
             state: SessionState::default(),
             tracking,
             retrack: false,
+            read_collation: false,
             read_only_txn: None,
             own: GtidList::default(),
             required: GtidList::default(),
@@ -584,6 +588,9 @@ impl Session {
                         self.router.retrack = true;
                     }
                     _ => {
+                        if name == b"character_set_connection" {
+                            self.router.read_collation = true;
+                        }
                         self.router.state.set_variable(name, value);
                     }
                 },
@@ -606,6 +613,23 @@ impl Session {
     pub(super) async fn after_master_response(&mut self) -> Result<(), SessionError> {
         if std::mem::take(&mut self.router.retrack) {
             self.track_state().await?;
+        }
+        if std::mem::take(&mut self.router.read_collation) {
+            let limit = self.shared.config.proxy.connect_timeout;
+            let sql = b"SELECT @@collation_connection";
+            match internal::query(&mut self.master, sql, limit).await {
+                Ok(Reply::Value(Some(c))) => {
+                    self.router.state.set_variable(b"collation_connection", &c);
+                }
+                Ok(other) => {
+                    info!(
+                        session = self.id,
+                        "cannot read the connection collation ({other:?}): pinned to the master"
+                    );
+                    self.pin();
+                }
+                Err(reason) => return Err(self.backend_error(reason)),
+            }
         }
         Ok(())
     }
