@@ -314,33 +314,6 @@ cell() {
   done
 }
 
-compare_started='' compare_routing=''
-if want compare; then
-  start_kohaproxy "$sandbox/kohaproxy.toml" "$kp_port" "$work/kohaproxy.log"
-  kohaproxy_pid=$started_pid
-  sb oltp_point_select 8 "$kp_port" disable 3 || log "warm-up through kohaproxy failed: $(sb_error)"
-  compare_routing=$(grep -E '^[[:space:]]*read_write_split' "$sandbox/kohaproxy.toml" | tr -s ' ' ||
-    echo 'read_write_split not set (default)')
-  compare_started=$(date -u '+%Y-%m-%d %H:%M UTC')
-  cell oltp_point_select 1 disable
-  cell oltp_point_select 8 disable
-  cell oltp_point_select 32 disable
-  cell oltp_read_only 8 disable
-  cell oltp_read_only 32 disable
-  cell oltp_point_select 8 auto
-  if ! kp_alive "$kohaproxy_pid" "$kp_word"; then
-    log "kohaproxy exited during the compare section; the end of its log:"
-    tail -n 30 "$work/kohaproxy.log" >&2
-    failed=1
-  fi
-  # The split section starts its own kohaproxy processes; this one would only add noise.
-  kp_stop_pid "$kohaproxy_pid" "$kp_word"
-  kohaproxy_pid=''
-fi
-
-# ---------------------------------------------------------------------------------------
-# split section
-
 # split_config SRC DST true|false PORT: a copy of the sandbox's config that listens on PORT,
 # has its own admin socket, and sets [routing] read_write_split (the section is added when
 # absent). Checked with tomllib and with `kohaproxy check-config`.
@@ -377,6 +350,36 @@ open(dst, "w", encoding="utf-8").write(text)
 EOF
   "$bin" check-config "$2" >&2
 }
+
+compare_started='' compare_routing=''
+if want compare; then
+  # Like for like with HAProxy (which only reaches the master): the split is off here; the
+  # split section below measures it.
+  split_config "$sandbox/kohaproxy.toml" "$work/kohaproxy-compare.toml" false "$kp_port"
+  start_kohaproxy "$work/kohaproxy-compare.toml" "$kp_port" "$work/kohaproxy.log"
+  kohaproxy_pid=$started_pid
+  sb oltp_point_select 8 "$kp_port" disable 3 || log "warm-up through kohaproxy failed: $(sb_error)"
+  compare_routing='read_write_split = false'
+  compare_started=$(date -u '+%Y-%m-%d %H:%M UTC')
+  cell oltp_point_select 1 disable
+  cell oltp_point_select 8 disable
+  cell oltp_point_select 32 disable
+  cell oltp_read_only 8 disable
+  cell oltp_read_only 32 disable
+  cell oltp_point_select 8 auto
+  if ! kp_alive "$kohaproxy_pid" "$kp_word"; then
+    log "kohaproxy exited during the compare section; the end of its log:"
+    tail -n 30 "$work/kohaproxy.log" >&2
+    failed=1
+  fi
+  # The split section starts its own kohaproxy processes; this one would only add noise.
+  kp_stop_pid "$kohaproxy_pid" "$kp_word"
+  kohaproxy_pid=''
+fi
+
+# ---------------------------------------------------------------------------------------
+# split section
+
 
 # com_selects: Com_select of every server, in srv_ports order, space-separated ('?' when a
 # server does not answer).
