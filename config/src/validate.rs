@@ -3,12 +3,12 @@
 
 use crate::load::{line_col, ConfigError};
 use crate::raw::{
-    parse_size, RawAdmin, RawBackup, RawCluster, RawClusterKind, RawConfig, RawFailover,
-    RawCausal, RawMonitor, RawProxy, RawRouting, RawServer, RawSize, RawUser,
+    parse_size, RawAdmin, RawBackup, RawCausal, RawCluster, RawClusterKind, RawConfig, RawFailover,
+    RawMonitor, RawProxy, RawRouting, RawServer, RawSize, RawUser,
 };
 use crate::{
-    AdminConfig, BackupConfig, ClusterConfig, ClusterKind, Config, FailoverMode, MonitorConfig,
-    CausalReads, PasswordHash, ProxyConfig, RoutingConfig, ServerConfig, TlsFiles, UserConfig,
+    AdminConfig, BackupConfig, CausalReads, ClusterConfig, ClusterKind, Config, FailoverMode,
+    MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, ServerConfig, TlsFiles, UserConfig,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
