@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let config = kohaproxy_config::Config::load(&config)?;
-            kohaproxy_proxy::run(config, Box::new(|_| Ok(Vec::new())))?;
+            kohaproxy_proxy::run(config, Box::new(kohaproxy_admin::services))?;
         }
         Command::CheckConfig { file } => {
             let config = kohaproxy_config::Config::load(&file)?;

@@ -1,0 +1,220 @@
+//! What an admin client can say: a small, pure parser from statement text to [`Command`].
+//!
+//! Words are matched without case; surrounding whitespace and trailing `;` are ignored.
+//! Besides the console's own commands it accepts the few probes MySQL clients send on
+//! their own at connect (`SELECT @@version_comment LIMIT 1`, `SELECT @@max_allowed_packet,
+//! @@wait_timeout`, `SELECT DATABASE()`, `SELECT USER()`), so that any client works.
+
+/// The console's own commands, as the error for an unknown statement lists them.
+pub const KNOWN_COMMANDS: &[&str] = &[
+    "SHOW SERVERS",
+    "SHOW SESSIONS",
+    "SHOW STATS",
+    "SHOW TOPOLOGY",
+];
+
+/// One parsed admin statement.
+///
+/// Later commands (`SWITCHOVER TO <name>`, `FAILOVER`, `SET SERVER <name> MAINTENANCE|ONLINE`,
+/// `BACKUP NOW`, `SHOW BACKUPS`) are further variants, with their arguments as fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `SHOW SERVERS`: one row per configured server.
+    ShowServers,
+    /// `SHOW SESSIONS`: one row per client session.
+    ShowSessions,
+    /// `SHOW STATS`: the proxy's counters as name/value rows.
+    ShowStats,
+    /// `SHOW TOPOLOGY`: the master and the topology problem, if any.
+    ShowTopology,
+    /// `SELECT <probe>, ... [LIMIT n]`: what clients ask on their own at connect
+    /// (`@@version_comment`, `@@max_allowed_packet`, `DATABASE()`, `USER()`).
+    Select(Vec<Probe>),
+}
+
+/// One item of a client's `SELECT` probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A server variable, as written (`@@version_comment`, `@@session.wait_timeout`).
+    Variable(String),
+    /// `DATABASE()` or `SCHEMA()`: the schema given at login or by `USE`.
+    Database,
+    /// `USER()`, `CURRENT_USER()`, `SESSION_USER()` or `SYSTEM_USER()`.
+    User,
+}
+
+/// A statement the console does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown admin command; known: {}", KNOWN_COMMANDS.join(", "))]
+pub struct UnknownCommand {
+    /// The statement as received (trimmed).
+    pub statement: String,
+}
+
+/// Parses one admin statement.
+pub fn parse(statement: &str) -> Result<Command, UnknownCommand> {
+    let text = statement
+        .trim()
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    let unknown = || UnknownCommand {
+        statement: text.to_string(),
+    };
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["SHOW", "SERVERS"] => Ok(Command::ShowServers),
+        ["SHOW", "SESSIONS"] => Ok(Command::ShowSessions),
+        ["SHOW", "STATS"] => Ok(Command::ShowStats),
+        ["SHOW", "TOPOLOGY"] => Ok(Command::ShowTopology),
+        ["SELECT", ..] => parse_select(text).ok_or_else(unknown),
+        _ => Err(unknown()),
+    }
+}
+
+/// `SELECT <probe>, ... [LIMIT n]`.
+fn parse_select(text: &str) -> Option<Command> {
+    // "SELECT" is ASCII, so byte 6 is a char boundary.
+    let rest = text.get(6..)?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let mut list = rest.trim();
+    // A trailing LIMIT <n> (the mariadb CLI sends `select @@version_comment limit 1`).
+    let upper = list.to_ascii_uppercase();
+    if let Some(at) = upper.rfind("LIMIT") {
+        let (head, tail) = list.split_at(at);
+        let n = tail.get(5..)?.trim();
+        if head.ends_with(char::is_whitespace)
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            list = head.trim_end();
+        }
+    }
+    list.split(',')
+        .map(probe)
+        .collect::<Option<Vec<_>>>()
+        .map(Command::Select)
+}
+
+/// One item of a SELECT list, if the console can answer it.
+fn probe(item: &str) -> Option<Probe> {
+    let item = item.trim();
+    let compact: String = item
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    match compact.as_str() {
+        "DATABASE()" | "SCHEMA()" => return Some(Probe::Database),
+        "USER()" | "CURRENT_USER()" | "CURRENT_USER" | "SESSION_USER()" | "SYSTEM_USER()" => {
+            return Some(Probe::User)
+        }
+        _ => {}
+    }
+    let name = item.strip_prefix("@@")?;
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    valid.then(|| Probe::Variable(item.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_commands_ignore_case_whitespace_and_semicolons() {
+        assert_eq!(parse("SHOW SERVERS"), Ok(Command::ShowServers));
+        assert_eq!(parse("  show   servers ;; "), Ok(Command::ShowServers));
+        assert_eq!(parse("Show Sessions;"), Ok(Command::ShowSessions));
+        assert_eq!(parse("show\tstats\n"), Ok(Command::ShowStats));
+        assert_eq!(parse("SHOW TOPOLOGY ;"), Ok(Command::ShowTopology));
+    }
+
+    #[test]
+    fn unknown_statements_list_the_known_commands() {
+        for s in [
+            "",
+            ";",
+            "SHOW",
+            "SHOW SERVERS x",
+            "DROP TABLE t",
+            "SELECT 1",
+            "show tables",
+        ] {
+            let e = parse(s).expect_err(s);
+            assert_eq!(
+                e.to_string(),
+                "unknown admin command; known: SHOW SERVERS, SHOW SESSIONS, SHOW STATS, SHOW TOPOLOGY"
+            );
+        }
+        assert_eq!(parse(" nope; ").unwrap_err().statement, "nope");
+    }
+
+    #[test]
+    fn client_probes() {
+        let var = |v: &str| Probe::Variable(v.to_string());
+        assert_eq!(
+            parse("select @@version_comment limit 1"),
+            Ok(Command::Select(vec![var("@@version_comment")]))
+        );
+        assert_eq!(
+            parse("SELECT @@max_allowed_packet,@@wait_timeout"),
+            Ok(Command::Select(vec![
+                var("@@max_allowed_packet"),
+                var("@@wait_timeout")
+            ]))
+        );
+        assert_eq!(
+            parse("SELECT @@session.autocommit, @@socket"),
+            Ok(Command::Select(vec![
+                var("@@session.autocommit"),
+                var("@@socket")
+            ]))
+        );
+        assert_eq!(
+            parse("SELECT DATABASE()"),
+            Ok(Command::Select(vec![Probe::Database]))
+        );
+        assert_eq!(
+            parse("select database( );"),
+            Ok(Command::Select(vec![Probe::Database]))
+        );
+        assert_eq!(
+            parse("SELECT USER()"),
+            Ok(Command::Select(vec![Probe::User]))
+        );
+        assert_eq!(
+            parse("select database(), current_user(), @@version"),
+            Ok(Command::Select(vec![
+                Probe::Database,
+                Probe::User,
+                var("@@version")
+            ]))
+        );
+        assert!(parse("SELECT @@").is_err());
+        assert!(parse("SELECT @@a, 1").is_err());
+        assert!(parse("SELECT @@a limit").is_err());
+        assert!(parse("SELECTUSER()").is_err());
+        assert!(parse("SELECT @@a; DROP TABLE x").is_err());
+    }
+
+    #[test]
+    fn odd_input_never_panics() {
+        for s in [
+            "SELECT",
+            "SELECT ",
+            "select é",
+            "SELECT LIMIT",
+            "ÉSELECT",
+            "SELECT\u{0}",
+        ] {
+            let _ = parse(s);
+        }
+    }
+}
