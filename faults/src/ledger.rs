@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, Row};
+use mysql_async::{Conn, Opts, OptsBuilder, Row};
 use tokio::sync::watch;
 
 /// The database the ledger writes to unless told otherwise (the sandbox's `koha` user may
@@ -41,7 +41,10 @@ pub const DEFAULT_DATABASE: &str = "koha_ledger";
 /// and change the public fields.
 #[derive(Clone, Debug)]
 pub struct LedgerOptions {
-    /// Where the clients connect (normally the proxy), as whom.
+    /// Where the clients connect (normally the proxy), as whom. The ledger always connects
+    /// with `prefer_socket = false`: mysql_async otherwise reads `@@socket` after a TCP
+    /// login to 127.0.0.1 and reconnects through that Unix socket, i.e. straight to the
+    /// server behind the proxy or relay.
     pub opts: Opts,
     /// How many clients (each with one connection at a time). Default 4.
     pub clients: usize,
@@ -92,6 +95,14 @@ impl LedgerOptions {
     pub fn table(&self) -> String {
         table_name(&self.database)
     }
+}
+
+/// `opts` with `prefer_socket = false`, so that a TCP connection to a proxy or relay on
+/// 127.0.0.1 is not silently replaced by one to the Unix socket of the server behind it.
+pub fn tcp_only(opts: &Opts) -> Opts {
+    OptsBuilder::from_opts(opts.clone())
+        .prefer_socket(false)
+        .into()
 }
 
 fn table_name(database: &str) -> String {
@@ -470,7 +481,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, LedgerError> {
 /// Creates the database and table; returns the first client id of this run.
 async fn setup(opts: &LedgerOptions) -> Result<u32, LedgerError> {
     let table = opts.table();
-    let mut conn = tokio::time::timeout(opts.connect_timeout, Conn::new(opts.opts.clone()))
+    let mut conn = tokio::time::timeout(opts.connect_timeout, Conn::new(tcp_only(&opts.opts)))
         .await
         .map_err(|_| LedgerError::SetupTimeout(opts.connect_timeout))?
         .map_err(LedgerError::Setup)?;
@@ -522,7 +533,8 @@ async fn client_loop(
     let rows: u32 = if opts.transactions { 2 } else { 1 };
     while !*stopping.borrow() {
         let Some(c) = conn.as_mut() else {
-            let connect = tokio::time::timeout(opts.connect_timeout, Conn::new(opts.opts.clone()));
+            let connect =
+                tokio::time::timeout(opts.connect_timeout, Conn::new(tcp_only(&opts.opts)));
             let result = tokio::select! {
                 r = connect => r,
                 _ = stopping.wait_for(|s| *s) => break,
@@ -723,7 +735,9 @@ pub async fn verify(report: &LedgerReport, server: Opts) -> Result<Verdict, Ledg
     ) else {
         return Ok(Verdict::default());
     };
-    let mut conn = Conn::new(server).await.map_err(LedgerError::Read)?;
+    let mut conn = Conn::new(tcp_only(&server))
+        .await
+        .map_err(LedgerError::Read)?;
     let rows: Vec<Row> = conn
         .query(format!(
             "SELECT client, seq FROM {} WHERE client BETWEEN {low} AND {high}",
