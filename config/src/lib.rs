@@ -141,6 +141,18 @@ pub struct MonitorConfig {
     pub fail_count: u32,
     /// Automatic or manual failover (default auto).
     pub failover: FailoverMode,
+    /// The account replicas use to reach a new master (CHANGE MASTER's MASTER_USER) when
+    /// the proxy re-points them or rejoins an old master; default: the monitor's account.
+    pub replication_user: String,
+    /// Its password (default: the monitor's password when the user defaulted, else empty).
+    pub replication_password: String,
+    /// Statements that need the master wait this long for a failover or switchover to
+    /// give them one before they get an error (default 10 s, key `failover_hold_ms`).
+    pub failover_hold: Duration,
+    /// How long a promotion waits for the candidate to apply the relay log it already
+    /// has, or a switchover target to reach the old master's position (default 10 s, key
+    /// `catchup_timeout_ms`).
+    pub catchup_timeout: Duration,
 }
 
 impl std::fmt::Debug for MonitorConfig {
@@ -153,6 +165,10 @@ impl std::fmt::Debug for MonitorConfig {
             .field("timeout", &self.timeout)
             .field("fail_count", &self.fail_count)
             .field("failover", &self.failover)
+            .field("replication_user", &self.replication_user)
+            .field("replication_password", &Redacted)
+            .field("failover_hold", &self.failover_hold)
+            .field("catchup_timeout", &self.catchup_timeout)
             .finish()
     }
 }

@@ -65,6 +65,10 @@ pub(crate) struct RawMonitor {
     pub timeout_ms: Option<Spanned<u64>>,
     pub fail_count: Option<Spanned<u32>>,
     pub failover: Option<RawFailover>,
+    pub replication_user: Option<Spanned<String>>,
+    pub replication_password: Option<String>,
+    pub failover_hold_ms: Option<Spanned<u64>>,
+    pub catchup_timeout_ms: Option<Spanned<u64>>,
 }
 
 /// `monitor.failover`.

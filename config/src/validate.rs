@@ -302,13 +302,30 @@ fn monitor(cx: &Ctx, m: Spanned<RawMonitor>) -> Result<MonitorConfig, ConfigErro
         RawFailover::Auto => FailoverMode::Auto,
         RawFailover::Manual => FailoverMode::Manual,
     };
+    let hold = cx.ranged(
+        m.failover_hold_ms,
+        "monitor.failover_hold_ms",
+        10_000,
+        (0, MAX_MS),
+    )?;
+    let key = "monitor.catchup_timeout_ms";
+    let catchup = cx.ranged(m.catchup_timeout_ms, key, 10_000, (1, MAX_MS))?;
+    let password = m.password.unwrap_or_default();
+    let (replication_user, replication_password) = match m.replication_user {
+        Some(u) => (u.into_inner(), m.replication_password.unwrap_or_default()),
+        None => (user.clone(), password.clone()),
+    };
     Ok(MonitorConfig {
         user,
-        password: m.password.unwrap_or_default(),
+        password,
         interval: Duration::from_millis(interval),
         timeout: Duration::from_millis(timeout),
         fail_count,
         failover,
+        replication_user,
+        replication_password,
+        failover_hold: Duration::from_millis(hold),
+        catchup_timeout: Duration::from_millis(catchup),
     })
 }
 
