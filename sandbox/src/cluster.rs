@@ -210,6 +210,7 @@ impl Sandbox {
              MASTER_HEARTBEAT_PERIOD=1; START SLAVE",
             master.port
         );
+        self.sql(&master.name, "SET GLOBAL read_only = OFF")?;
         for replica in self.servers.iter().filter(|s| s.role == Role::Replica) {
             self.sql(&replica.name, &change)?;
         }

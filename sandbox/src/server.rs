@@ -87,10 +87,6 @@ impl ServerInfo {
 /// The mariadbd command line for a server. Deterministic, so `start` after a kill uses
 /// exactly the options of the first start.
 pub(crate) fn mariadbd_args(info: &ServerInfo, buffer_pool_mb: u32) -> Vec<OsString> {
-    let read_only = match info.role {
-        Role::Master => "OFF",
-        Role::Replica => "ON",
-    };
     let mut args: Vec<OsString> = vec![
         "--no-defaults".into(),
         "--user=root".into(),
@@ -120,7 +116,13 @@ pub(crate) fn mariadbd_args(info: &ServerInfo, buffer_pool_mb: u32) -> Vec<OsStr
         "--rpl-semi-sync-master-wait-no-slave=OFF".into(),
         // A replica notices a hung master within this many seconds (heartbeats every 1 s).
         "--slave-net-timeout=5".into(),
-        format!("--read-only={read_only}"),
+        // Every server starts read-only, as production servers should: a server that
+        // restarts after a crash must not take writes before the proxy decides its role
+        // (`up` makes the first master writable; after that, the proxy does).
+        "--read-only=ON".into(),
+        // After a crash, roll back binlogged transactions no replica acknowledged, so an
+        // old master can rejoin as a replica instead of holding writes nobody else has.
+        "--init-rpl-role=SLAVE".into(),
         "--max-allowed-packet=256M".into(),
         "--max-connections=2000".into(),
         "--local-infile=ON".into(),

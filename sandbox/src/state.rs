@@ -96,6 +96,8 @@ pub(crate) fn proxy_config(
     t.push_str("user = \"kohaproxy_monitor\"\n");
     t.push_str("password = \"monitor\"\n");
     t.push_str("interval_ms = 500\n");
+    t.push_str("replication_user = \"repl\"\n");
+    t.push_str("replication_password = \"repl\"\n");
     t.push_str("[cluster]\n");
     t.push_str(&format!("kind = \"{}\"\n", kind.as_str()));
     for s in servers {
@@ -162,6 +164,7 @@ mod tests {
             [[users]]\nname = \"koha\"\npassword = \"koha\"\n\
             [[users]]\nname = \"root\"\npassword = \"\"\n\
             [monitor]\nuser = \"kohaproxy_monitor\"\npassword = \"monitor\"\ninterval_ms = 500\n\
+            replication_user = \"repl\"\nreplication_password = \"repl\"\n\
             [cluster]\nkind = \"replication\"\n\
             [[servers]]\nname = \"db1\"\naddress = \"127.0.0.1:40001\"\n\
             [backup]\ndir = \"/tmp/sb \\\"1\\\"/backups\"\n";
