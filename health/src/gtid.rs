@@ -173,6 +173,60 @@ impl GtidList {
     }
 }
 
+/// `@@gtid_binlog_state`: the last GTID per (domain, server_id) ever written to a binlog.
+/// Unlike a position it keeps one entry per server that wrote in a domain, which is what
+/// shows transactions a server has and another lacks even at equal seq_no.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct GtidState(Vec<Gtid>);
+
+impl FromStr for GtidState {
+    type Err = ParseGtidError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut all = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let list: GtidList = part.parse()?;
+            all.extend(list.0);
+        }
+        all.sort_by_key(|g| (g.domain, g.server_id));
+        Ok(GtidState(all))
+    }
+}
+
+impl fmt::Display for GtidState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, g) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{g}")?;
+        }
+        Ok(())
+    }
+}
+
+impl GtidState {
+    /// The entries of this state that `other` lacks: a (domain, server_id) that `other`
+    /// never saw, or saw only up to a lower seq_no. Empty when a server with this state
+    /// can replicate from one with `other` without losing or repeating anything.
+    pub fn extra_over(&self, other: &GtidState) -> Vec<Gtid> {
+        self.0
+            .iter()
+            .filter(|g| {
+                !other.0.iter().any(|o| {
+                    o.domain == g.domain && o.server_id == g.server_id && o.seq_no >= g.seq_no
+                })
+            })
+            .copied()
+            .collect()
+    }
+
+    /// True when no GTID was ever written.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,5 +304,21 @@ mod tests {
         assert_eq!(list("0-1-90").behind(&master), 15);
         assert_eq!(list("0-1-200,1-2-9").behind(&master), 0);
         assert_eq!(list("").behind(&list("")), 0);
+    }
+
+    #[test]
+    fn binlog_states_show_what_a_server_has_that_another_lacks() {
+        let old: GtidState = "0-1-101,0-2-50".parse().unwrap();
+        let new: GtidState = "0-2-150,0-1-100".parse().unwrap();
+        let extra = old.extra_over(&new);
+        assert_eq!(extra.len(), 1);
+        assert_eq!(extra[0].to_string(), "0-1-101");
+        assert!(new
+            .extra_over(&"0-1-100,0-2-150,0-3-151".parse().unwrap())
+            .is_empty());
+        let other_server: GtidState = "0-3-7".parse().unwrap();
+        assert_eq!(other_server.extra_over(&new).len(), 1);
+        assert!(GtidState::default().extra_over(&new).is_empty());
+        assert_eq!(new.to_string(), "0-1-100,0-2-150");
     }
 }

@@ -12,14 +12,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acked;
+pub mod control;
+mod failover;
 pub mod gtid;
 pub mod hysteresis;
 mod monitor;
 mod probe;
 pub mod roles;
+mod settings;
+mod sql;
 mod topology;
 
-pub use gtid::{Gtid, GtidList};
+pub use acked::Acked;
+pub use control::{Command, Control};
+pub use gtid::{Gtid, GtidList, GtidState};
 pub use hysteresis::{Hysteresis, Outcome};
 pub use monitor::Monitor;
 pub use probe::{Replication, Status, ThreadState};

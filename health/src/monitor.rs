@@ -2,22 +2,44 @@
 //! applies the up/down hysteresis, discovers the roles and publishes a snapshot when
 //! anything changed.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use kohaproxy_config::Config;
+use kohaproxy_config::{Config, FailoverMode, MonitorConfig, ServerConfig};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+mod promote;
+
+use crate::acked::Acked;
+use crate::control::{Control, Request};
 use crate::hysteresis::{Hysteresis, Outcome};
 use crate::probe::{Prober, Status, ThreadState};
+use crate::roles;
+use crate::sql;
 use crate::topology::{Role, ServerState, ServerView, Topology, TopologyHandle};
 
-/// Probes the servers and publishes snapshots.
+/// The name of the lock a kohaproxy holds on a majority of the servers while it changes
+/// the topology, so that of several proxies watching one cluster only one acts.
+const LOCK: &str = "kohaproxy_topology";
+
+/// Probes the servers, publishes snapshots, and keeps the cluster whole: adopts the
+/// master, fails over, fences, rejoins, and runs the admin's switchovers.
 pub struct Monitor {
     servers: Vec<Slot>,
     interval: Duration,
-    published: Arc<ArcSwap<Topology>>,
+    handle: TopologyHandle,
+    config: MonitorConfig,
+    server_config: Vec<ServerConfig>,
+    acked: Acked,
+    commands: mpsc::Receiver<Request>,
+    /// The current term (see [`Topology::term`]).
+    term: u64,
+    /// The master of the current term (config index), once one was found or promoted.
+    master: Option<usize>,
+    /// New statements are held: a switchover is swapping roles.
+    holding: bool,
+    /// What is under way or was refused, for people.
+    operation: Option<String>,
 }
 
 /// One server: its prober, its hysteresis and what the last probes said.
@@ -28,12 +50,21 @@ struct Slot {
     health: Hysteresis,
     status: Option<Status>,
     last_error: Option<String>,
+    note: Option<String>,
+    maintenance: bool,
+    settings_checked: bool,
 }
 
 impl Monitor {
-    /// Runs one round of probes (so the first snapshot is real), then spawns the probe
-    /// loop on the current tokio runtime and returns the handle to read snapshots.
+    /// Runs one round of probes (so the first snapshot is real), then spawns the monitor
+    /// task on the current tokio runtime and returns the handle to read snapshots.
     pub async fn spawn(config: &Config) -> TopologyHandle {
+        Monitor::spawn_with(config, Acked::default()).await.0
+    }
+
+    /// Like [`Monitor::spawn`], with the proxy's acknowledged position (never promote a
+    /// replica lacking it) and the channel for admin commands.
+    pub async fn spawn_with(config: &Config, acked: Acked) -> (TopologyHandle, Control) {
         let now = Instant::now();
         let m = &config.monitor;
         let servers: Vec<Slot> = config
@@ -46,6 +77,9 @@ impl Monitor {
                 health: Hysteresis::new(m.fail_count, now),
                 status: None,
                 last_error: None,
+                note: None,
+                maintenance: false,
+                settings_checked: false,
             })
             .collect();
         let initial = Topology::build(
@@ -54,40 +88,369 @@ impl Monitor {
                 .map(|s| ServerView::new(&s.name, &s.address, now))
                 .collect(),
         );
+        let (tx, rx) = mpsc::channel(8);
         let mut monitor = Monitor {
             servers,
             interval: m.interval,
-            published: Arc::new(ArcSwap::from_pointee(initial)),
+            handle: TopologyHandle::new(initial),
+            config: m.clone(),
+            server_config: config.servers.clone(),
+            acked,
+            commands: rx,
+            term: 0,
+            master: None,
+            holding: false,
+            operation: None,
         };
         monitor.round().await;
-        let handle = TopologyHandle(monitor.published.clone());
+        let handle = monitor.handle.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(monitor.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
-                tick.tick().await;
-                monitor.round().await;
+                tokio::select! {
+                    _ = tick.tick() => monitor.round().await,
+                    Some((command, reply)) = monitor.commands.recv() => {
+                        let answer = monitor.command(command).await;
+                        let _ = reply.send(answer);
+                        monitor.publish();
+                    }
+                }
             }
         });
-        handle
+        (handle, Control(tx))
     }
 
-    /// Probes every server concurrently (a round lasts at most `monitor.timeout`), then
-    /// publishes if anything changed.
+    /// One round: probe every server concurrently (at most `monitor.timeout`), act on
+    /// what the probes show, publish.
     async fn round(&mut self) {
+        self.probe().await;
+        self.act().await;
+        self.publish();
+    }
+
+    /// Probes every server and records the outcomes.
+    async fn probe(&mut self) {
         let outcomes =
             futures::future::join_all(self.servers.iter_mut().map(|s| s.prober.probe())).await;
         let now = Instant::now();
         for (slot, outcome) in self.servers.iter_mut().zip(outcomes) {
             slot.record(outcome, now);
         }
-        let next = Topology::build(self.servers.iter().map(Slot::view).collect());
-        let current = self.published.load_full();
+        self.check_settings().await;
+    }
+
+    /// Reads, once per server after its first good probe, the settings that decide
+    /// whether a failover can lose an acknowledged write, and warns about each risky one.
+    async fn check_settings(&mut self) {
+        for i in 0..self.servers.len() {
+            if self.servers[i].settings_checked || self.servers[i].status.is_none() {
+                continue;
+            }
+            self.servers[i].settings_checked = true;
+            let values = match self.open(i).await {
+                Ok(mut s) => s.row(crate::settings::QUERY, self.config.timeout).await,
+                Err(e) => Err(e),
+            };
+            match values {
+                Ok(values) => {
+                    for risk in crate::settings::risks(&values) {
+                        warn!(server = %self.servers[i].name, "{risk}: an acknowledged write may be lost on failover");
+                    }
+                }
+                Err(e) => {
+                    debug!(server = %self.servers[i].name, "cannot read the replication settings: {e}")
+                }
+            }
+        }
+    }
+
+    /// The snapshot the current state makes.
+    fn topology(&self) -> Topology {
+        let mut t =
+            Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
+        if self.holding || t.master != self.master {
+            // Only the term's master takes writes; while roles swap, nobody does.
+            if let Some(m) = t.master {
+                if let Some(v) = t.servers.get_mut(m) {
+                    v.role = Role::Unknown;
+                }
+            }
+            t.master = None;
+        }
+        t.term = self.term;
+        t.operation = self.operation.clone();
+        t
+    }
+
+    /// Publishes the current snapshot if anything changed.
+    fn publish(&mut self) {
+        let next = self.topology();
+        let current = self.handle.load();
         if *current != next {
             log_changes(&current, &next);
-            self.published.store(Arc::new(next));
+            self.handle.publish(next);
         }
+    }
+
+    /// Sets what is under way (logged when it changes).
+    fn set_operation(&mut self, operation: Option<String>) {
+        if operation != self.operation {
+            if let Some(o) = &operation {
+                warn!(term = self.term, "{o}");
+            }
+            self.operation = operation;
+        }
+    }
+
+    /// Makes `index` the master of a new term.
+    fn adopt(&mut self, index: usize, why: &str) {
+        self.term += 1;
+        self.master = Some(index);
+        info!(master = %self.servers[index].name, term = self.term, "{why}");
+    }
+
+    /// Looks at the last probes and keeps the cluster whole.
+    async fn act(&mut self) {
+        let t = Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
+        if let Some(m) = t.master {
+            if self.master != Some(m) {
+                let why = if self.master.is_none() {
+                    "master found"
+                } else {
+                    "another server was made master (another kohaproxy, or by hand): following it"
+                };
+                self.adopt(m, why);
+            }
+        }
+        if self.master.is_none() {
+            // Every server read-only (all restarted, as production servers come up): the
+            // one all replicas follow, itself replicating from nobody, is the master.
+            if let Some(x) = followed_by_all(&t) {
+                self.adopt(
+                    x,
+                    "every replica follows this read-only server: it is the master",
+                );
+            }
+        }
+        let Some(h) = self.master else { return };
+        for (i, v) in t.servers.iter().enumerate() {
+            if matches!(v.role, Role::Replica | Role::Master) && i != h
+                || i == h && t.master == Some(h)
+            {
+                if let Some(slot) = self.servers.get_mut(i) {
+                    if slot
+                        .note
+                        .as_deref()
+                        .is_some_and(|n| !n.starts_with("diverged"))
+                    {
+                        slot.note = None;
+                    }
+                }
+            }
+        }
+        let view = &t.servers[h];
+        match view.state {
+            ServerState::Up if t.master == Some(h) => {
+                if self.operation.is_some() && !self.holding {
+                    self.set_operation(None);
+                }
+                self.fence(&t, h).await;
+                self.rejoin(&t, h).await;
+            }
+            ServerState::Up => self.make_writable(&t, h).await,
+            ServerState::Down => {
+                let _ = self.master_down(&t, h, false).await;
+            }
+            ServerState::Unknown => {}
+        }
+    }
+
+    /// The term's master is up but read-only (restarted with read_only=ON, as production
+    /// servers should be): if it replicates from nobody and no other server is writable,
+    /// it is made writable again.
+    async fn make_writable(&mut self, t: &Topology, h: usize) {
+        let view = &t.servers[h];
+        let Some(st) = view
+            .status
+            .as_ref()
+            .filter(|_| view.state == ServerState::Up)
+        else {
+            return;
+        };
+        let other_writable = t
+            .servers
+            .iter()
+            .enumerate()
+            .any(|(i, s)| i != h && s.state == ServerState::Up && s.read_only == Some(false));
+        if !st.read_only || st.replication.iter().any(|r| r.is_active()) || other_writable {
+            return;
+        }
+        if self.servers[h].maintenance {
+            return;
+        }
+        let slot = &self.servers[h];
+        match self.open(h).await {
+            Ok(mut s) => match s.exec("SET GLOBAL read_only = OFF").await {
+                Ok(()) => {
+                    info!(server = %slot.name, term = self.term, "the master came back read-only: made it writable");
+                    if let Some(st) = self.servers[h].status.as_mut() {
+                        st.read_only = false;
+                    }
+                }
+                Err(e) => warn!(server = %slot.name, "cannot make the master writable: {e}"),
+            },
+            Err(e) => warn!(server = %slot.name, "cannot make the master writable: {e}"),
+        }
+    }
+
+    /// Makes read-only every reachable server other than the master that is writable.
+    async fn fence(&mut self, t: &Topology, h: usize) {
+        for (i, v) in t.servers.iter().enumerate() {
+            if i == h || v.state != ServerState::Up || v.read_only != Some(false) {
+                continue;
+            }
+            let result = match self.open(i).await {
+                Ok(mut s) => s.exec("SET GLOBAL read_only = ON").await,
+                Err(e) => Err(e),
+            };
+            let master = self.servers[h].name.clone();
+            let note = match result {
+                Ok(()) => {
+                    if let Some(st) = self.servers[i].status.as_mut() {
+                        st.read_only = true;
+                    }
+                    format!(
+                        "fenced: was writable while {master} is the master (term {})",
+                        self.term
+                    )
+                }
+                Err(e) => {
+                    format!("writable while {master} is the master, and cannot be fenced: {e}")
+                }
+            };
+            warn!(server = %v.name, "{note}");
+            self.servers[i].note = Some(note);
+        }
+    }
+
+    /// Rejoins as replicas of the master the read-only servers that replicate from nobody
+    /// or from another server, unless their history diverged (then they are kept out and
+    /// the extra transactions are shown).
+    async fn rejoin(&mut self, t: &Topology, h: usize) {
+        let Some(master_state) = t.servers[h]
+            .status
+            .as_ref()
+            .map(|s| s.gtid_binlog_state.clone())
+        else {
+            return;
+        };
+        for (i, v) in t.servers.iter().enumerate() {
+            if i == h || v.state != ServerState::Up || self.servers[i].maintenance {
+                continue;
+            }
+            let Some(st) = v.status.as_ref() else {
+                continue;
+            };
+            if !st.read_only || !matches!(v.role, Role::Standalone | Role::Stale) {
+                continue;
+            }
+            let follows_other = match st.replication.as_slice() {
+                [] => true,
+                [link] => roles::find(&t.servers, &link.master_host, link.master_port) != Some(h),
+                _ => false,
+            };
+            if !follows_other {
+                continue;
+            }
+            let extra = st.gtid_binlog_state.extra_over(&master_state);
+            if !extra.is_empty() {
+                let list: Vec<String> = extra.iter().map(ToString::to_string).collect();
+                let note = format!(
+                    "diverged: has {} that the master {} lacks; kept out (rebuild it from a                      backup, or restart it with --init-rpl-role=SLAVE if those were never                      acknowledged)",
+                    list.join(","),
+                    t.servers[h].name
+                );
+                if self.servers[i].note.as_deref() != Some(&note) {
+                    warn!(server = %v.name, "{note}");
+                    self.servers[i].note = Some(note);
+                }
+                continue;
+            }
+            let change = sql::change_master(
+                &t.servers[h].address,
+                &self.config.replication_user,
+                &self.config.replication_password,
+                "current_pos",
+            );
+            let result = match self.open(i).await {
+                Ok(mut s) => {
+                    let _ = s.exec("STOP SLAVE").await;
+                    match s.exec(&change).await {
+                        Ok(()) => s.exec("START SLAVE").await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let note = match result {
+                Ok(()) => {
+                    info!(server = %v.name, master = %t.servers[h].name, "rejoined as a replica");
+                    format!(
+                        "rejoined as a replica of {} (term {})",
+                        t.servers[h].name, self.term
+                    )
+                }
+                Err(e) => {
+                    warn!(server = %v.name, "rejoin failed: {e}");
+                    format!("rejoin failed: {e}")
+                }
+            };
+            self.servers[i].note = Some(note);
+        }
+    }
+
+    /// The term's master `h` is down. Fails over when the mode allows and the replicas
+    /// confirm it (`forced` skips that confirmation, never the acknowledged-write check).
+    async fn master_down(
+        &mut self,
+        t: &Topology,
+        h: usize,
+        forced: bool,
+    ) -> Result<String, String> {
+        let name = self.servers[h].name.clone();
+        if self.config.failover == FailoverMode::Manual && !forced {
+            let op = format!(
+                "master {name} is down; failover is manual: run FAILOVER on the admin console"
+            );
+            self.set_operation(Some(op.clone()));
+            return Err(op);
+        }
+        let replicas = replicas_of(t, h);
+        if replicas.is_empty() {
+            let op = format!(
+                "master {name} is down and no replica of it is reachable: nothing to promote"
+            );
+            self.set_operation(Some(op.clone()));
+            return Err(op);
+        }
+        if !forced {
+            let seeing: Vec<&str> = replicas
+                .iter()
+                .filter(|&&i| io_running(&t.servers[i]))
+                .map(|&i| t.servers[i].name.as_str())
+                .collect();
+            if !seeing.is_empty() {
+                let op = format!(
+                    "this kohaproxy cannot reach master {name}, but {} still replicate from it: no failover",
+                    seeing.join(", ")
+                );
+                self.set_operation(Some(op.clone()));
+                return Err(op);
+            }
+        }
+        self.failover(h, forced).await
     }
 }
 
@@ -129,6 +492,8 @@ impl Slot {
         v.read_only = self.status.as_ref().map(|s| s.read_only);
         v.last_error = self.last_error.clone();
         v.status = self.status.clone();
+        v.note = self.note.clone();
+        v.maintenance = self.maintenance;
         v
     }
 }
@@ -159,6 +524,9 @@ fn log_changes(old: &Topology, new: &Topology) {
                 Role::Master => "the single writable server, replicating from nobody",
                 Role::Replica => "read-only, replicating from the master",
                 Role::Standalone => "read-only, replicating from nobody",
+                Role::Stale => {
+                    "writable or replicating from a server that is not the master: kept out"
+                }
                 Role::Unknown if s.state != ServerState::Up => "not up",
                 Role::Unknown if new.problem.is_some() => "the topology makes no sense",
                 Role::Unknown => "there is no master to follow",
@@ -193,4 +561,62 @@ fn log_changes(old: &Topology, new: &Topology) {
             }
         }
     }
+}
+
+/// The reachable servers whose replication link points at server `h` (any thread state).
+pub(crate) fn replicas_of(t: &Topology, h: usize) -> Vec<usize> {
+    t.servers
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| {
+            *i != h
+                && v.state == ServerState::Up
+                && v.status.as_ref().is_some_and(|st| {
+                    st.replication
+                        .iter()
+                        .any(|r| roles::find(&t.servers, &r.master_host, r.master_port) == Some(h))
+                })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Whether the server's IO thread still reads from its master: it has not lost it.
+pub(crate) fn io_running(v: &ServerView) -> bool {
+    v.status
+        .as_ref()
+        .and_then(|s| s.replication.first())
+        .is_some_and(|r| r.io_thread == ThreadState::Running)
+}
+
+/// The up, read-only server that every up replica's link points at, itself replicating
+/// from nobody, when no server is writable and there is at least one such replica.
+fn followed_by_all(t: &Topology) -> Option<usize> {
+    let up = || t.servers.iter().filter(|v| v.state == ServerState::Up);
+    if up().any(|v| v.read_only != Some(true)) {
+        return None;
+    }
+    let mut target = None;
+    for v in up() {
+        let st = v.status.as_ref()?;
+        match st.replication.as_slice() {
+            [] => {}
+            [link] => {
+                let x = roles::find(&t.servers, &link.master_host, link.master_port)?;
+                if target.is_some_and(|y| y != x) {
+                    return None;
+                }
+                target = Some(x);
+            }
+            _ => return None,
+        }
+    }
+    let x = target?;
+    let leader = t.servers.get(x)?;
+    (leader.state == ServerState::Up
+        && leader
+            .status
+            .as_ref()
+            .is_some_and(|s| s.replication.is_empty()))
+    .then_some(x)
 }

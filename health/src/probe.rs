@@ -9,7 +9,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
-use crate::gtid::GtidList;
+use crate::gtid::{GtidList, GtidState};
 
 /// What one good probe read from a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub struct Status {
     pub gtid_binlog_pos: GtidList,
     /// `@@gtid_slave_pos`: the last transaction the replica threads applied.
     pub gtid_slave_pos: GtidList,
+    /// `@@gtid_binlog_state`: the last GTID per (domain, server_id) ever written to this
+    /// server's binlog; what tells a diverged old master from one that can rejoin.
+    pub gtid_binlog_state: GtidState,
     /// Its replication connections (SHOW ALL SLAVES STATUS); empty when it replicates
     /// from nobody.
     pub replication: Vec<Replication>,
@@ -140,7 +143,7 @@ impl Replication {
 /// what new connections' session tracking reports.
 const VARS_SQL: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, \
      @@gtid_binlog_pos, @@gtid_slave_pos, @@global.session_track_system_variables, \
-     @@global.session_track_schema";
+     @@global.session_track_schema, @@gtid_binlog_state";
 
 impl Status {
     /// Builds a status from the [`VARS_SQL`] row (as text, `None` for NULL) and the
@@ -171,6 +174,9 @@ impl Status {
             replication,
             session_track_system_variables: var(5),
             session_track_schema: matches!(var(6).trim(), "1" | "ON"),
+            gtid_binlog_state: var(7)
+                .parse::<GtidState>()
+                .map_err(|e| format!("@@gtid_binlog_state: {e}"))?,
         })
     }
 }

@@ -31,7 +31,22 @@ fn live(s: &ServerView) -> Option<&Status> {
 
 /// Works out the roles from the servers' states and last good probes. Only servers that are
 /// [`ServerState::Up`] count; a down server's last known status is ignored.
-pub fn discover(servers: &[ServerView]) -> Discovery {
+///
+/// `term_master` is the master of the monitor's current term, if it has one. While that
+/// server is up and writable it stays the master whatever the others say: another
+/// writable server, or one replicating from elsewhere, is [`Role::Stale`] (to be fenced
+/// and rejoined), not a reason to stop all writes. Without it (or while it is down or
+/// read-only) the roles are discovered from scratch, and anything that does not add up
+/// is a problem.
+pub fn discover(servers: &[ServerView], term_master: Option<usize>) -> Discovery {
+    if let Some(h) = term_master.filter(|&h| {
+        servers
+            .get(h)
+            .and_then(live)
+            .is_some_and(|st| !st.read_only)
+    }) {
+        return discover_under(servers, h);
+    }
     let mut roles: Vec<Role> = servers
         .iter()
         .map(|s| match live(s) {
@@ -136,6 +151,38 @@ pub fn discover(servers: &[ServerView]) -> Discovery {
     }
 }
 
+/// The roles while the term master `h` is up and writable.
+fn discover_under(servers: &[ServerView], h: usize) -> Discovery {
+    let roles = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i == h {
+                return Role::Master;
+            }
+            let Some(st) = live(s) else {
+                return Role::Unknown;
+            };
+            if !st.read_only {
+                return Role::Stale;
+            }
+            match st.replication.as_slice() {
+                [] => Role::Standalone,
+                [link] if find(servers, &link.master_host, link.master_port) == Some(h) => {
+                    Role::Replica
+                }
+                [link] if !link.is_active() => Role::Standalone,
+                _ => Role::Stale,
+            }
+        })
+        .collect();
+    Discovery {
+        master: Some(h),
+        roles,
+        problem: None,
+    }
+}
+
 /// How far `replica` is behind `master`: Seconds_Behind_Master while the SQL thread runs,
 /// and whether its `gtid_current_pos` has reached the master's `gtid_binlog_pos`.
 pub fn lag(replica: &Status, master: &Status) -> Lag {
@@ -150,7 +197,7 @@ pub fn lag(replica: &Status, master: &Status) -> Lag {
 }
 
 /// The configured server at `host:port`, if any.
-fn find(servers: &[ServerView], host: &str, port: u16) -> Option<usize> {
+pub(crate) fn find(servers: &[ServerView], host: &str, port: u16) -> Option<usize> {
     servers.iter().position(|s| {
         let (h, p) = split_address(&s.address);
         p == port && same_host(&h, host)

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
 use crate::probe::Status;
 use crate::roles;
@@ -40,6 +43,9 @@ pub enum Role {
     Replica,
     /// Reachable, read-only and replicating from nobody.
     Standalone,
+    /// Writable although another server is the master, or replicating from a server
+    /// that is not the master: it gets no traffic until the monitor fences and rejoins it.
+    Stale,
 }
 
 impl std::fmt::Display for Role {
@@ -49,6 +55,7 @@ impl std::fmt::Display for Role {
             Role::Master => "master",
             Role::Replica => "replica",
             Role::Standalone => "standalone",
+            Role::Stale => "stale",
         })
     }
 }
@@ -90,6 +97,11 @@ pub struct ServerView {
     pub role: Role,
     /// For a replica: how far behind the master it is.
     pub lag: Option<Lag>,
+    /// What the monitor did to or found about this server that people must see: fenced,
+    /// diverged (with the extra GTIDs), a failed rejoin, a half-done failover step.
+    pub note: Option<String>,
+    /// Put in maintenance by the admin (`SET SERVER name MAINTENANCE`): no new traffic.
+    pub maintenance: bool,
 }
 
 impl ServerView {
@@ -106,6 +118,8 @@ impl ServerView {
             status: None,
             role: Role::Unknown,
             lag: None,
+            note: None,
+            maintenance: false,
         }
     }
 }
@@ -121,13 +135,25 @@ pub struct Topology {
     /// Why the topology makes no sense (two writable servers, a replica following an
     /// unknown host, ...), if it does not.
     pub problem: Option<String>,
+    /// The monitor's term: raised every time the master changes or a failover or
+    /// switchover begins. The proxy forwards no OK from a master connection opened in an
+    /// older term (a replaced master's acknowledgements are never passed on).
+    pub term: u64,
+    /// A failover, switchover or refusal under way, for people (`SHOW TOPOLOGY`, logs).
+    pub operation: Option<String>,
 }
 
 impl Topology {
     /// A snapshot of `servers` with roles and lag worked out from their states and last
     /// good probes (see [`roles::discover`]); the views' own `role` and `lag` are replaced.
-    pub fn build(mut servers: Vec<ServerView>) -> Topology {
-        let found = roles::discover(&servers);
+    pub fn build(servers: Vec<ServerView>) -> Topology {
+        Topology::build_under(servers, None)
+    }
+
+    /// Like [`Topology::build`], keeping `term_master` as the master while it is up and
+    /// writable (see [`roles::discover`]).
+    pub fn build_under(mut servers: Vec<ServerView>, term_master: Option<usize>) -> Topology {
+        let found = roles::discover(&servers, term_master);
         let master_status = found
             .master
             .and_then(|m| servers.get(m))
@@ -143,6 +169,8 @@ impl Topology {
             servers,
             master: found.master,
             problem: found.problem,
+            term: 0,
+            operation: None,
         }
     }
 
@@ -164,16 +192,54 @@ impl Topology {
 
 /// A cheap, clonable handle for reading the current snapshot.
 #[derive(Debug, Clone)]
-pub struct TopologyHandle(pub(crate) Arc<ArcSwap<Topology>>);
+pub struct TopologyHandle(pub(crate) Arc<Published>);
+
+/// What the monitor publishes: the snapshot, its term (readable without touching the
+/// snapshot) and a counter that wakes waiters on every publish.
+#[derive(Debug)]
+pub(crate) struct Published {
+    snapshot: ArcSwap<Topology>,
+    term: AtomicU64,
+    changes: watch::Sender<u64>,
+}
 
 impl TopologyHandle {
+    /// A handle publishing `initial`.
+    pub(crate) fn new(initial: Topology) -> Self {
+        let term = AtomicU64::new(initial.term);
+        TopologyHandle(Arc::new(Published {
+            snapshot: ArcSwap::from_pointee(initial),
+            term,
+            changes: watch::channel(0).0,
+        }))
+    }
+
     /// The current snapshot (lock-free).
     pub fn load(&self) -> Arc<Topology> {
-        self.0.load_full()
+        self.0.snapshot.load_full()
+    }
+
+    /// The current term (one atomic load; see [`Topology::term`]). Stored before the
+    /// snapshot that carries it, so a reader that sees the old term saw it before the
+    /// monitor acted on the new one.
+    pub fn term(&self) -> u64 {
+        self.0.term.load(SeqCst)
+    }
+
+    /// A receiver that changes on every publish (for waiting on a new master or term).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.changes.subscribe()
+    }
+
+    /// Stores a new snapshot and wakes the waiters.
+    pub(crate) fn publish(&self, topology: Topology) {
+        self.0.term.fetch_max(topology.term, SeqCst);
+        self.0.snapshot.store(Arc::new(topology));
+        self.0.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A handle over a fixed snapshot (for tests and tools).
     pub fn fixed(topology: Topology) -> Self {
-        TopologyHandle(Arc::new(ArcSwap::from_pointee(topology)))
+        TopologyHandle::new(topology)
     }
 }

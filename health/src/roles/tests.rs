@@ -38,6 +38,7 @@ fn server(name: &str, port: u16, read_only: bool, replication: Vec<Replication>)
         gtid_current_pos: gtid("0-1-10"),
         gtid_binlog_pos: gtid("0-1-10"),
         gtid_slave_pos: gtid(if read_only { "0-1-10" } else { "" }),
+        gtid_binlog_state: Default::default(),
         replication,
         session_track_system_variables: String::new(),
         session_track_schema: true,
@@ -61,7 +62,7 @@ fn cluster() -> Vec<ServerView> {
 
 #[test]
 fn the_writable_server_the_replicas_follow_is_master() {
-    let d = discover(&cluster());
+    let d = discover(&cluster(), None);
     assert_eq!(d.problem, None);
     assert_eq!(d.master, Some(0));
     assert_eq!(d.roles, vec![Role::Master, Role::Replica, Role::Replica]);
@@ -69,7 +70,7 @@ fn the_writable_server_the_replicas_follow_is_master() {
 
 #[test]
 fn a_master_with_no_replicas_and_a_stopped_or_broken_replica() {
-    assert_eq!(discover(&cluster()[..1]).master, Some(0));
+    assert_eq!(discover(&cluster()[..1], None).master, Some(0));
     let mut s = cluster();
     // A replica whose threads are stopped still follows the master.
     s[1] = server(
@@ -83,12 +84,12 @@ fn a_master_with_no_replicas_and_a_stopped_or_broken_replica() {
             ThreadState::Stopped,
         )],
     );
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!((d.master, d.problem), (Some(0), None));
     assert_eq!(d.roles[1], Role::Replica);
     // A read-only server that replicates from nobody is standalone, not a problem.
     s[2] = server("db3", 3, true, vec![]);
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!(d.master, Some(0));
     assert_eq!(d.roles[2], Role::Standalone);
 }
@@ -97,7 +98,7 @@ fn a_master_with_no_replicas_and_a_stopped_or_broken_replica() {
 fn two_writable_servers_mean_no_master() {
     let mut s = cluster();
     s[1] = server("db2", 2, false, vec![]);
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!(d.master, None);
     let problem = d.problem.unwrap();
     assert!(
@@ -111,7 +112,7 @@ fn two_writable_servers_mean_no_master() {
 fn a_replica_following_an_unknown_host_means_no_master() {
     let mut s = cluster();
     s[2] = server("db3", 3, true, vec![running("10.9.9.9", 1)]);
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!(d.master, None);
     let problem = d.problem.unwrap();
     assert!(
@@ -120,14 +121,14 @@ fn a_replica_following_an_unknown_host_means_no_master() {
     );
     // The right host on the wrong port is unknown too.
     s[2] = server("db3", 3, true, vec![running("127.0.0.1", 9)]);
-    assert_eq!(discover(&s).master, None);
+    assert_eq!(discover(&s, None).master, None);
 }
 
 #[test]
 fn a_replica_following_another_replica_means_no_master() {
     let mut s = cluster();
     s[2] = server("db3", 3, true, vec![running("127.0.0.1", 2)]);
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!(d.master, None);
     assert!(d
         .problem
@@ -139,7 +140,7 @@ fn a_replica_following_another_replica_means_no_master() {
 fn a_writable_server_that_replicates_is_not_master() {
     let mut s = cluster();
     s[0] = server("db1", 1, false, vec![running("127.0.0.1", 2)]);
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!(d.master, None);
     assert!(d
         .problem
@@ -157,14 +158,14 @@ fn a_writable_server_that_replicates_is_not_master() {
             ThreadState::Stopped,
         )],
     );
-    assert_eq!(discover(&s).master, Some(0));
+    assert_eq!(discover(&s, None).master, Some(0));
 }
 
 #[test]
 fn a_down_master_means_no_master_and_no_problem() {
     let mut s = cluster();
     s[0] = down(s[0].clone());
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!(
         d,
         Discovery {
@@ -176,11 +177,11 @@ fn a_down_master_means_no_master_and_no_problem() {
     // A down server's last known status never counts: a down writable one is no rival.
     let mut s = cluster();
     s.push(down(server("db4", 4, false, vec![])));
-    assert_eq!(discover(&s).master, Some(0));
+    assert_eq!(discover(&s, None).master, Some(0));
     // Unknown (not probed yet) servers do not count either.
     let mut s = cluster();
     s[0].state = ServerState::Unknown;
-    assert_eq!(discover(&s).master, None);
+    assert_eq!(discover(&s, None).master, None);
 }
 
 #[test]
@@ -189,7 +190,7 @@ fn replicas_of_a_dead_master_following_different_servers_are_reported() {
     s[0] = down(s[0].clone());
     s.push(down(server("db4", 4, false, vec![])));
     s[2] = server("db3", 3, true, vec![running("127.0.0.1", 4)]);
-    let d = discover(&s);
+    let d = discover(&s, None);
     assert_eq!(d.master, None);
     assert!(d
         .problem
@@ -206,10 +207,10 @@ fn multi_source_and_self_replication_are_problems() {
         true,
         vec![running("127.0.0.1", 1), running("127.0.0.1", 3)],
     );
-    assert!(discover(&s).problem.unwrap().contains("multi-source"));
+    assert!(discover(&s, None).problem.unwrap().contains("multi-source"));
     let mut s = cluster();
     s[1] = server("db2", 2, true, vec![running("127.0.0.1", 2)]);
-    assert!(discover(&s)
+    assert!(discover(&s, None)
         .problem
         .unwrap()
         .contains("db2 replicates from itself"));

@@ -1,0 +1,458 @@
+//! The monitor's operations that change roles: failover, switchover, and the admin
+//! commands around them. Each one holds the topology lock on a majority of the servers
+//! (so of several kohaproxy instances only one acts), publishes every step that changes
+//! where writes may go, and leaves a note when a step fails half-way.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::{io_running, replicas_of, Monitor, LOCK};
+use crate::control::Command;
+use crate::failover::{self, Candidate};
+use crate::gtid::GtidList;
+use crate::sql::{self, Session, Target};
+use crate::topology::{Role, ServerState, Topology};
+
+impl Monitor {
+    /// Opens an acting connection to server `index`.
+    pub(super) async fn open(&self, index: usize) -> Result<Session, String> {
+        let slot = &self.servers[index];
+        let target = Target {
+            name: &slot.name,
+            address: &slot.address,
+        };
+        Session::open(
+            target,
+            &self.config.user,
+            &self.config.password,
+            self.config.timeout,
+        )
+        .await
+    }
+
+    /// Takes the topology lock on a majority of the servers other than `except` (the
+    /// failed master). Returns the connections holding it: dropping them releases it.
+    async fn lock_majority(&self, except: Option<usize>) -> Result<Vec<Session>, String> {
+        let voters: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| Some(i) != except)
+            .collect();
+        let need = voters.len() / 2 + 1;
+        let sql = format!("SELECT GET_LOCK({}, 0)", sql::literal(LOCK));
+        let attempts = voters.iter().map(|&i| {
+            let sql = &sql;
+            async move {
+                let mut s = self.open(i).await?;
+                match s.value(sql, self.config.timeout).await? {
+                    Some(v) if v == "1" => Ok(s),
+                    _ => Err(format!(
+                        "{}: the lock is held elsewhere",
+                        self.servers[i].name
+                    )),
+                }
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let mut held = Vec::new();
+        let mut why = Vec::new();
+        for r in results {
+            match r {
+                Ok(s) => held.push(s),
+                Err(e) => why.push(e),
+            }
+        }
+        if held.len() >= need {
+            Ok(held)
+        } else {
+            Err(format!(
+                "could not lock a majority of the servers ({} of {need} needed): another \
+                 kohaproxy may be acting, or too few servers answer ({})",
+                held.len(),
+                why.join("; ")
+            ))
+        }
+    }
+
+    /// Promotes the best replica of the failed master `h`: lock, new term (no OK of the
+    /// old master is forwarded from now on), choose, apply the relay log, promote,
+    /// re-point the other replicas.
+    pub(super) async fn failover(&mut self, h: usize, forced: bool) -> Result<String, String> {
+        let started = Instant::now();
+        let old = self.servers[h].name.clone();
+        let locks = match self.lock_majority(Some(h)).await {
+            Ok(l) => l,
+            Err(e) => {
+                let op = format!("failover from {old} postponed: {e}");
+                self.set_operation(Some(op.clone()));
+                return Err(op);
+            }
+        };
+        // Under the lock, look again: another proxy may have acted meanwhile.
+        self.probe().await;
+        let t = Topology::build_under(self.servers.iter().map(super::Slot::view).collect(), None);
+        if let Some(m) = t.master {
+            drop(locks);
+            self.adopt(m, "another server was made master meanwhile: following it");
+            return Ok(format!("{} is the master now", self.servers[m].name));
+        }
+        if t.servers[h].state == ServerState::Up {
+            drop(locks);
+            return Err(format!("{old} answers again: no failover"));
+        }
+        let replicas = replicas_of(&t, h);
+        if !forced && replicas.iter().any(|&i| io_running(&t.servers[i])) {
+            drop(locks);
+            return Err(format!(
+                "a replica still replicates from {old}: no failover"
+            ));
+        }
+
+        self.term += 1;
+        self.set_operation(Some(format!(
+            "failover from {old}: choosing a replica (term {})",
+            self.term
+        )));
+        self.publish();
+        // Read after the new term is published: every OK forwarded before it raised this.
+        let acked = self.acked.get();
+        let candidates: Vec<Candidate> = replicas
+            .iter()
+            .filter_map(|&i| {
+                let st = t.servers[i].status.as_ref()?;
+                let mut received = st.gtid_current_pos.clone();
+                if let Some(link) = st.replication.first() {
+                    received.raise_all(&link.gtid_io_pos);
+                }
+                let cfg = self.server_config.get(i);
+                Some(Candidate {
+                    index: i,
+                    name: self.servers[i].name.clone(),
+                    received,
+                    priority: cfg.map_or(0, |c| c.priority),
+                    eligible: !cfg.is_some_and(|c| c.no_promote) && !self.servers[i].maintenance,
+                })
+            })
+            .collect();
+        let choice = match failover::choose(&candidates, &acked) {
+            Ok(c) => c,
+            Err(e) => {
+                let op =
+                    format!("failover from {old} refused: {e}; writes wait for {old} to return");
+                self.set_operation(Some(op.clone()));
+                return Err(op);
+            }
+        };
+        if let Some(w) = &choice.warning {
+            warn!("{w}");
+        }
+        let c = choice.index;
+        let name = self.servers[c].name.clone();
+        let received = candidates
+            .iter()
+            .find(|x| x.index == c)
+            .map(|x| x.received.clone())
+            .unwrap_or_default();
+        let sql_stopped = t.servers[c]
+            .status
+            .as_ref()
+            .and_then(|s| s.replication.first())
+            .is_some_and(|r| r.sql_thread != crate::probe::ThreadState::Running);
+        if let Err(e) = self.promote(c, &received, &acked, sql_stopped).await {
+            let op = format!("failover from {old} to {name} failed: {e}");
+            self.servers[c].note = Some(op.clone());
+            self.set_operation(Some(op.clone()));
+            return Err(op);
+        }
+        self.master = Some(c);
+        self.set_operation(Some(format!(
+            "failover from {old} to {name}: re-pointing replicas"
+        )));
+        self.publish();
+        let promoted_in = started.elapsed();
+        info!(
+            from = %old, to = %name, term = self.term, acked = %acked,
+            ms = promoted_in.as_millis() as u64,
+            "failover: {name} promoted"
+        );
+        self.repoint(&replicas, c, h).await;
+        drop(locks);
+        self.set_operation(None);
+        Ok(format!(
+            "failover from {old} to {name} in {} ms (term {}; acknowledged position {acked})",
+            promoted_in.as_millis(),
+            self.term
+        ))
+    }
+
+    /// Applies the relay log candidate `c` already has (bounded by `catchup_timeout`),
+    /// checks it holds `acked`, then makes it a writable master replicating from nobody.
+    /// The IO thread is never restarted before that (it would purge the relay log).
+    async fn promote(
+        &mut self,
+        c: usize,
+        received: &GtidList,
+        acked: &GtidList,
+        sql_stopped: bool,
+    ) -> Result<(), String> {
+        let mut s = self.open(c).await?;
+        if sql_stopped {
+            s.exec("START SLAVE SQL_THREAD").await?;
+        }
+        self.wait_for(&mut s, received).await?;
+        let now: GtidList = s
+            .value("SELECT @@gtid_current_pos", self.config.timeout)
+            .await?
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        if !now.contains(acked) {
+            return Err(format!(
+                "after applying its relay log it has {now}, not every acknowledged write ({acked})"
+            ));
+        }
+        s.exec("STOP SLAVE").await?;
+        s.exec("RESET SLAVE ALL").await?;
+        s.exec("SET GLOBAL read_only = OFF").await?;
+        if let Some(st) = self.servers[c].status.as_mut() {
+            st.read_only = false;
+            st.replication.clear();
+        }
+        self.servers[c].note = None;
+        Ok(())
+    }
+
+    /// Waits until the server behind `s` has applied `position` (bounded).
+    async fn wait_for(&self, s: &mut Session, position: &GtidList) -> Result<(), String> {
+        if position.is_empty() {
+            return Ok(());
+        }
+        let limit = self.config.catchup_timeout;
+        let sql = format!(
+            "SELECT MASTER_GTID_WAIT({}, {:.3})",
+            sql::literal(&position.to_string()),
+            limit.as_secs_f64()
+        );
+        match s.value(&sql, limit + Duration::from_secs(2)).await? {
+            Some(v) if v == "0" => Ok(()),
+            _ => Err(format!(
+                "did not reach {position} within {} ms",
+                limit.as_millis()
+            )),
+        }
+    }
+
+    /// Points every server in `replicas` but `c` (and `h`) at the new master `c`. A
+    /// failure is noted on the server; the next rounds rejoin it.
+    async fn repoint(&mut self, replicas: &[usize], c: usize, h: usize) {
+        let address = self.servers[c].address.clone();
+        let change = sql::change_master(
+            &address,
+            &self.config.replication_user,
+            &self.config.replication_password,
+            "slave_pos",
+        );
+        for &r in replicas.iter().filter(|&&r| r != c && r != h) {
+            let result = match self.open(r).await {
+                Ok(mut s) => match s.exec("STOP SLAVE").await {
+                    Ok(()) => match s.exec(&change).await {
+                        Ok(()) => s.exec("START SLAVE").await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                let note = format!("could not be re-pointed to {}: {e}", self.servers[c].name);
+                warn!(server = %self.servers[r].name, "{note}");
+                self.servers[r].note = Some(note);
+            }
+        }
+    }
+
+    /// Planned switchover to `target` (or the best replica): writes held, the master made
+    /// read-only, the target caught up to its exact position, promoted, the old master
+    /// made its replica, writes released. Undone if the target cannot catch up.
+    async fn switchover(&mut self, target: Option<String>) -> Result<String, String> {
+        let t = Topology::build_under(
+            self.servers.iter().map(super::Slot::view).collect(),
+            self.master,
+        );
+        let h = match (t.master, self.master) {
+            (Some(m), Some(h)) if m == h => h,
+            _ => return Err("there is no master to switch over from".into()),
+        };
+        let c = match target {
+            Some(name) => {
+                let i = self
+                    .servers
+                    .iter()
+                    .position(|s| s.name == name)
+                    .ok_or_else(|| format!("no server is called {name}"))?;
+                if t.servers[i].role != Role::Replica || t.servers[i].state != ServerState::Up {
+                    return Err(format!("{name} is not an up replica of the master"));
+                }
+                i
+            }
+            None => {
+                let candidates: Vec<Candidate> = t
+                    .replicas()
+                    .filter_map(|v| {
+                        let i = self.servers.iter().position(|s| s.name == v.name)?;
+                        let cfg = self.server_config.get(i);
+                        Some(Candidate {
+                            index: i,
+                            name: v.name.clone(),
+                            received: v.status.as_ref()?.gtid_current_pos.clone(),
+                            priority: cfg.map_or(0, |c| c.priority),
+                            eligible: !cfg.is_some_and(|c| c.no_promote)
+                                && !self.servers[i].maintenance,
+                        })
+                    })
+                    .collect();
+                failover::choose(&candidates, &GtidList::default())?.index
+            }
+        };
+        let old = self.servers[h].name.clone();
+        let name = self.servers[c].name.clone();
+        let locks = self.lock_majority(None).await?;
+        let mut old_conn = self.open(h).await?;
+        let mut new_conn = self.open(c).await?;
+
+        let started = Instant::now();
+        self.holding = true;
+        self.set_operation(Some(format!(
+            "switchover from {old} to {name}: writes held"
+        )));
+        self.publish();
+        let caught_up = async {
+            old_conn.exec("SET GLOBAL read_only = ON").await?;
+            let pos: GtidList = old_conn
+                .value("SELECT @@gtid_binlog_pos", self.config.timeout)
+                .await?
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            self.wait_for(&mut new_conn, &pos).await?;
+            Ok::<GtidList, String>(pos)
+        }
+        .await;
+        let pos = match caught_up {
+            Ok(pos) => pos,
+            Err(e) => {
+                let undo = old_conn.exec("SET GLOBAL read_only = OFF").await;
+                self.holding = false;
+                let msg = match undo {
+                    Ok(()) => format!("switchover to {name} abandoned, {old} stays master: {e}"),
+                    Err(u) => format!(
+                        "switchover to {name} abandoned ({e}) and {old} could not be made writable again ({u})"
+                    ),
+                };
+                self.set_operation(None);
+                warn!("{msg}");
+                return Err(msg);
+            }
+        };
+        // From here no OK of the old master's connections is forwarded.
+        self.term += 1;
+        self.publish();
+        let promoted = async {
+            new_conn.exec("STOP SLAVE").await?;
+            new_conn.exec("RESET SLAVE ALL").await?;
+            new_conn.exec("SET GLOBAL read_only = OFF").await
+        }
+        .await;
+        if let Err(e) = promoted {
+            let msg = format!("switchover from {old} to {name} failed half-way at {pos}: {e}");
+            self.servers[c].note = Some(msg.clone());
+            self.holding = false;
+            self.set_operation(Some(msg.clone()));
+            return Err(msg);
+        }
+        if let Some(st) = self.servers[c].status.as_mut() {
+            st.read_only = false;
+            st.replication.clear();
+        }
+        if let Some(st) = self.servers[h].status.as_mut() {
+            st.read_only = true;
+        }
+        self.master = Some(c);
+        self.holding = false;
+        self.set_operation(None);
+        self.publish();
+        let pause = started.elapsed();
+        info!(from = %old, to = %name, term = self.term, position = %pos, pause_ms = pause.as_millis() as u64, "switchover done");
+
+        let change = sql::change_master(
+            &self.servers[c].address,
+            &self.config.replication_user,
+            &self.config.replication_password,
+            "current_pos",
+        );
+        let demoted = async {
+            old_conn.exec(&change).await?;
+            old_conn.exec("START SLAVE").await
+        }
+        .await;
+        if let Err(e) = demoted {
+            let note = format!("could not be made a replica of {name}: {e}");
+            warn!(server = %old, "{note}");
+            self.servers[h].note = Some(note);
+        }
+        let others: Vec<usize> = t
+            .replicas()
+            .filter_map(|v| self.servers.iter().position(|s| s.name == v.name))
+            .collect();
+        self.repoint(&others, c, h).await;
+        drop(locks);
+        Ok(format!(
+            "switched over from {old} to {name} at {pos}; writes were held {} ms (term {})",
+            pause.as_millis(),
+            self.term
+        ))
+    }
+
+    /// Runs an admin command.
+    pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
+        match command {
+            Command::Switchover { target } => self.switchover(target).await,
+            Command::Failover => {
+                self.probe().await;
+                let t = Topology::build_under(
+                    self.servers.iter().map(super::Slot::view).collect(),
+                    self.master,
+                );
+                let Some(h) = self.master else {
+                    return Err("no master was ever seen: nothing to fail over from".into());
+                };
+                if t.servers[h].state == ServerState::Up {
+                    return Err(format!(
+                        "the master {} is up: use SWITCHOVER for a planned change",
+                        self.servers[h].name
+                    ));
+                }
+                self.master_down(&t, h, true).await
+            }
+            Command::Maintenance { server, on } => {
+                let i = self
+                    .servers
+                    .iter()
+                    .position(|s| s.name == server)
+                    .ok_or_else(|| format!("no server is called {server}"))?;
+                if on && self.master == Some(i) {
+                    return Err(format!(
+                        "{server} is the master: SWITCHOVER to another server first"
+                    ));
+                }
+                self.servers[i].maintenance = on;
+                let state = if on {
+                    "maintenance: no new traffic"
+                } else {
+                    "online"
+                };
+                info!(server = %server, "{state}");
+                Ok(format!("{server} is in {state}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The monitor's own short-lived connections for acting on servers (promote, fence,
+//! re-point, lock), each statement bounded by a deadline.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+
+use crate::probe::split_address;
+
+/// One server, as the monitor acts on it.
+pub(crate) struct Target<'a> {
+    /// Server name (for messages).
+    pub name: &'a str,
+    /// host:port.
+    pub address: &'a str,
+}
+
+/// An open connection to act on a server.
+pub(crate) struct Session {
+    conn: Option<Conn>,
+    name: String,
+    timeout: Duration,
+}
+
+impl Session {
+    /// Connects as the monitor user, within `timeout`.
+    pub(crate) async fn open(
+        target: Target<'_>,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> Result<Session, String> {
+        let (host, port) = split_address(target.address);
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .into();
+        match tokio::time::timeout(timeout, Conn::new(opts)).await {
+            Ok(Ok(conn)) => Ok(Session {
+                conn: Some(conn),
+                name: target.name.to_string(),
+                timeout,
+            }),
+            Ok(Err(e)) => Err(format!("{}: connect: {e}", target.name)),
+            Err(_) => Err(format!(
+                "{}: connect: no answer within {} ms",
+                target.name,
+                timeout.as_millis()
+            )),
+        }
+    }
+
+    /// Runs one statement, discarding any result.
+    pub(crate) async fn exec(&mut self, sql: &str) -> Result<(), String> {
+        self.exec_within(sql, self.timeout).await
+    }
+
+    /// Runs one statement with its own deadline.
+    pub(crate) async fn exec_within(&mut self, sql: &str, limit: Duration) -> Result<(), String> {
+        let name = self.name.clone();
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| format!("{name}: no connection"))?;
+        match tokio::time::timeout(limit, conn.query_drop(sql)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{name}: {}: {e}", first_words(sql))),
+            Err(_) => {
+                self.discard();
+                Err(format!(
+                    "{name}: {}: no answer within {} ms",
+                    first_words(sql),
+                    limit.as_millis()
+                ))
+            }
+        }
+    }
+
+    /// Runs a query returning one value (NULL and no row are `None`), with its own deadline.
+    pub(crate) async fn value(
+        &mut self,
+        sql: &str,
+        limit: Duration,
+    ) -> Result<Option<String>, String> {
+        let name = self.name.clone();
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| format!("{name}: no connection"))?;
+        match tokio::time::timeout(limit, conn.query_first::<Row, _>(sql)).await {
+            Ok(Ok(row)) => Ok(row
+                .and_then(|r| r.get_opt::<Option<String>, usize>(0)?.ok())
+                .flatten()),
+            Ok(Err(e)) => Err(format!("{name}: {}: {e}", first_words(sql))),
+            Err(_) => {
+                self.discard();
+                Err(format!(
+                    "{name}: {}: no answer within {} ms",
+                    first_words(sql),
+                    limit.as_millis()
+                ))
+            }
+        }
+    }
+
+    /// Runs a query returning one row, as text per column (NULL is `None`).
+    pub(crate) async fn row(
+        &mut self,
+        sql: &str,
+        limit: Duration,
+    ) -> Result<Vec<Option<String>>, String> {
+        let name = self.name.clone();
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| format!("{name}: no connection"))?;
+        match tokio::time::timeout(limit, conn.query_first::<Row, _>(sql)).await {
+            Ok(Ok(Some(row))) => Ok((0..row.len())
+                .map(|i| {
+                    row.get_opt::<Option<String>, usize>(i)
+                        .and_then(Result::ok)
+                        .flatten()
+                })
+                .collect()),
+            Ok(Ok(None)) => Ok(Vec::new()),
+            Ok(Err(e)) => Err(format!("{name}: {e}")),
+            Err(_) => {
+                self.discard();
+                Err(format!("{name}: no answer within {} ms", limit.as_millis()))
+            }
+        }
+    }
+
+    /// Closes the connection without waiting for the server (it may be hung).
+    fn discard(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = std::thread::Builder::new()
+                .name("monitor-discard".into())
+                .spawn(move || drop(conn));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+/// The first two words of a statement, for error messages (never the values in it).
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// A string literal for SQL (single quotes, backslash and quote escaped).
+pub(crate) fn literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `CHANGE MASTER TO` the server at `address`, with the replication account and GTID mode
+/// (`slave_pos` for a replica, `current_pos` for a rejoining old master).
+pub(crate) fn change_master(address: &str, user: &str, password: &str, gtid_mode: &str) -> String {
+    let (host, port) = split_address(address);
+    format!(
+        "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, \
+         MASTER_PASSWORD={}, MASTER_USE_GTID={gtid_mode}, MASTER_CONNECT_RETRY=1",
+        literal(&host),
+        literal(user),
+        literal(password)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_and_change_master() {
+        assert_eq!(literal("a'b\\c"), "'a''b\\\\c'");
+        let sql = change_master("127.0.0.1:3307", "repl", "p'w", "slave_pos");
+        assert_eq!(
+            sql,
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=3307, MASTER_USER='repl', \
+             MASTER_PASSWORD='p''w', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+        );
+        assert_eq!(first_words("SET GLOBAL read_only = 1"), "SET GLOBAL");
+    }
+}
