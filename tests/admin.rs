@@ -14,8 +14,8 @@ use common::{free_port, ok, Env};
 use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, Row};
 
-const KNOWN: &str =
-    "unknown admin command; known: SHOW SERVERS, SHOW SESSIONS, SHOW STATS, SHOW TOPOLOGY";
+const KNOWN: &str = "unknown admin command; known: SHOW SERVERS, SHOW SESSIONS, SHOW STATS, \
+     SHOW TOPOLOGY, SWITCHOVER [TO <name>], FAILOVER, SET SERVER <name> MAINTENANCE|ONLINE";
 
 /// The sandbox config's `[admin] socket`.
 fn socket(env: &Env) -> PathBuf {

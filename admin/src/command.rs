@@ -11,12 +11,15 @@ pub const KNOWN_COMMANDS: &[&str] = &[
     "SHOW SESSIONS",
     "SHOW STATS",
     "SHOW TOPOLOGY",
+    "SWITCHOVER [TO <name>]",
+    "FAILOVER",
+    "SET SERVER <name> MAINTENANCE|ONLINE",
 ];
 
 /// One parsed admin statement.
 ///
-/// Later commands (`SWITCHOVER TO <name>`, `FAILOVER`, `SET SERVER <name> MAINTENANCE|ONLINE`,
-/// `BACKUP NOW`, `SHOW BACKUPS`) are further variants, with their arguments as fields.
+/// Later commands (`BACKUP NOW`, `SHOW BACKUPS`) are further variants, with their
+/// arguments as fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `SHOW SERVERS`: one row per configured server.
@@ -27,6 +30,9 @@ pub enum Command {
     ShowStats,
     /// `SHOW TOPOLOGY`: the master and the topology problem, if any.
     ShowTopology,
+    /// `SWITCHOVER [TO <name>]`, `FAILOVER`, `SET SERVER <name> MAINTENANCE|ONLINE`: run
+    /// by the monitor.
+    Cluster(kohaproxy_health::Command),
     /// `SELECT <probe>, ... [LIMIT n]`: what clients ask on their own at connect
     /// (`@@version_comment`, `@@max_allowed_packet`, `DATABASE()`, `USER()`).
     Select(Vec<Probe>),
@@ -64,7 +70,20 @@ pub fn parse(statement: &str) -> Result<Command, UnknownCommand> {
         .map(|w| w.to_ascii_uppercase())
         .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    // Server names keep their case.
+    let original: Vec<&str> = text.split_whitespace().collect();
+    let name = |i: usize| original.get(i).map(|n| n.trim_matches('`').to_string());
+    use kohaproxy_health::Command as Op;
     match words.as_slice() {
+        ["SWITCHOVER"] => Ok(Command::Cluster(Op::Switchover { target: None })),
+        ["SWITCHOVER", "TO", _] => Ok(Command::Cluster(Op::Switchover { target: name(2) })),
+        ["FAILOVER"] => Ok(Command::Cluster(Op::Failover)),
+        ["SET", "SERVER", _, state @ ("MAINTENANCE" | "ONLINE")] => {
+            Ok(Command::Cluster(Op::Maintenance {
+                server: name(2).ok_or_else(unknown)?,
+                on: *state == "MAINTENANCE",
+            }))
+        }
         ["SHOW", "SERVERS"] => Ok(Command::ShowServers),
         ["SHOW", "SESSIONS"] => Ok(Command::ShowSessions),
         ["SHOW", "STATS"] => Ok(Command::ShowStats),
@@ -126,6 +145,38 @@ fn probe(item: &str) -> Option<Probe> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_commands_keep_the_server_name_case() {
+        use kohaproxy_health::Command as Op;
+        assert_eq!(
+            parse("switchover to DB2;").unwrap(),
+            Command::Cluster(Op::Switchover {
+                target: Some("DB2".into())
+            })
+        );
+        assert_eq!(
+            parse("SWITCHOVER").unwrap(),
+            Command::Cluster(Op::Switchover { target: None })
+        );
+        assert_eq!(parse(" failover ").unwrap(), Command::Cluster(Op::Failover));
+        assert_eq!(
+            parse("set server db3 maintenance").unwrap(),
+            Command::Cluster(Op::Maintenance {
+                server: "db3".into(),
+                on: true
+            })
+        );
+        assert_eq!(
+            parse("SET SERVER `db3` ONLINE").unwrap(),
+            Command::Cluster(Op::Maintenance {
+                server: "db3".into(),
+                on: false
+            })
+        );
+        assert!(parse("SET SERVER db3 sideways").is_err());
+        assert!(parse("SWITCHOVER db2").is_err());
+    }
 
     #[test]
     fn show_commands_ignore_case_whitespace_and_semicolons() {

@@ -123,6 +123,7 @@ impl AdminShim {
                 tables::sessions(&shared.sessions.snapshot(), SystemTime::now())
             }
             Command::ShowStats => tables::stats(&shared.stats.snapshot(shared.sessions.len())),
+            Command::Cluster(_) => tables::message("run by the monitor"),
             Command::Select(probes) => {
                 let user = self.user.lock().map(|u| u.clone()).unwrap_or_default();
                 let user = format!("{user}@{}", self.conn.host);
@@ -229,6 +230,17 @@ impl<W: AsyncWrite + Send + Unpin + 'static> AsyncMysqlShim<W> for AdminShim {
             ));
         }
         match parse(query) {
+            Ok(Command::Cluster(op)) => {
+                info!(id = self.conn.id, command = ?op, "admin command");
+                match self.shared.control.run(op).await {
+                    Ok(done) => write_table(results, &tables::message(&done)).await,
+                    Err(why) => {
+                        results
+                            .error(ErrorKind::ER_UNKNOWN_ERROR, why.as_bytes())
+                            .await
+                    }
+                }
+            }
             Ok(command) => {
                 debug!(id = self.conn.id, ?command, "admin command");
                 write_table(results, &self.answer(&command)).await

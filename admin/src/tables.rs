@@ -75,6 +75,7 @@ pub fn servers(topology: &Topology, stats: &StatsSnapshot) -> Table {
         ("connections", Count),
         ("statements", Count),
         ("last_error", Text),
+        ("note", Text),
     ]);
     for s in &topology.servers {
         let role = match s.state {
@@ -97,17 +98,36 @@ pub fn servers(topology: &Topology, stats: &StatsSnapshot) -> Table {
             Cell::Count(counters.map(|c| c.connections)),
             Cell::Count(counters.map(|c| c.statements)),
             Cell::Text(s.last_error.clone()),
+            Cell::Text(match (s.maintenance, &s.note) {
+                (true, Some(n)) => Some(format!("maintenance; {n}")),
+                (true, None) => Some("maintenance".into()),
+                (false, n) => n.clone(),
+            }),
         ]);
     }
     t
 }
 
+/// The one-row answer of a command that acts: what was done.
+pub fn message(text: &str) -> Table {
+    let mut t = Table::new(&[("result", Kind::Text)]);
+    t.rows.push(vec![Cell::text(text)]);
+    t
+}
+
 /// `SHOW TOPOLOGY`: one row, the master's name and the topology problem (each or NULL).
 pub fn topology(topology: &Topology) -> Table {
-    let mut t = Table::new(&[("master", Kind::Text), ("problem", Kind::Text)]);
+    let mut t = Table::new(&[
+        ("master", Kind::Text),
+        ("problem", Kind::Text),
+        ("term", Kind::Count),
+        ("operation", Kind::Text),
+    ]);
     t.rows.push(vec![
         Cell::Text(topology.master().map(|m| m.name.clone())),
         Cell::Text(topology.problem.clone()),
+        Cell::Count(Some(topology.term)),
+        Cell::Text(topology.operation.clone()),
     ]);
     t
 }
@@ -256,6 +276,7 @@ mod tests {
             gtid_current_pos: gtid.parse().unwrap(),
             gtid_binlog_pos: gtid.parse().unwrap(),
             gtid_slave_pos: "".parse().unwrap(),
+            gtid_binlog_state: Default::default(),
             replication: Vec::new(),
             session_track_system_variables: String::new(),
             session_track_schema: false,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use kohaproxy_config::Config;
-use kohaproxy_health::{Monitor, TopologyHandle};
+use kohaproxy_health::{Acked, Control, Monitor, TopologyHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
@@ -76,6 +76,8 @@ pub struct Shared {
     pub stats: stats::Stats,
     /// Acknowledged writes and what replicas are known to have applied (causal reads).
     pub causal: route::causal::Causal,
+    /// Commands to the monitor (switchover, failover, maintenance).
+    pub control: Control,
 }
 
 impl Shared {
@@ -85,9 +87,22 @@ impl Shared {
         topology: TopologyHandle,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Arc<Self> {
+        Shared::monitored(config, topology, Control::detached(), Acked::default(), tls)
+    }
+
+    /// Shared state for `config` with the monitor's control channel and the acknowledged
+    /// position the monitor checks before it promotes.
+    pub fn monitored(
+        config: Config,
+        topology: TopologyHandle,
+        control: Control,
+        acked: Acked,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             stats: stats::Stats::new(config.servers.iter().map(|s| s.name.as_str())),
-            causal: route::causal::Causal::new(config.servers.len()),
+            causal: route::causal::Causal::new(config.servers.len(), acked),
+            control,
             config,
             topology,
             tls,
@@ -137,6 +152,58 @@ impl Shared {
             self.config.proxy.connect_timeout,
         )
         .await?;
+        self.remember_greeting(&backend);
+        Ok((backend, ok))
+    }
+
+    /// Opens a connection to the master, logged in as `login`, waiting up to
+    /// `monitor.failover_hold` for one while there is none (a failover or switchover under
+    /// way) or it refuses connections (it just died and the monitor has not noticed yet).
+    /// Returns the connection, its login OK, the term and the master's config index.
+    pub async fn connect_master_waiting(
+        &self,
+        login: &Login,
+    ) -> Result<(Backend, bytes::BytesMut, u64, Option<usize>), BackendError> {
+        let deadline = tokio::time::Instant::now() + self.config.monitor.failover_hold;
+        let mut changes = self.topology.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let topology = self.topology.load();
+            let error = match topology.master() {
+                Some(master) => {
+                    match backend::connect(
+                        &master.name,
+                        &master.address,
+                        login,
+                        self.config.proxy.connect_timeout,
+                    )
+                    .await
+                    {
+                        Ok((backend, ok)) => {
+                            self.remember_greeting(&backend);
+                            return Ok((backend, ok, topology.term, topology.master));
+                        }
+                        Err(e @ BackendError::Refused { .. }) => return Err(e),
+                        Err(e) => e,
+                    }
+                }
+                None => no_master_error(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(error);
+            }
+            // Wake on the next publish, or retry soon anyway.
+            let retry = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep_until(retry.min(deadline)) => {}
+            }
+        }
+    }
+
+    /// Keeps the newest master greeting (its version and capabilities are offered to
+    /// clients).
+    fn remember_greeting(&self, backend: &Backend) {
         let cached = self.greeting.load();
         let stale = cached.as_ref().is_none_or(|g| {
             g.server_version != backend.greeting.server_version || g.caps != backend.greeting.caps
@@ -145,7 +212,6 @@ impl Shared {
             self.greeting
                 .store(Some(Arc::new(backend.greeting.clone())));
         }
-        Ok((backend, ok))
     }
 
     fn next_session_id(&self) -> u32 {
@@ -202,7 +268,8 @@ pub fn run(config: Config, services: StartServices<'_>) -> Result<(), ProxyError
         .map_err(ProxyError::Runtime)?;
     main.block_on(async move {
         let tls = config.proxy.tls.as_ref().map(tls::acceptor).transpose()?;
-        let topology = Monitor::spawn(&config).await;
+        let acked = Acked::default();
+        let (topology, control) = Monitor::spawn_with(&config, acked.clone()).await;
         match topology.load().master() {
             Some(m) => info!(master = %m.name, address = %m.address, "master found"),
             None => warn!("no master found yet; clients are refused until one is"),
@@ -215,7 +282,7 @@ pub fn run(config: Config, services: StartServices<'_>) -> Result<(), ProxyError
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ProxyError::Bind { addr, source })?;
-        let shared = Shared::new(config, topology, tls);
+        let shared = Shared::monitored(config, topology, control, acked, tls);
         for service in services(shared.clone()).map_err(ProxyError::Service)? {
             tokio::spawn(service);
         }

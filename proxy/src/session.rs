@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 mod internal;
+mod master;
 mod router;
 
 use crate::auth;
@@ -30,6 +31,7 @@ use crate::protocol::{command, payload_len, Caps, HEADER_LEN, MAX_PAYLOAD};
 use crate::stats::SessionEntry;
 use crate::tls::ClientStream;
 use crate::Shared;
+use master::{read_unless_replaced, tracks_state};
 use router::{ReplicaConn, Router};
 
 /// Largest login or COM_CHANGE_USER packet accepted from a client.
@@ -59,6 +61,9 @@ pub enum SessionError {
     /// Login failed (the client got an error).
     #[error("login refused: {0}")]
     Login(String),
+    /// An OK came from a master connection of an older term: not forwarded.
+    #[error("the master was replaced: its answer is not forwarded")]
+    Fenced,
 }
 
 impl From<std::io::Error> for SessionError {
@@ -85,6 +90,17 @@ pub struct Session {
     master: Backend,
     /// Config index of the master server (for counters).
     master_index: Option<usize>,
+    /// The monitor's term when the master connection was opened: no OK from it is
+    /// forwarded once the term moved on (the master was replaced).
+    master_term: u64,
+    /// The master connection is dead or fenced: the next command needing it opens one to
+    /// the current master and restores the session's state there first.
+    master_lost: bool,
+    /// The client prepared statements on the master (COM_STMT_PREPARE): they cannot be
+    /// carried to a new master.
+    server_prepared: bool,
+    /// Changes on every topology publish (a failover, a switchover's hold).
+    topology_changes: tokio::sync::watch::Receiver<u64>,
     /// Connections to replicas, by config index, opened on first use.
     replicas: Vec<Option<ReplicaConn>>,
     /// Where the last statement ran (SHOW WARNINGS follows it).
@@ -257,22 +273,24 @@ async fn login(
         attrs: response.attrs.clone(),
     };
     let split = shared.config.routing.read_write_split;
+    let track = tracks_state(shared);
     let mut master_login = login.clone();
-    if split {
-        // The master connection tracks session state for the router; the client is shown
-        // only what it tracks itself.
+    if track {
+        // The master connection tracks session state (for the router, and to restore it
+        // on a new master after a failover); the client is shown only what it tracks.
         master_login.caps = Caps(master_login.caps.0 | Caps::SESSION_TRACK);
     }
-    let (backend, ok) = match shared.connect_master(&master_login).await {
-        Ok(b) => b,
-        Err(BackendError::Refused { err, .. }) => {
-            client
-                .write_all(&crate::protocol::packets::packet(seq, &err))
-                .await?;
-            return Err(SessionError::Login("the master refused the login".into()));
-        }
-        Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
-    };
+    let (backend, ok, master_term, master_index) =
+        match shared.connect_master_waiting(&master_login).await {
+            Ok(b) => b,
+            Err(BackendError::Refused { err, .. }) => {
+                client
+                    .write_all(&crate::protocol::packets::packet(seq, &err))
+                    .await?;
+                return Err(SessionError::Login("the master refused the login".into()));
+            }
+            Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
+        };
     let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
     let entry = Arc::new(SessionEntry::new(
         id,
@@ -282,11 +300,6 @@ async fn login(
         backend.greeting.connection_id,
     ));
     shared.sessions.insert(entry.clone());
-    let master_index = shared
-        .config
-        .servers
-        .iter()
-        .position(|s| s.name == backend.server);
     if let Some(s) = master_index.and_then(|i| shared.stats.servers.get(i)) {
         s.connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -302,10 +315,14 @@ async fn login(
         login,
         master: backend,
         master_index,
+        master_term,
+        master_lost: false,
+        server_prepared: false,
+        topology_changes: shared.topology.subscribe(),
         replicas: Vec::new(),
         last: Which::Master,
         status,
-        router: Router::new(split, router::default_tracking(shared)),
+        router: Router::new(track, split, router::default_tracking(shared)),
         entry,
         scratch: Vec::new(),
         out: Vec::new(),
@@ -378,6 +395,18 @@ impl Session {
             .await
             .map_err(SessionError::Client)?;
             let cmd = self.cbuf[HEADER_LEN];
+            if cmd != command::QUIT {
+                if let Some(err) = self.ensure_master().await? {
+                    let next_seq = self.pass_message(false).await?;
+                    self.send_error(&err, next_seq).await?;
+                    if self.master_lost && self.unrestorable() {
+                        return Err(SessionError::ClientProtocol(
+                            "the master changed and this session's state could not follow",
+                        ));
+                    }
+                    continue;
+                }
+            }
             match cmd {
                 command::QUIT => {
                     let _ = self
@@ -412,11 +441,15 @@ impl Session {
                 command::QUERY => self.query(len).await?,
                 command::RESET_CONNECTION => {
                     if !self.forward_to_master(cmd).await? {
+                        self.server_prepared = false;
                         self.forget_state(false);
                         self.track_state().await?;
                     }
                 }
                 _ => {
+                    if cmd == command::STMT_PREPARE {
+                        self.server_prepared = true;
+                    }
                     self.forward_to_master(cmd).await?;
                 }
             }
@@ -599,9 +632,20 @@ impl Session {
         match outcome? {
             Outcome::Done { failed } => Ok(failed),
             Outcome::Lost(reason) => {
-                let err = ErrPacket::new(2013, "HY000", "Lost connection to server during query");
-                let _ = self.send_error(&err, first_seq).await;
-                Err(self.backend_error(reason))
+                // Whether the statement ran is unknown: the client is told so. The session
+                // stays open; its next statement runs on the (new) master.
+                info!(session = self.id, server = %self.master.server, "master connection lost during a statement: {reason}");
+                self.lose_master();
+                // A server error code (not the client library's 2013, which makes clients
+                // drop the connection): the session goes on.
+                let err = ErrPacket::new(
+                    1927,
+                    "70100",
+                    "kohaproxy: the connection to the master was lost during this statement; \
+                     whether it was applied is unknown",
+                );
+                self.send_error(&err, first_seq).await?;
+                Ok(true)
             }
         }
     }
@@ -619,8 +663,18 @@ impl Session {
         let state = crate::protocol::packets::ok_status(payload)
             .is_some_and(|s| s & crate::protocol::status::SESSION_STATE_CHANGED != 0);
         if state && self.router.enabled {
+            if self.shared.topology.term() != self.master_term {
+                return Err(SessionError::Fenced);
+            }
             let mut out = std::mem::take(&mut self.out);
             let learned = self.learn(seq, payload, &mut out);
+            // The GTID is acknowledged (raised) above; if the monitor moved to a new term
+            // meanwhile, it may already have read the acknowledged position without it:
+            // this OK must not reach the client.
+            if learned.is_ok() && self.shared.topology.term() != self.master_term {
+                self.out = out;
+                return Err(SessionError::Fenced);
+            }
             let sent = match learned {
                 Ok(()) => self
                     .client
@@ -713,14 +767,23 @@ impl Session {
                     backend.buf.advance(len);
                     let sent = self.send_ok(seq, &payload).await;
                     self.scratch = payload;
-                    sent?;
+                    match sent {
+                        Err(SessionError::Fenced) if !forwarded => {
+                            return Ok(Outcome::Lost("the master was replaced".into()))
+                        }
+                        other => other?,
+                    }
                     forwarded = true;
                     continue;
                 }
                 Scan::NeedMore => {}
             }
             crate::io::make_room(&mut backend.buf);
-            let read = backend.stream.read_buf(&mut backend.buf).await;
+            let read = if which == Which::Master {
+                read_unless_replaced(backend, &self.shared, self.master_term).await
+            } else {
+                backend.stream.read_buf(&mut backend.buf).await
+            };
             if !matches!(read, Ok(n) if n > 0) {
                 let reason = match read {
                     Err(e) => e.to_string(),

@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kohaproxy_health::{Gtid, GtidList};
+use kohaproxy_health::{Acked, Gtid, GtidList};
 
 /// Shared causal-read bookkeeping, one per proxy.
 #[derive(Debug)]
 pub struct Causal {
-    /// Highest GTID per domain acknowledged to any client through this proxy.
-    acked: Mutex<GtidList>,
+    /// Highest GTID per domain acknowledged to any client through this proxy (shared with
+    /// the monitor, which never promotes a replica lacking it).
+    acked: Acked,
     /// Per server (config order): a position it is known to have applied.
     applied: Vec<Mutex<GtidList>>,
     /// Per server: until when (ms since `epoch`) no read waits on it, after a wait there
@@ -27,10 +28,10 @@ pub struct Causal {
 }
 
 impl Causal {
-    /// Bookkeeping for `servers` servers.
-    pub fn new(servers: usize) -> Causal {
+    /// Bookkeeping for `servers` servers, raising `acked`.
+    pub fn new(servers: usize, acked: Acked) -> Causal {
         Causal {
-            acked: Mutex::new(GtidList::default()),
+            acked,
             applied: (0..servers)
                 .map(|_| Mutex::new(GtidList::default()))
                 .collect(),
@@ -41,19 +42,12 @@ impl Causal {
 
     /// A write with `gtid` is about to be acknowledged to a client.
     pub fn acknowledge(&self, gtid: Gtid) {
-        if let Ok(mut acked) = self.acked.lock() {
-            acked.raise(gtid);
-        }
+        self.acked.raise(gtid);
     }
 
     /// Copies the global acknowledged position into `out` (reusing its allocation).
     pub fn acked_into(&self, out: &mut GtidList) {
-        match self.acked.lock() {
-            Ok(acked) => out.clone_from(&acked),
-            // A poisoned lock cannot happen (no panics while held); if it did, reads go
-            // to the master rather than to a replica that might be stale.
-            Err(_) => *out = GtidList::default(),
-        }
+        self.acked.copy_into(out);
     }
 
     /// The highest position acknowledged to any client (for the admin console).
@@ -114,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_replica_has_a_write_once_probed_or_waited_past_it() {
-        let c = Causal::new(2);
+        let c = Causal::new(2, Acked::default());
         c.acknowledge("0-1-7".parse().unwrap());
         c.acknowledge("0-1-5".parse().unwrap());
         let required = c.acked();
@@ -130,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_timed_out_wait_pauses_waiting_on_that_server() {
-        let c = Causal::new(2);
+        let c = Causal::new(2, Acked::default());
         assert!(c.may_wait(0));
         c.wait_timed_out(0, Duration::from_secs(60));
         assert!(!c.may_wait(0));

@@ -42,8 +42,11 @@ const DEFAULT_TRACKED: &[u8] =
 /// Per-session router state.
 #[derive(Debug)]
 pub(crate) struct Router {
-    /// The split is on for this session (config), so the master connection tracks state.
+    /// The master connection tracks session state (the split is on, or the cluster can
+    /// fail over: the state is restored on a new master).
     pub(crate) enabled: bool,
+    /// Reads may go to replicas (`routing.read_write_split`).
+    pub(crate) split: bool,
     /// Held on the master until reset (temporary table, lock, unfollowable SET, ...).
     pub(crate) pinned: bool,
     /// What the session changed, to replay on replicas.
@@ -64,10 +67,12 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// Router state for a new session; `enabled` when the split is on.
-    pub(crate) fn new(enabled: bool, tracking: ClientTracking) -> Router {
+    /// Router state for a new session; `enabled` when the master connection tracks state,
+    /// `split` when reads may go to replicas.
+    pub(crate) fn new(enabled: bool, split: bool, tracking: ClientTracking) -> Router {
         Router {
             enabled,
+            split: split && enabled,
             pinned: false,
             state: SessionState::default(),
             tracking,
@@ -158,9 +163,9 @@ impl Session {
                 self.pin();
             }
         }
-        let target = match class {
-            Some(c) => self.decide(&c),
-            None => Target::Master,
+        let target = match &class {
+            Some(c) if self.router.split => self.decide(c),
+            _ => Target::Master,
         };
         if let Some(c) = &class {
             if c.pin {
@@ -334,6 +339,7 @@ impl Session {
         for (index, s) in topology.servers.iter().enumerate() {
             let usable = s.role == Role::Replica
                 && s.state == ServerState::Up
+                && !s.maintenance
                 && s.lag
                     .and_then(|l| l.seconds_behind_master)
                     .is_some_and(|l| l <= max_lag);
@@ -611,6 +617,10 @@ impl Session {
 
     /// After a master response: sets the proxy's tracking again if the client changed it.
     pub(super) async fn after_master_response(&mut self) -> Result<(), SessionError> {
+        if self.master_lost {
+            // Set again on the next master connection, with the rest of the state.
+            return Ok(());
+        }
         if std::mem::take(&mut self.router.retrack) {
             self.track_state().await?;
         }

@@ -1,0 +1,207 @@
+//! Keeping a session on the current master across failovers and switchovers.
+//!
+//! The client's socket stays open when its master is replaced. Before the next command
+//! that needs the master, the session opens a connection to the current one (waiting up
+//! to `monitor.failover_hold` for a failover to produce it) and restores its state there:
+//! schema, every tracked system variable (charset, collation, sql_mode, time_zone,
+//! autocommit, ...) and literal user variables. What cannot be carried (an open
+//! transaction, temporary tables, locks, server-side prepared statements) is reported to
+//! the client as an error, never silently dropped.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::io::AsyncReadExt;
+use tracing::{debug, info};
+
+use super::internal::{self, Reply};
+use super::{Session, SessionError};
+use crate::backend::{Backend, BackendError};
+use crate::protocol::packets::ErrPacket;
+use crate::protocol::{status, Caps};
+use crate::Shared;
+
+/// How often a read from the master looks whether the master was replaced (a hung master
+/// never answers; the monitor's new term is what ends the wait).
+const REPLACED_CHECK: Duration = Duration::from_millis(250);
+
+/// Whether sessions track their state on the master connection: with the split on (the
+/// router replays it on replicas) or with a replication cluster (it is restored on a new
+/// master after a failover).
+pub(super) fn tracks_state(shared: &Shared) -> bool {
+    shared.config.routing.read_write_split
+        || shared.config.cluster.kind == kohaproxy_config::ClusterKind::Replication
+}
+
+/// Reads more of the master's response into its buffer; ends with an error if the
+/// monitor's term moves past `term` meanwhile (the master was replaced: what it might
+/// still send must not reach the client).
+pub(super) async fn read_unless_replaced(
+    backend: &mut Backend,
+    shared: &Shared,
+    term: u64,
+) -> std::io::Result<usize> {
+    loop {
+        match tokio::time::timeout(REPLACED_CHECK, backend.stream.read_buf(&mut backend.buf)).await
+        {
+            Ok(read) => return read,
+            Err(_) if shared.topology.term() != term => {
+                return Err(std::io::Error::other("the master was replaced"))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Session {
+    /// Makes sure the master connection belongs to the current master and term. Returns
+    /// an error for the client when the command cannot run: the master changed under an
+    /// open transaction (rolled back), the session's state cannot follow, or no master
+    /// appeared within `monitor.failover_hold`.
+    pub(super) async fn ensure_master(&mut self) -> Result<Option<ErrPacket>, SessionError> {
+        if !self.master_lost {
+            let term = self.shared.topology.term();
+            let changed = self.topology_changes.has_changed().unwrap_or(false);
+            if term == self.master_term && !changed && !self.master_closed() {
+                return Ok(None);
+            }
+            if changed {
+                self.topology_changes.borrow_and_update();
+            }
+            let topology = self.shared.topology.load();
+            if !self.master_lost && topology.term == self.master_term {
+                if topology.master == self.master_index {
+                    return Ok(None);
+                }
+                if topology.master.is_none() && self.status & status::IN_TRANS != 0 {
+                    // A switchover holds new statements; this transaction started before
+                    // and finishes (or fails) on the old master.
+                    return Ok(None);
+                }
+            }
+        }
+        let in_transaction = self.status & status::IN_TRANS != 0;
+        self.lose_master();
+        if in_transaction {
+            return Ok(Some(ErrPacket::new(
+                1213,
+                "40001",
+                "kohaproxy: the master changed (failover or switchover) and the open \
+                 transaction was rolled back; run it again",
+            )));
+        }
+        if self.unrestorable() {
+            return Ok(Some(ErrPacket::new(
+                2013,
+                "HY000",
+                "kohaproxy: the master changed (failover or switchover) and this session's \
+                 temporary tables, locks or prepared statements were lost; reconnect",
+            )));
+        }
+        match self.reconnect_master().await {
+            Ok(()) => Ok(None),
+            // ProxySQL's code for the same situation, outside the client library's range.
+            Err(reason) => Ok(Some(ErrPacket::new(
+                9001,
+                "HY000",
+                format!("kohaproxy: no master available: {reason}"),
+            ))),
+        }
+    }
+
+    /// Whether the idle master connection was closed by the server (it died or was
+    /// killed). Costs no system call unless the socket became readable.
+    fn master_closed(&mut self) -> bool {
+        let master = &mut self.master;
+        match master.stream.readable().now_or_never() {
+            None => false,
+            Some(Err(_)) => true,
+            Some(Ok(())) => match master.stream.try_read_buf(&mut master.buf) {
+                // Unrequested bytes from an idle connection: the server is closing it.
+                Ok(_) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+                Err(_) => true,
+            },
+        }
+    }
+
+    /// Marks the master connection dead: its transaction is gone with it.
+    pub(super) fn lose_master(&mut self) {
+        if !self.master_lost {
+            debug!(session = self.id, server = %self.master.server, "master connection given up");
+            if let Some(s) = self
+                .master_index
+                .and_then(|i| self.shared.stats.servers.get(i))
+            {
+                s.connections.fetch_sub(1, Relaxed);
+            }
+        }
+        self.master_lost = true;
+        self.status &= !status::IN_TRANS;
+        self.entry.in_transaction.store(false, Relaxed);
+    }
+
+    /// The session holds state no new connection can be given.
+    pub(super) fn unrestorable(&self) -> bool {
+        self.router.pinned || self.server_prepared
+    }
+
+    /// Opens a connection to the current master (waiting for one within the hold) and
+    /// restores the session's state on it.
+    async fn reconnect_master(&mut self) -> Result<(), String> {
+        let mut login = self.login.clone();
+        if self.router.enabled {
+            login.caps = Caps(login.caps.0 | Caps::SESSION_TRACK);
+        }
+        if let Some(schema) = self.router.state.schema() {
+            login.database = Some(schema.to_vec());
+        }
+        let (backend, ok, term, index) = match self.shared.connect_master_waiting(&login).await {
+            Ok(found) => found,
+            Err(BackendError::Refused { .. }) => {
+                return Err("the new master refused this session's login".into())
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let old = std::mem::replace(&mut self.master, backend);
+        drop(old);
+        self.master_lost = false;
+        self.master_term = term;
+        self.master_index = index;
+        self.status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
+        self.last = super::Which::Master;
+        if let Some(s) = index.and_then(|i| self.shared.stats.servers.get(i)) {
+            s.connections.fetch_add(1, Relaxed);
+        }
+        self.entry
+            .master_thread
+            .store(self.master.greeting.connection_id, Relaxed);
+        if let Err(e) = self.restore_state().await {
+            self.lose_master();
+            return Err(e);
+        }
+        info!(session = self.id, server = %self.master.server, term, "session moved to the new master");
+        Ok(())
+    }
+
+    /// Gives the new master connection the session's state: tracking, then every
+    /// variable and literal user variable the session set.
+    async fn restore_state(&mut self) -> Result<(), String> {
+        if !self.router.enabled {
+            return Ok(());
+        }
+        self.track_state()
+            .await
+            .map_err(|e| format!("session tracking: {e}"))?;
+        let limit = self.shared.config.proxy.connect_timeout;
+        for sql in self.router.state.replay() {
+            match internal::query(&mut self.master, &sql, limit).await {
+                Ok(Reply::Ok(_)) => {}
+                Ok(other) => return Err(format!("the session's state was refused: {other:?}")),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
