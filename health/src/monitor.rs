@@ -53,6 +53,10 @@ struct Slot {
     note: Option<String>,
     maintenance: bool,
     settings_checked: bool,
+    /// When this server's replication link last showed progress (a heartbeat or an
+    /// event received): a replica whose IO thread still says "running" but receives
+    /// nothing has lost a hung master.
+    link_progress: Instant,
 }
 
 impl Monitor {
@@ -80,6 +84,7 @@ impl Monitor {
                 note: None,
                 maintenance: false,
                 settings_checked: false,
+                link_progress: now,
             })
             .collect();
         let initial = Topology::build(
@@ -132,11 +137,22 @@ impl Monitor {
 
     /// Probes every server and records the outcomes.
     async fn probe(&mut self) {
-        let outcomes =
-            futures::future::join_all(self.servers.iter_mut().map(|s| s.prober.probe())).await;
+        self.probe_except(None).await;
+    }
+
+    /// Probes every server but `skip` (a failed master under failover: a hung one would
+    /// cost a whole probe timeout for nothing).
+    pub(super) async fn probe_except(&mut self, skip: Option<usize>) {
+        let probes = self
+            .servers
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != skip)
+            .map(|(i, s)| async move { (i, s.prober.probe().await) });
+        let outcomes = futures::future::join_all(probes).await;
         let now = Instant::now();
-        for (slot, outcome) in self.servers.iter_mut().zip(outcomes) {
-            slot.record(outcome, now);
+        for (i, outcome) in outcomes {
+            self.servers[i].record(outcome, now);
         }
         self.check_settings().await;
     }
@@ -204,6 +220,22 @@ impl Monitor {
         }
     }
 
+    /// Whether replica `i`'s link showed progress recently enough to prove its master
+    /// alive: within two heartbeat periods (and two probe intervals). Without heartbeats
+    /// configured, a running IO thread is taken at its word.
+    fn receiving(&self, i: usize, view: &ServerView, now: Instant) -> bool {
+        let period = view
+            .status
+            .as_ref()
+            .and_then(|s| s.replication.first())
+            .map_or(0, |r| r.heartbeat_period_ms);
+        if period == 0 {
+            return true;
+        }
+        let window = Duration::from_millis(period.saturating_mul(2)).max(self.interval * 2);
+        now.duration_since(self.servers[i].link_progress) <= window
+    }
+
     /// Makes `index` the master of a new term.
     fn adopt(&mut self, index: usize, why: &str) {
         self.term += 1;
@@ -215,7 +247,19 @@ impl Monitor {
     async fn act(&mut self) {
         let t = Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
         if let Some(m) = t.master {
-            if self.master != Some(m) {
+            let acked = self.acked.get();
+            let has_acked = t.servers[m]
+                .status
+                .as_ref()
+                .is_some_and(|st| st.gtid_current_pos.contains(&acked));
+            if self.master != Some(m) && !has_acked {
+                // Following it would lose a write a client was told is saved.
+                let op = format!(
+                    "{} is writable but lacks acknowledged writes ({acked}): not followed",
+                    t.servers[m].name
+                );
+                self.set_operation(Some(op));
+            } else if self.master != Some(m) {
                 let why = if self.master.is_none() {
                     "master found"
                 } else {
@@ -358,7 +402,7 @@ impl Monitor {
             }
             let follows_other = match st.replication.as_slice() {
                 [] => true,
-                [link] => roles::find(&t.servers, &link.master_host, link.master_port) != Some(h),
+                [link] => roles::master_of(&t.servers, link) != Some(h),
                 _ => false,
             };
             if !follows_other {
@@ -368,7 +412,8 @@ impl Monitor {
             if !extra.is_empty() {
                 let list: Vec<String> = extra.iter().map(ToString::to_string).collect();
                 let note = format!(
-                    "diverged: has {} that the master {} lacks; kept out (rebuild it from a                      backup, or restart it with --init-rpl-role=SLAVE if those were never                      acknowledged)",
+                    "diverged: has {} that the master {} lacks; kept out (rebuild it from a backup, or \
+                     restart it with --init-rpl-role=SLAVE if those were never acknowledged)",
                     list.join(","),
                     t.servers[h].name
                 );
@@ -436,9 +481,10 @@ impl Monitor {
             return Err(op);
         }
         if !forced {
+            let now = Instant::now();
             let seeing: Vec<&str> = replicas
                 .iter()
-                .filter(|&&i| io_running(&t.servers[i]))
+                .filter(|&&i| io_running(&t.servers[i]) && self.receiving(i, &t.servers[i], now))
                 .map(|&i| t.servers[i].name.as_str())
                 .collect();
             if !seeing.is_empty() {
@@ -459,6 +505,14 @@ impl Slot {
     fn record(&mut self, outcome: Result<Status, String>, now: Instant) {
         let change = match outcome {
             Ok(status) => {
+                let progress = |s: &Status| {
+                    s.replication
+                        .first()
+                        .map(|r| (r.received_heartbeats, r.gtid_io_pos.clone()))
+                };
+                if self.status.as_ref().and_then(progress) != progress(&status) {
+                    self.link_progress = now;
+                }
                 self.status = Some(status);
                 self.last_error = None;
                 self.health.record(Outcome::Success, now)
@@ -574,7 +628,7 @@ pub(crate) fn replicas_of(t: &Topology, h: usize) -> Vec<usize> {
                 && v.status.as_ref().is_some_and(|st| {
                     st.replication
                         .iter()
-                        .any(|r| roles::find(&t.servers, &r.master_host, r.master_port) == Some(h))
+                        .any(|r| roles::master_of(&t.servers, r) == Some(h))
                 })
         })
         .map(|(i, _)| i)
@@ -602,7 +656,7 @@ fn followed_by_all(t: &Topology) -> Option<usize> {
         match st.replication.as_slice() {
             [] => {}
             [link] => {
-                let x = roles::find(&t.servers, &link.master_host, link.master_port)?;
+                let x = roles::master_of(&t.servers, link)?;
                 if target.is_some_and(|y| y != x) {
                     return None;
                 }

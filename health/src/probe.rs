@@ -92,6 +92,10 @@ pub struct Replication {
     pub last_io_error: Option<String>,
     /// `Last_SQL_Error`, if not empty.
     pub last_sql_error: Option<String>,
+    /// `Slave_received_heartbeats`: rises while the master is alive and idle.
+    pub received_heartbeats: u64,
+    /// `Slave_heartbeat_period` in milliseconds (0: no heartbeats).
+    pub heartbeat_period_ms: u64,
 }
 
 impl Replication {
@@ -129,6 +133,12 @@ impl Replication {
                 .unwrap_or(0),
             last_io_error: nonempty("Last_IO_Error"),
             last_sql_error: nonempty("Last_SQL_Error"),
+            received_heartbeats: nonempty("Slave_received_heartbeats")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+            heartbeat_period_ms: nonempty("Slave_heartbeat_period")
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .map_or(0, |s| (s * 1000.0) as u64),
         })
     }
 

@@ -100,7 +100,7 @@ pub fn discover(servers: &[ServerView], term_master: Option<usize>) -> Discovery
                 continue;
             }
         };
-        match find(servers, &link.master_host, link.master_port) {
+        match master_of(servers, link) {
             None => problems.push(format!(
                 "{} replicates from {}:{}, which is not a configured server",
                 s.name, link.master_host, link.master_port
@@ -168,9 +168,7 @@ fn discover_under(servers: &[ServerView], h: usize) -> Discovery {
             }
             match st.replication.as_slice() {
                 [] => Role::Standalone,
-                [link] if find(servers, &link.master_host, link.master_port) == Some(h) => {
-                    Role::Replica
-                }
+                [link] if master_of(servers, link) == Some(h) => Role::Replica,
                 [link] if !link.is_active() => Role::Standalone,
                 _ => Role::Stale,
             }
@@ -204,9 +202,26 @@ pub(crate) fn find(servers: &[ServerView], host: &str, port: u16) -> Option<usiz
     })
 }
 
+/// The configured server a replication link reads from: by address, or else by the
+/// server_id the link reports (`Master_Server_Id`) and a server was last probed with, so
+/// a link through another route (a relay, NAT, another name) is still recognised.
+pub(crate) fn master_of(servers: &[ServerView], link: &Replication) -> Option<usize> {
+    find(servers, &link.master_host, link.master_port).or_else(|| {
+        (link.master_server_id != 0)
+            .then(|| {
+                servers.iter().position(|s| {
+                    s.status
+                        .as_ref()
+                        .is_some_and(|st| st.server_id == link.master_server_id)
+                })
+            })
+            .flatten()
+    })
+}
+
 /// `host` as a configured name, or `host:port` if it is none.
 fn describe(servers: &[ServerView], link: &Replication) -> String {
-    match find(servers, &link.master_host, link.master_port) {
+    match master_of(servers, link) {
         Some(i) => servers[i].name.clone(),
         None => format!("{}:{}", link.master_host, link.master_port),
     }

@@ -585,12 +585,12 @@ impl Session {
                 }
             }
             let k = n.min(self.cbuf.len());
-            if forward {
-                self.master
-                    .stream
-                    .write_all(&self.cbuf[..k])
-                    .await
-                    .map_err(|e| self.backend_error(e.to_string()))?;
+            if forward && !self.master_lost {
+                if let Err(e) = self.master.stream.write_all(&self.cbuf[..k]).await {
+                    // The rest of the message is read and dropped; the caller answers.
+                    info!(session = self.id, server = %self.master.server, "master connection broke while sending: {e}");
+                    self.lose_master();
+                }
             }
             self.cbuf.advance(k);
             n -= k;
@@ -603,6 +603,17 @@ impl Session {
     async fn forward_to_master(&mut self, cmd: u8) -> Result<bool, SessionError> {
         self.last = Which::Master;
         let next_seq = self.pass_message(true).await?;
+        if self.master_lost {
+            // A command the master did not receive whole is not run.
+            let err = ErrPacket::new(
+                1927,
+                "70100",
+                "kohaproxy: the connection to the master broke before this statement was \
+                 sent; it was not run",
+            );
+            self.send_error(&err, next_seq).await?;
+            return Ok(true);
+        }
         let Some(tracker) = ResponseTracker::for_command(cmd, self.master.caps) else {
             return Ok(false);
         };

@@ -83,25 +83,11 @@ impl Env {
     pub fn start_proxy(&mut self) {
         self.proxy = None;
         let log = self.sb().dir().join("proxy.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_kohaproxy"))
-            .args(["run", "--config"])
-            .arg(self.sb().config_path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("proxy log"))
-            .spawn()
-            .expect("spawn kohaproxy");
-        self.proxy = Some(ProxyProcess { child, log });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.proxy_port())).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "proxy did not listen: {}",
-                self.proxy_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.proxy = Some(spawn_proxy(
+            &self.sb().config_path(),
+            log,
+            self.proxy_port(),
+        ));
     }
 
     /// Sends SIGTERM to the proxy (by its pid), as a service manager would.
@@ -176,6 +162,31 @@ impl Env {
     pub fn mariadb_dump(port: u16, args: &[&str]) -> Output {
         run_client("mariadb-dump", port, args, b"")
     }
+}
+
+/// Starts `kohaproxy run --config CONFIG` logging to `log`, and waits until it listens on
+/// `port` (it is killed when the returned value is dropped).
+pub fn spawn_proxy(config: &Path, log: PathBuf, port: u16) -> ProxyProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_kohaproxy"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("proxy log"))
+        .spawn()
+        .expect("spawn kohaproxy");
+    let proxy = ProxyProcess { child, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "proxy did not listen: {}",
+            std::fs::read_to_string(&proxy.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy
 }
 
 /// Runs a MariaDB command-line tool against 127.0.0.1:`port` as koha/koha.

@@ -33,44 +33,45 @@ impl Monitor {
 
     /// Takes the topology lock on a majority of the servers other than `except` (the
     /// failed master). Returns the connections holding it: dropping them releases it.
+    ///
+    /// The locks are taken one server at a time in config order, and a lock held by
+    /// someone else ends the attempt: two proxies never end up holding half each and
+    /// retrying in step forever; the one that got the first reachable server wins.
     async fn lock_majority(&self, except: Option<usize>) -> Result<Vec<Session>, String> {
         let voters: Vec<usize> = (0..self.servers.len())
             .filter(|&i| Some(i) != except)
             .collect();
         let need = voters.len() / 2 + 1;
         let sql = format!("SELECT GET_LOCK({}, 0)", sql::literal(LOCK));
-        let attempts = voters.iter().map(|&i| {
-            let sql = &sql;
-            async move {
-                let mut s = self.open(i).await?;
-                match s.value(sql, self.config.timeout).await? {
-                    Some(v) if v == "1" => Ok(s),
-                    _ => Err(format!(
-                        "{}: the lock is held elsewhere",
-                        self.servers[i].name
-                    )),
-                }
-            }
-        });
-        let results = futures::future::join_all(attempts).await;
         let mut held = Vec::new();
-        let mut why = Vec::new();
-        for r in results {
-            match r {
-                Ok(s) => held.push(s),
-                Err(e) => why.push(e),
+        let mut unreachable = Vec::new();
+        for i in voters {
+            let mut s = match self.open(i).await {
+                Ok(s) => s,
+                Err(e) => {
+                    unreachable.push(e);
+                    continue;
+                }
+            };
+            match s.value(&sql, self.config.timeout).await {
+                Ok(Some(v)) if v == "1" => held.push(s),
+                Ok(_) => {
+                    return Err(format!(
+                        "the topology lock on {} is held by another kohaproxy",
+                        self.servers[i].name
+                    ))
+                }
+                Err(e) => unreachable.push(e),
+            }
+            if held.len() >= need {
+                return Ok(held);
             }
         }
-        if held.len() >= need {
-            Ok(held)
-        } else {
-            Err(format!(
-                "could not lock a majority of the servers ({} of {need} needed): another \
-                 kohaproxy may be acting, or too few servers answer ({})",
-                held.len(),
-                why.join("; ")
-            ))
-        }
+        Err(format!(
+            "could not lock a majority of the servers ({} of {need} needed; {})",
+            held.len(),
+            unreachable.join("; ")
+        ))
     }
 
     /// Promotes the best replica of the failed master `h`: lock, new term (no OK of the
@@ -88,19 +89,34 @@ impl Monitor {
             }
         };
         // Under the lock, look again: another proxy may have acted meanwhile.
-        self.probe().await;
+        self.probe_except(Some(h)).await;
         let t = Topology::build_under(self.servers.iter().map(super::Slot::view).collect(), None);
         if let Some(m) = t.master {
             drop(locks);
+            let acked = self.acked.get();
+            let name = self.servers[m].name.clone();
+            let has_acked = t.servers[m]
+                .status
+                .as_ref()
+                .is_some_and(|st| st.gtid_current_pos.contains(&acked));
+            if !has_acked {
+                return Err(format!(
+                    "{name} is writable but lacks acknowledged writes ({acked}): not followed"
+                ));
+            }
             self.adopt(m, "another server was made master meanwhile: following it");
-            return Ok(format!("{} is the master now", self.servers[m].name));
+            return Ok(format!("{name} is the master now"));
         }
         if t.servers[h].state == ServerState::Up {
             drop(locks);
             return Err(format!("{old} answers again: no failover"));
         }
         let replicas = replicas_of(&t, h);
-        if !forced && replicas.iter().any(|&i| io_running(&t.servers[i])) {
+        let now = Instant::now();
+        let seeing = replicas
+            .iter()
+            .any(|&i| io_running(&t.servers[i]) && self.receiving(i, &t.servers[i], now));
+        if !forced && seeing {
             drop(locks);
             return Err(format!(
                 "a replica still replicates from {old}: no failover"

@@ -20,6 +20,8 @@ fn link(host: &str, port: u16, io: ThreadState, sql: ThreadState) -> Replication
         master_server_id: 1,
         last_io_error: None,
         last_sql_error: None,
+        received_heartbeats: 0,
+        heartbeat_period_ms: 0,
     }
 }
 
@@ -111,7 +113,9 @@ fn two_writable_servers_mean_no_master() {
 #[test]
 fn a_replica_following_an_unknown_host_means_no_master() {
     let mut s = cluster();
-    s[2] = server("db3", 3, true, vec![running("10.9.9.9", 1)]);
+    let mut unknown = running("10.9.9.9", 1);
+    unknown.master_server_id = 99;
+    s[2] = server("db3", 3, true, vec![unknown.clone()]);
     let d = discover(&s, None);
     assert_eq!(d.master, None);
     let problem = d.problem.unwrap();
@@ -120,8 +124,31 @@ fn a_replica_following_an_unknown_host_means_no_master() {
         "{problem}"
     );
     // The right host on the wrong port is unknown too.
-    s[2] = server("db3", 3, true, vec![running("127.0.0.1", 9)]);
+    unknown.master_host = "127.0.0.1".into();
+    unknown.master_port = 9;
+    s[2] = server("db3", 3, true, vec![unknown]);
     assert_eq!(discover(&s, None).master, None);
+    // Another route (a relay) to the server whose server_id the link reports is that
+    // server.
+    s[2] = server("db3", 3, true, vec![running("127.0.0.1", 9)]);
+    let d = discover(&s, None);
+    assert_eq!((d.master, d.roles[2]), (Some(0), Role::Replica));
+}
+
+#[test]
+fn under_a_term_master_strays_are_stale_not_a_problem() {
+    let mut s = cluster();
+    // db2 was promoted (term master), db1 is back writable, db3 still follows db1.
+    s[1] = server("db2", 2, false, vec![]);
+    let d = discover(&s, Some(1));
+    assert_eq!(d.problem, None);
+    assert_eq!(d.master, Some(1));
+    assert_eq!(d.roles, vec![Role::Stale, Role::Master, Role::Stale]);
+    // Without the term, two writable servers are a problem and there is no master.
+    assert_eq!(discover(&s, None).master, None);
+    // A term master that is down or read-only is not kept: discovery starts afresh.
+    s[1] = down(s[1].clone());
+    assert_eq!(discover(&s, Some(1)).master, Some(0));
 }
 
 #[test]

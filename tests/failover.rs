@@ -1,0 +1,533 @@
+//! Failover, switchover, fencing and rejoin against a real sandbox (a master and two
+//! replicas, semi-synchronous AFTER_SYNC) with the real proxy, under write load.
+//!
+//! Every test runs the write ledger of `kohaproxy-faults` through the proxy: client
+//! sessions insert `(client, seq)` rows continuously and record every write that got an
+//! OK. Faults are injected with the sandbox (SIGKILL, SIGSTOP) and TCP fault relays (a
+//! cut link). After the cluster settles, every acknowledged row must be on the master
+//! and exactly one server is writable. Each run prints its RTO (fault to the first
+//! acknowledged write started after it), acknowledged writes lost, client errors and the
+//! writable servers. Scenario numbers refer to ../shared/research/failover.md section 8.
+//!
+//! The proxy runs with the default monitor settings (500 ms probes, 3 failures).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{spawn_proxy, Env};
+use kohaproxy_faults::{
+    checksums_equal, verify_blocking, wait_converged, writable_servers, FaultRelay, Ledger,
+    LedgerHandle, LedgerOptions, LedgerReport, Outcome,
+};
+use kohaproxy_sandbox::Signal;
+
+/// The bound on every wait: generous for a loaded 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(40);
+
+/// The admin console's socket of the sandbox's proxy config.
+fn admin_socket(env: &Env) -> PathBuf {
+    env.sb().dir().join("admin.sock")
+}
+
+/// Runs an admin statement on `socket`; its output (tab-separated, no headers), or the
+/// error text.
+fn admin_at(socket: &Path, sql: &str) -> Result<String, String> {
+    let out = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-uadmin", "-N", "-B", "-e", sql])
+        .output()
+        .map_err(|e| format!("cannot run mariadb: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn admin(env: &Env, sql: &str) -> Result<String, String> {
+    admin_at(&admin_socket(env), sql)
+}
+
+/// One server's row of SHOW SERVERS: (role, read_only, note).
+fn server_row(env: &Env, name: &str) -> Option<(String, String, String)> {
+    let table = admin(env, "SHOW SERVERS").ok()?;
+    table.lines().find_map(|line| {
+        let cols: Vec<&str> = line.split('\t').collect();
+        (cols.first() == Some(&name)).then(|| {
+            (
+                cols[2].to_string(),
+                cols[4].to_string(),
+                cols.last().copied().unwrap_or("").to_string(),
+            )
+        })
+    })
+}
+
+/// The proxy's master (SHOW TOPOLOGY), if any.
+fn proxy_master(env: &Env) -> Option<String> {
+    let out = admin(env, "SHOW TOPOLOGY").ok()?;
+    let first = out.lines().next()?.split('\t').next()?.to_string();
+    (first != "NULL").then_some(first)
+}
+
+/// Polls `cond` every 100 ms until it returns `Some`, up to [`DEADLINE`].
+fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            eprintln!("{what}: {:?}", start.elapsed());
+            return v;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until exactly one server is writable, the proxy routes to it, and it is not
+/// `old`; returns its name.
+fn wait_new_master(env: &Env, old: &str) -> String {
+    wait_for(&format!("a new master instead of {old}"), || {
+        let writable = writable_servers(env.sb());
+        match writable.as_slice() {
+            [one] if one != old && proxy_master(env).as_deref() == Some(one) => Some(one.clone()),
+            _ => None,
+        }
+    })
+}
+
+/// Waits until `name` replicates from the master with both threads running.
+fn wait_replica(env: &Env, name: &str) {
+    wait_for(&format!("{name} replicating again"), || {
+        let (role, read_only, _) = server_row(env, name)?;
+        (role == "replica" && read_only == "ON").then_some(())
+    });
+}
+
+/// The ledger through the proxy: `clients` sessions writing until stopped.
+fn ledger(env: &Env, clients: usize) -> LedgerHandle {
+    let mut opts = LedgerOptions::new(env.proxy_opts());
+    opts.clients = clients;
+    opts.duration = Duration::from_secs(300);
+    Ledger::spawn(opts)
+}
+
+/// Direct koha options on server `name`.
+fn direct(env: &Env, name: &str) -> mysql_async::Opts {
+    let port = env.sb().server(name).expect("server").port;
+    Env::opts(port, "koha", "koha", None)
+}
+
+/// Stops the ledger, waits for the cluster to converge, checks every acknowledged write is
+/// on `master` and on every server in `all`, exactly one server is writable, and prints
+/// the run. Returns the report.
+fn settle_and_verify(
+    env: &Env,
+    scenario: &str,
+    ledger: LedgerHandle,
+    faults: &[Instant],
+    master: &str,
+    all: &[&str],
+) -> LedgerReport {
+    let report = ledger.stop_and_join().expect("ledger");
+    let position = wait_converged(env.sb(), all, DEADLINE).expect("servers converge");
+    let verdict = verify_blocking(&report, direct(env, master)).expect("verify");
+    let writable = writable_servers(env.sb());
+    let rtos: Vec<String> = faults
+        .iter()
+        .map(|f| match report.rto(*f) {
+            Some(d) => format!("{} ms", d.as_millis()),
+            None => "none".into(),
+        })
+        .collect();
+    eprintln!(
+        "RUN {scenario}: RTO [{}], acknowledged {} lost {}, client errors {} ({:?}), \
+         reconnects {}, longest write pause {} ms, writable {writable:?}, position {position}",
+        rtos.join(", "),
+        verdict.acked,
+        verdict.lost.len(),
+        report.errors().len(),
+        report.error_summary(4),
+        report.reconnects(),
+        report.write_pause().as_millis(),
+    );
+    assert!(verdict.acked > 0, "{scenario}: nothing was acknowledged");
+    assert!(
+        verdict.lost.is_empty() && verdict.torn.is_empty() && verdict.unexpected == 0,
+        "{scenario}: {verdict}"
+    );
+    assert_eq!(
+        writable,
+        vec![master.to_string()],
+        "{scenario}: writable servers"
+    );
+    assert!(
+        checksums_equal(env.sb(), all, "koha_ledger.acks").expect("checksums"),
+        "{scenario}: the servers' ledgers differ"
+    );
+    report
+}
+
+/// The error codes clients saw, each once.
+fn error_codes(report: &LedgerReport) -> Vec<Option<u16>> {
+    let mut codes: Vec<Option<u16>> = report
+        .errors()
+        .iter()
+        .map(|a| match &a.outcome {
+            Outcome::Failed { code, .. } => *code,
+            _ => None,
+        })
+        .collect();
+    codes.sort();
+    codes.dedup();
+    codes
+}
+
+/// Scenarios 1, 11 and 12: the master SIGKILLed under write load, three times in a row
+/// (each time the current master), each old master restarted and rejoined. No
+/// acknowledged write is lost, sessions never reconnect (the only client errors are for
+/// statements in flight at the kill), and every server ends with the same rows.
+#[test]
+fn repeated_sigkill_of_the_master_loses_no_acknowledged_write() {
+    let env = Env::start(2);
+    let ledger = ledger(&env, 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut master = "db1".to_string();
+    let mut faults = Vec::new();
+    for round in 1..=3 {
+        faults.push(Instant::now());
+        env.sb()
+            .kill(&master, Signal::Kill)
+            .expect("SIGKILL master");
+        let new = wait_new_master(&env, &master);
+        eprintln!("round {round}: {master} killed, {new} promoted");
+        std::thread::sleep(Duration::from_millis(1000));
+        env.sb().start(&master).expect("restart the old master");
+        wait_replica(&env, &master);
+        master = new;
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let report = settle_and_verify(
+        &env,
+        "SIGKILL x3",
+        ledger,
+        &faults,
+        &master,
+        &["db1", "db2", "db3"],
+    );
+    assert_eq!(report.reconnects(), 0, "sessions had to reconnect");
+    let codes = error_codes(&report);
+    assert!(
+        codes.iter().all(|c| *c == Some(1927)),
+        "only statements in flight may fail: {:?}",
+        report.error_summary(8)
+    );
+    for f in &faults {
+        assert!(report.rto(*f).is_some(), "writes resumed after every fault");
+    }
+}
+
+/// Scenario 4: a hung master (SIGSTOP) is replaced; when it wakes up, whatever it still
+/// answers is never forwarded (no acknowledged write is missing from the new master), it
+/// is fenced read-only, and it rejoins or is kept out as diverged.
+#[test]
+fn a_hung_master_is_replaced_and_fenced_when_it_wakes() {
+    let env = Env::start(2);
+    let ledger = ledger(&env, 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Stop).expect("SIGSTOP db1");
+    let new = wait_new_master(&env, "db1");
+    std::thread::sleep(Duration::from_millis(1000));
+    env.sb().kill("db1", Signal::Cont).expect("SIGCONT db1");
+    let fate = wait_for("db1 fenced, then rejoined or kept out", || {
+        let (role, read_only, note) = server_row(&env, "db1")?;
+        let settled = read_only == "ON" && (role == "replica" || note.starts_with("diverged"));
+        settled.then_some((role, note))
+    });
+    eprintln!("db1 after waking: {fate:?}");
+    // A diverged db1 keeps extra transactions: compare only the servers that follow.
+    let all: Vec<&str> = if fate.0 == "replica" {
+        vec!["db1", "db2", "db3"]
+    } else {
+        vec!["db2", "db3"]
+    };
+    let report = settle_and_verify(&env, "SIGSTOP", ledger, &[fault], &new, &all);
+    assert_eq!(report.reconnects(), 0, "sessions had to reconnect");
+}
+
+/// Scenarios 5 and 7, through TCP fault relays (no root needed): the proxy reaches db1
+/// through relay P, the replicas through relay R. Cutting only P (the proxy is cut off,
+/// the replicas still replicate) causes no failover. Cutting both isolates db1: the proxy
+/// fails over; after healing, db1 is fenced and never routed to again.
+#[test]
+fn a_proxy_cut_off_alone_does_not_fail_over_but_an_isolated_master_does() {
+    let mut proxy_relay = None;
+    let env = Env::start_with(2, |text| {
+        let at = text.find("name = \"db1\"").expect("db1 in config");
+        let line = text[at..].find("address = \"").expect("address") + at;
+        let start = line + "address = \"".len();
+        let end = text[start..].find('"').expect("quote") + start;
+        let relay = FaultRelay::start(&text[start..end]).expect("relay");
+        text.replace_range(start..end, &relay.address());
+        proxy_relay = Some(relay);
+    });
+    let proxy_relay = proxy_relay.expect("relay");
+    let db1 = env.sb().server("db1").expect("db1").address();
+    let replica_relay = FaultRelay::start(&db1).expect("replica relay");
+    let change = format!(
+        "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}; START SLAVE",
+        replica_relay.port()
+    );
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, &change)
+            .expect("re-point through the relay");
+    }
+    wait_replica(&env, "db2");
+    wait_replica(&env, "db3");
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Scenario 5: only the proxy loses db1.
+    proxy_relay.cut();
+    let seen = wait_for("the proxy sees db1 down and refuses to fail over", || {
+        let out = admin(&env, "SHOW TOPOLOGY").ok()?;
+        out.contains("still replicate from it").then_some(out)
+    });
+    eprintln!("{seen}");
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(
+        writable_servers(env.sb()),
+        vec!["db1".to_string()],
+        "no failover"
+    );
+    proxy_relay.heal();
+    wait_for("db1 the proxy's master again", || {
+        (proxy_master(&env).as_deref() == Some("db1")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+
+    // Scenario 7: db1 isolated from everyone.
+    let fault = Instant::now();
+    proxy_relay.cut();
+    replica_relay.cut();
+    let new = wait_for("a new master while db1 is isolated", || {
+        let m = proxy_master(&env)?;
+        (m != "db1").then_some(m)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy_relay.heal();
+    replica_relay.heal();
+    // A write db1 was committing when it was cut off waits for a semi-sync ack, then
+    // commits asynchronously (rpl_semi_sync_master_timeout): db1 may well have diverged.
+    let (role, note) = wait_for("db1 fenced, then rejoined or kept out", || {
+        let (role, read_only, note) = server_row(&env, "db1")?;
+        let settled = read_only == "ON" && (role == "replica" || note.starts_with("diverged"));
+        settled.then_some((role, note))
+    });
+    eprintln!("db1 after the heal: {role} {note}");
+    let all: Vec<&str> = if role == "replica" {
+        vec!["db1", "db2", "db3"]
+    } else {
+        vec!["db2", "db3"]
+    };
+    settle_and_verify(&env, "isolated master", ledger, &[fault], &new, &all);
+    assert_ne!(proxy_master(&env).as_deref(), Some("db1"));
+}
+
+/// Scenario 10: SWITCHOVER TO db2 and back (SWITCHOVER picks the best replica) under write
+/// load: no client error, nothing lost, the old master replicates from the new one.
+#[test]
+fn switchover_under_load_shows_clients_no_error() {
+    let env = Env::start(2);
+    let ledger = ledger(&env, 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    let first = Instant::now();
+    let done = admin(&env, "SWITCHOVER TO db2").expect("switchover to db2");
+    eprintln!("{done}");
+    assert_eq!(proxy_master(&env).as_deref(), Some("db2"));
+    wait_replica(&env, "db1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = Instant::now();
+    let done = admin(&env, "SWITCHOVER").expect("switchover to the best replica");
+    eprintln!("{done}");
+    let back = proxy_master(&env).expect("a master");
+    assert_ne!(back, "db2");
+    wait_replica(&env, "db2");
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = settle_and_verify(
+        &env,
+        "switchover x2",
+        ledger,
+        &[first, second],
+        &back,
+        &["db1", "db2", "db3"],
+    );
+    assert!(
+        report.errors().is_empty(),
+        "clients saw errors: {:?}",
+        report.error_summary(8)
+    );
+    assert_eq!(report.reconnects(), 0);
+    // Errors the admin gets, not clients.
+    let e = admin(&env, "SWITCHOVER TO nosuch").unwrap_err();
+    assert!(e.contains("no server is called nosuch"), "{e}");
+    let e = admin(&env, "FAILOVER").unwrap_err();
+    assert!(e.contains("is up: use SWITCHOVER"), "{e}");
+}
+
+/// Scenario 2: both replicas' SQL threads stopped (they receive but do not apply), then
+/// the master dies: the candidate applies its relay log before it is promoted, and no
+/// acknowledged write is lost.
+#[test]
+fn lagging_replicas_apply_their_relay_log_before_promotion() {
+    let env = Env::start(2);
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(800));
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "STOP SLAVE SQL_THREAD")
+            .expect("stop the SQL thread");
+    }
+    std::thread::sleep(Duration::from_millis(2000));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    let new = wait_new_master(&env, "db1");
+    let other = if new == "db2" { "db3" } else { "db2" };
+    // The other replica was re-pointed with its SQL thread stopped: START SLAVE ran.
+    wait_replica(&env, other);
+    std::thread::sleep(Duration::from_millis(1000));
+    settle_and_verify(
+        &env,
+        "lagging replicas",
+        ledger,
+        &[fault],
+        &new,
+        &["db2", "db3"],
+    );
+}
+
+/// A master with a transaction no replica has (written directly while replication was
+/// stopped) goes away; after the failover it comes back and is kept out as diverged, with
+/// the extra GTID shown, read-only and not replicating.
+#[test]
+fn a_diverged_old_master_is_kept_out() {
+    let env = Env::start(2);
+    env.sb()
+        .sql(
+            "db1",
+            "CREATE DATABASE koha_extra; CREATE TABLE koha_extra.t (id INT PRIMARY KEY)",
+        )
+        .expect("schema");
+    env.sb()
+        .wait_replication(Duration::from_secs(20))
+        .expect("replicated");
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "STOP SLAVE")
+            .expect("stop replication");
+    }
+    env.sb()
+        .sql("db1", "INSERT INTO koha_extra.t VALUES (1)")
+        .expect("a write only db1 has");
+    // A clean shutdown: a crash would let --init-rpl-role=SLAVE roll back that
+    // transaction on restart (it is in the binlog but its commit was never made durable
+    // in InnoDB), which is exactly what keeps a crashed master rejoinable.
+    env.sb().kill("db1", Signal::Term).expect("SIGTERM db1");
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "START SLAVE")
+            .expect("start replication");
+    }
+    let new = wait_new_master(&env, "db1");
+    wait_for("db1 stopped and started again", || {
+        env.sb().start("db1").ok()
+    });
+    let note = wait_for("db1 kept out as diverged", || {
+        let (role, read_only, note) = server_row(&env, "db1")?;
+        (note.starts_with("diverged") && read_only == "ON" && role != "replica").then_some(note)
+    });
+    eprintln!("{note}");
+    assert!(note.contains("0-1-"), "the extra GTID is shown: {note}");
+    assert_eq!(writable_servers(env.sb()), vec![new]);
+    let log = env.proxy_log();
+    assert!(log.contains("diverged"), "the log says so");
+}
+
+/// Scenario 14: two proxies watch the same cluster; the master dies; exactly one of them
+/// promotes, the other follows, and writes through both land on the one new master.
+#[test]
+fn two_proxies_promote_once() {
+    let env = Env::start(2);
+    let config = std::fs::read_to_string(env.sb().config_path()).expect("config");
+    let port = common::free_port();
+    let second = config
+        .replace(
+            &format!("listen = \"127.0.0.1:{}\"", env.proxy_port()),
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("admin.sock", "admin2.sock");
+    let second_path = env.sb().dir().join("kohaproxy2.toml");
+    std::fs::write(&second_path, second).expect("second config");
+    let second_log = env.sb().dir().join("proxy2.log");
+    let _proxy2 = spawn_proxy(&second_path, second_log.clone(), port);
+
+    let first_ledger = ledger(&env, 3);
+    let mut opts = LedgerOptions::new(Env::opts(port, "koha", "koha", Some("koha")));
+    // Its own table: two ledgers starting together would pick the same client ids.
+    opts.database = "koha_ledger2".into();
+    opts.clients = 3;
+    opts.duration = Duration::from_secs(300);
+    let second_ledger = Ledger::spawn(opts);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    let new = wait_new_master(&env, "db1");
+    let socket2 = env.sb().dir().join("admin2.sock");
+    wait_for("the second proxy follows the new master", || {
+        let out = admin_at(&socket2, "SHOW TOPOLOGY").ok()?;
+        out.starts_with(&format!("{new}\t")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let second_report = second_ledger.stop_and_join().expect("second ledger");
+    let report = settle_and_verify(
+        &env,
+        "two proxies",
+        first_ledger,
+        &[fault],
+        &new,
+        &["db2", "db3"],
+    );
+    let verdict = verify_blocking(&second_report, direct(&env, &new)).expect("verify");
+    eprintln!(
+        "RUN two proxies (second): RTO {:?}, lost {}, errors {}",
+        second_report.rto(fault),
+        verdict.lost.len(),
+        second_report.errors().len()
+    );
+    assert!(verdict.lost.is_empty(), "{verdict}");
+    assert!(report.rto(fault).is_some() && second_report.rto(fault).is_some());
+    for r in [&report, &second_report] {
+        assert_eq!(r.reconnects(), 0);
+        assert!(
+            error_codes(r).iter().all(|c| *c == Some(1927)),
+            "{:?}",
+            r.error_summary(8)
+        );
+    }
+    let first_log = env.proxy_log();
+    let second_log = std::fs::read_to_string(&second_log).unwrap_or_default();
+    let promoted = first_log.matches(" promoted from=").count()
+        + second_log.matches(" promoted from=").count();
+    assert_eq!(
+        promoted, 1,
+        "exactly one promotion:\n{first_log}\n---\n{second_log}"
+    );
+}
