@@ -531,3 +531,119 @@ fn two_proxies_promote_once() {
         "exactly one promotion:\n{first_log}\n---\n{second_log}"
     );
 }
+
+/// A session keeps its socket and its state across a failover: schema, character set,
+/// sql_mode, time zone and user variables are the same on the new master; an open
+/// transaction is reported rolled back (1213) and the session goes on; a session holding
+/// a temporary table is told it lost it and closed. `SET SERVER ... MAINTENANCE` takes a
+/// replica out of read rotation.
+#[test]
+fn sessions_keep_their_state_across_a_failover() {
+    use mysql_async::prelude::Queryable;
+    let env = Env::start(2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut plain = mysql_async::Conn::new(env.proxy_opts())
+            .await
+            .expect("connect");
+        let setup = "CREATE TABLE IF NOT EXISTS koha.fo (id INT PRIMARY KEY, v VARCHAR(20))";
+        plain.query_drop(setup).await.expect("table");
+        for sql in [
+            "SET NAMES latin1 COLLATE latin1_german1_ci",
+            "SET sql_mode = 'ANSI_QUOTES'",
+            "SET time_zone = '+03:00'",
+            "SET @who = 'patron 42'",
+            "CREATE DATABASE IF NOT EXISTS test_fo",
+            "USE test_fo",
+        ] {
+            plain.query_drop(sql).await.expect(sql);
+        }
+        let mut txn = mysql_async::Conn::new(env.proxy_opts())
+            .await
+            .expect("connect");
+        txn.query_drop("BEGIN").await.expect("begin");
+        txn.query_drop("INSERT INTO koha.fo VALUES (1, 'in a transaction')")
+            .await
+            .expect("insert");
+        let mut temp = mysql_async::Conn::new(env.proxy_opts())
+            .await
+            .expect("connect");
+        temp.query_drop("CREATE TEMPORARY TABLE koha.scratch (i INT)")
+            .await
+            .expect("temporary table");
+
+        // Maintenance takes a replica out of read rotation.
+        admin(&env, "SET SERVER db2 MAINTENANCE").expect("maintenance");
+        for _ in 0..10 {
+            let id: Option<u32> = plain.query_first("SELECT @@server_id").await.expect("read");
+            assert_ne!(
+                id,
+                env.sb().server("db2").map(|s| s.server_id),
+                "db2 is in maintenance"
+            );
+        }
+        admin(&env, "SET SERVER db2 ONLINE").expect("online");
+
+        let before: Option<(String, String, String, String, String)> = plain
+            .query_first(
+                "SELECT @@collation_connection, @@sql_mode, @@time_zone, @who, \
+                 COALESCE(DATABASE(), 'none') /* kohaproxy:master */",
+            )
+            .await
+            .expect("state before");
+        env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+        let new = wait_new_master(&env, "db1");
+        let after: Option<(String, String, String, String, String)> = plain
+            .query_first(
+                "SELECT @@collation_connection, @@sql_mode, @@time_zone, @who, \
+                 COALESCE(DATABASE(), 'none') /* kohaproxy:master */",
+            )
+            .await
+            .expect("the same session answers after the failover");
+        assert_eq!(before, after, "the session's state followed it to {new}");
+        let id: Option<u32> = plain
+            .query_first("SELECT @@server_id /* kohaproxy:master */")
+            .await
+            .expect("server id");
+        assert_eq!(id, env.sb().server(&new).map(|s| s.server_id));
+        plain
+            .query_drop("INSERT INTO koha.fo VALUES (2, 'after')")
+            .await
+            .expect("a write on the new master");
+
+        let err = txn
+            .query_drop("INSERT INTO koha.fo VALUES (3, 'same transaction')")
+            .await
+            .expect_err("the transaction was lost");
+        match err {
+            mysql_async::Error::Server(e) => assert_eq!(e.code, 1213, "{}", e.message),
+            other => panic!("expected a server error, got {other}"),
+        }
+        txn.query_drop("ROLLBACK").await.expect("rollback answers");
+        txn.query_drop("INSERT INTO koha.fo VALUES (4, 'next transaction')")
+            .await
+            .expect("the session goes on");
+
+        let err = temp
+            .query_drop("INSERT INTO koha.scratch VALUES (1)")
+            .await
+            .expect_err("the temporary table is gone");
+        eprintln!("session with a temporary table: {err}");
+        assert!(
+            temp.query_drop("SELECT 1").await.is_err(),
+            "that session was closed"
+        );
+
+        let rows: Vec<(u32, String)> = plain
+            .query("SELECT id, v FROM koha.fo ORDER BY id /* kohaproxy:master */")
+            .await
+            .expect("rows");
+        let ids: Vec<u32> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(ids, vec![2, 4], "the lost transaction's row is not there");
+        let _ = plain.disconnect().await;
+        let _ = txn.disconnect().await;
+    });
+}

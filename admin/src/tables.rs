@@ -301,6 +301,8 @@ mod tests {
             servers: vec![master, replica, down],
             master: Some(0),
             problem: None,
+            term: 1,
+            operation: None,
         };
         let t = servers(&topo, &snapshot());
         assert_eq!(t.rows.len(), 3);
@@ -325,6 +327,7 @@ mod tests {
             t.get(2, "last_error"),
             Some(&Cell::text("connection refused"))
         );
+        assert_eq!(t.get(2, "note"), Some(&Cell::Text(None)));
     }
 
     #[test]
@@ -333,11 +336,18 @@ mod tests {
             servers: vec![view("db1", ServerState::Up, Role::Unknown)],
             master: None,
             problem: Some("two writable servers".into()),
+            term: 3,
+            operation: Some("failover from db1: choosing a replica".into()),
         };
         let t = topology(&topo);
         assert_eq!(
             t.rows,
-            vec![vec![Cell::Text(None), Cell::text("two writable servers")]]
+            vec![vec![
+                Cell::Text(None),
+                Cell::text("two writable servers"),
+                Cell::Count(Some(3)),
+                Cell::text("failover from db1: choosing a replica"),
+            ]]
         );
     }
 

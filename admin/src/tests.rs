@@ -142,15 +142,19 @@ async fn commands_over_the_socket() {
     assert!(stats.contains(&("sessions".into(), 1)));
     assert!(stats.contains(&("server.db2.failures".into(), 0)));
 
-    let topo: Vec<(Option<String>, Option<String>)> = conn.query("SHOW TOPOLOGY").await.unwrap();
-    assert_eq!(topo, vec![(Some("db1".into()), None)]);
+    let topo: Vec<(Option<String>, Option<String>, u64, Option<String>)> =
+        conn.query("SHOW TOPOLOGY").await.unwrap();
+    assert_eq!(topo, vec![(Some("db1".into()), None, 0, None)]);
 
     let e = conn.query_drop("SHOW TABLES").await.unwrap_err();
     let (code, msg) = server_code(e);
     assert_eq!(code, 1064);
     assert_eq!(
         msg,
-        "unknown admin command; known: SHOW SERVERS, SHOW SESSIONS, SHOW STATS, SHOW TOPOLOGY"
+        format!(
+            "unknown admin command; known: {}",
+            crate::command::KNOWN_COMMANDS.join(", ")
+        )
     );
 
     // Prepared statements are refused, and the connection goes on.
