@@ -142,9 +142,14 @@ async fn commands_over_the_socket() {
     assert!(stats.contains(&("sessions".into(), 1)));
     assert!(stats.contains(&("server.db2.failures".into(), 0)));
 
-    let topo: Vec<(Option<String>, Option<String>, u64, Option<String>)> =
-        conn.query("SHOW TOPOLOGY").await.unwrap();
-    assert_eq!(topo, vec![(Some("db1".into()), None, 0, None)]);
+    let topo: Vec<Row> = conn.query("SHOW TOPOLOGY").await.unwrap();
+    assert_eq!(topo.len(), 1);
+    assert_eq!(
+        topo[0].get::<Option<String>, _>("master"),
+        Some(Some("db1".into()))
+    );
+    assert_eq!(topo[0].get::<Option<String>, _>("problem"), Some(None));
+    assert_eq!(topo[0].get::<u64, _>("term"), Some(0));
 
     let e = conn.query_drop("SHOW TABLES").await.unwrap_err();
     let (code, msg) = server_code(e);
