@@ -647,3 +647,61 @@ fn sessions_keep_their_state_across_a_failover() {
         let _ = txn.disconnect().await;
     });
 }
+
+/// Koha's own client stack through a failover: one DBD::mysql connection (no
+/// auto-reconnect) doing checkout transactions while the master is killed. The same
+/// connection goes on, Koha's sql_mode and character set are still in force, and every
+/// checkout whose commit succeeded is on the new master.
+#[test]
+fn a_koha_dbi_connection_survives_a_failover() {
+    let env = Env::start(2);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/perl/koha_failover.pl");
+    let child = Command::new("perl")
+        .arg(&script)
+        .args([env.proxy_port().to_string(), "6".into()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run perl");
+    std::thread::sleep(Duration::from_millis(2000));
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    let new = wait_new_master(&env, "db1");
+    let out = child.wait_with_output().expect("perl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "perl failed: {stderr}");
+    eprintln!("{stderr}");
+    let acked: Vec<u32> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("acked ")?.parse().ok())
+        .collect();
+    let value = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(str::trim).map(String::from))
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "RUN DBD::mysql: {} checkouts acknowledged, errors {}, connection id changes {}",
+        acked.len(),
+        value("errors "),
+        value("connection_id_changes ")
+    );
+    assert!(
+        value("sql_mode ").contains("NO_ENGINE_SUBSTITUTION"),
+        "{stdout}"
+    );
+    assert_eq!(value("charset "), "utf8mb4");
+    assert!(acked.len() > 10, "{stdout}");
+    let on_master = env
+        .sb()
+        .sql(&new, "SELECT id FROM koha.kp_fo_issues ORDER BY id")
+        .expect("read the new master");
+    let present: std::collections::HashSet<u32> = on_master
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let lost: Vec<&u32> = acked.iter().filter(|id| !present.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged checkouts lost: {lost:?}");
+}
