@@ -705,3 +705,53 @@ fn a_koha_dbi_connection_survives_a_failover() {
     let lost: Vec<&u32> = acked.iter().filter(|id| !present.contains(id)).collect();
     assert!(lost.is_empty(), "acknowledged checkouts lost: {lost:?}");
 }
+
+/// Scenario 6b: semi-sync fell back to asynchronous (no replica receiving), so writes were
+/// acknowledged that only the master has; then the master hangs. Promoting a replica
+/// would lose them: the proxy refuses, says so, keeps writes waiting, and carries on with
+/// the old master when it wakes. Nothing acknowledged is lost.
+#[test]
+fn a_failover_that_would_lose_acknowledged_writes_is_refused() {
+    let env = Env::start(2);
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "STOP SLAVE IO_THREAD")
+            .expect("stop receiving");
+    }
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Stop).expect("SIGSTOP db1");
+    let refused = wait_for("the failover refused", || {
+        let out = admin(&env, "SHOW TOPOLOGY").ok()?;
+        out.contains("refused").then_some(out)
+    });
+    eprintln!("{}", refused.trim());
+    assert!(refused.contains("acknowledged"), "{refused}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        writable_servers(env.sb()).is_empty(),
+        "no replica was promoted"
+    );
+    env.sb().kill("db1", Signal::Cont).expect("SIGCONT db1");
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "START SLAVE IO_THREAD")
+            .expect("receive again");
+    }
+    wait_for("db1 the master again", || {
+        (proxy_master(&env).as_deref() == Some("db1")).then_some(())
+    });
+    wait_replica(&env, "db2");
+    wait_replica(&env, "db3");
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = settle_and_verify(
+        &env,
+        "refused failover",
+        ledger,
+        &[fault],
+        "db1",
+        &["db1", "db2", "db3"],
+    );
+    assert_eq!(report.reconnects(), 0);
+}

@@ -277,6 +277,7 @@ mod tests {
             gtid_binlog_pos: gtid.parse().unwrap(),
             gtid_slave_pos: "".parse().unwrap(),
             gtid_binlog_state: Default::default(),
+            semi_sync_active: None,
             replication: Vec::new(),
             session_track_system_variables: String::new(),
             session_track_schema: false,

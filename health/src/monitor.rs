@@ -564,6 +564,19 @@ fn log_changes(old: &Topology, new: &Topology) {
             None => info!("the topology makes sense again"),
         }
     }
+    let semi_sync = |t: &Topology| t.master().and_then(|m| m.status.as_ref()?.semi_sync_active);
+    if let (Some(m), Some(was), Some(is)) = (new.master(), semi_sync(old), semi_sync(new)) {
+        if was && !is {
+            warn!(
+                master = %m.name,
+                "semi-synchronous replication fell back to asynchronous: writes acknowledged \
+                 now exist only on the master until a replica catches up (a failover meanwhile \
+                 is refused)"
+            );
+        } else if !was && is {
+            info!(master = %m.name, "semi-synchronous replication is active again");
+        }
+    }
     if old.master().map(|m| &m.name) != new.master().map(|m| &m.name) {
         match new.master() {
             Some(m) => info!(master = %m.name, address = %m.address, "master found"),

@@ -27,6 +27,10 @@ pub struct Status {
     /// `@@gtid_binlog_state`: the last GTID per (domain, server_id) ever written to this
     /// server's binlog; what tells a diverged old master from one that can rejoin.
     pub gtid_binlog_state: GtidState,
+    /// `Rpl_semi_sync_master_status`: semi-synchronous replication is enabled and acks
+    /// arrive (`None` when the server does not say). OFF on a master means its commits
+    /// are acknowledged without any replica having them.
+    pub semi_sync_active: Option<bool>,
     /// Its replication connections (SHOW ALL SLAVES STATUS); empty when it replicates
     /// from nobody.
     pub replication: Vec<Replication>,
@@ -153,7 +157,9 @@ impl Replication {
 /// what new connections' session tracking reports.
 const VARS_SQL: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, \
      @@gtid_binlog_pos, @@gtid_slave_pos, @@global.session_track_system_variables, \
-     @@global.session_track_schema, @@gtid_binlog_state";
+     @@global.session_track_schema, @@gtid_binlog_state, \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+      WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS')";
 
 impl Status {
     /// Builds a status from the [`VARS_SQL`] row (as text, `None` for NULL) and the
@@ -184,6 +190,11 @@ impl Status {
             replication,
             session_track_system_variables: var(5),
             session_track_schema: matches!(var(6).trim(), "1" | "ON"),
+            semi_sync_active: vars
+                .get(8)
+                .cloned()
+                .flatten()
+                .map(|v| matches!(v.trim(), "ON" | "1")),
             gtid_binlog_state: var(7)
                 .parse::<GtidState>()
                 .map_err(|e| format!("@@gtid_binlog_state: {e}"))?,

@@ -123,14 +123,6 @@ impl Monitor {
             ));
         }
 
-        self.term += 1;
-        self.set_operation(Some(format!(
-            "failover from {old}: choosing a replica (term {})",
-            self.term
-        )));
-        self.publish();
-        // Read after the new term is published: every OK forwarded before it raised this.
-        let acked = self.acked.get();
         let candidates: Vec<Candidate> = replicas
             .iter()
             .filter_map(|&i| {
@@ -149,6 +141,21 @@ impl Monitor {
                 })
             })
             .collect();
+        // A first look, without a new term: a refusal must not cut the old master's
+        // sessions off (it may come back, and then it stays the master).
+        if let Err(e) = failover::choose(&candidates, &self.acked.get()) {
+            let op = format!("failover from {old} refused: {e}; writes wait for {old} to return");
+            self.set_operation(Some(op.clone()));
+            return Err(op);
+        }
+        self.term += 1;
+        self.set_operation(Some(format!(
+            "failover from {old}: choosing a replica (term {})",
+            self.term
+        )));
+        self.publish();
+        // Read after the new term is published: every OK forwarded before it raised this.
+        let acked = self.acked.get();
         let choice = match failover::choose(&candidates, &acked) {
             Ok(c) => c,
             Err(e) => {

@@ -41,6 +41,7 @@ fn server(name: &str, port: u16, read_only: bool, replication: Vec<Replication>)
         gtid_binlog_pos: gtid("0-1-10"),
         gtid_slave_pos: gtid(if read_only { "0-1-10" } else { "" }),
         gtid_binlog_state: Default::default(),
+        semi_sync_active: None,
         replication,
         session_track_system_variables: String::new(),
         session_track_schema: true,
