@@ -18,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kohaproxy_faults::{
-    checksums_equal, verify_blocking, wait_converged, writable_servers, Ledger, LedgerOptions,
-    LedgerReport,
+    admin, checksums_equal, proxy_master, server_row, verify_blocking, wait_converged,
+    writable_servers, Ledger, LedgerOptions, LedgerReport,
 };
 use kohaproxy_sandbox::{Sandbox, SandboxGuard, Signal, UpOptions};
 
@@ -52,20 +52,6 @@ fn free_port() -> Result<u16> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-fn admin(socket: &Path, sql: &str) -> Result<String> {
-    let out = Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uadmin", "-N", "-B", "-e", sql])
-        .output()
-        .map_err(|e| format!("cannot run mariadb: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> Result<T> {
     let start = Instant::now();
     loop {
@@ -79,19 +65,8 @@ fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> Result<T> {
     }
 }
 
-/// The proxy's master and a server's role, from the admin console.
-fn proxy_master(socket: &Path) -> Option<String> {
-    let out = admin(socket, "SHOW TOPOLOGY").ok()?;
-    let first = out.lines().next()?.split('\t').next()?.to_string();
-    (first != "NULL").then_some(first)
-}
-
 fn role(socket: &Path, name: &str) -> Option<String> {
-    let out = admin(socket, "SHOW SERVERS").ok()?;
-    out.lines().find_map(|l| {
-        let cols: Vec<&str> = l.split('\t').collect();
-        (cols.first() == Some(&name)).then(|| cols[2].to_string())
-    })
+    server_row(socket, name).map(|r| r.role)
 }
 
 fn wait_new_master(sb: &Sandbox, socket: &Path, old: &str) -> Result<String> {

@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -32,46 +32,19 @@ fn admin_socket(env: &Env) -> PathBuf {
     env.sb().dir().join("admin.sock")
 }
 
-/// Runs an admin statement on `socket`; its output (tab-separated, no headers), or the
-/// error text.
-fn admin_at(socket: &Path, sql: &str) -> Result<String, String> {
-    let out = Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uadmin", "-N", "-B", "-e", sql])
-        .output()
-        .map_err(|e| format!("cannot run mariadb: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 fn admin(env: &Env, sql: &str) -> Result<String, String> {
-    admin_at(&admin_socket(env), sql)
+    kohaproxy_faults::admin(&admin_socket(env), sql)
 }
 
 /// One server's row of SHOW SERVERS: (role, read_only, note).
 fn server_row(env: &Env, name: &str) -> Option<(String, String, String)> {
-    let table = admin(env, "SHOW SERVERS").ok()?;
-    table.lines().find_map(|line| {
-        let cols: Vec<&str> = line.split('\t').collect();
-        (cols.first() == Some(&name)).then(|| {
-            (
-                cols[2].to_string(),
-                cols[4].to_string(),
-                cols.last().copied().unwrap_or("").to_string(),
-            )
-        })
-    })
+    let row = kohaproxy_faults::server_row(&admin_socket(env), name)?;
+    Some((row.role, row.read_only, row.note))
 }
 
 /// The proxy's master (SHOW TOPOLOGY), if any.
 fn proxy_master(env: &Env) -> Option<String> {
-    let out = admin(env, "SHOW TOPOLOGY").ok()?;
-    let first = out.lines().next()?.split('\t').next()?.to_string();
-    (first != "NULL").then_some(first)
+    kohaproxy_faults::proxy_master(&admin_socket(env))
 }
 
 /// Polls `cond` every 100 ms until it returns `Some`, up to [`DEADLINE`].
@@ -492,7 +465,7 @@ fn two_proxies_promote_once() {
     let new = wait_new_master(&env, "db1");
     let socket2 = env.sb().dir().join("admin2.sock");
     wait_for("the second proxy follows the new master", || {
-        let out = admin_at(&socket2, "SHOW TOPOLOGY").ok()?;
+        let out = kohaproxy_faults::admin(&socket2, "SHOW TOPOLOGY").ok()?;
         out.starts_with(&format!("{new}\t")).then_some(())
     });
     std::thread::sleep(Duration::from_millis(1500));

@@ -11,14 +11,18 @@
 //!   acknowledged row is on the new master.
 //! - [`cluster`]: verdicts over a running sandbox: which servers are writable, whether
 //!   GTID positions converged, whether table checksums agree.
+//! - [`console`]: kohaproxy's admin console through the `mariadb` client (SHOW SERVERS,
+//!   SHOW TOPOLOGY, SWITCHOVER, ...).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cluster;
+pub mod console;
 pub mod ledger;
 pub mod relay;
 
 pub use cluster::{checksums_equal, gtid_current_pos, wait_converged, writable_servers};
+pub use console::{admin, proxy_master, server_row, ServerRow};
 pub use ledger::{
     verify, verify_blocking, Attempt, Ledger, LedgerHandle, LedgerOptions, LedgerReport, Outcome,
     Verdict,

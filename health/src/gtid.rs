@@ -99,15 +99,20 @@ impl FromStr for GtidList {
     }
 }
 
+/// GTIDs as MariaDB prints them: comma-separated, no spaces.
+fn write_gtids(f: &mut fmt::Formatter<'_>, gtids: &[Gtid]) -> fmt::Result {
+    for (i, g) in gtids.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write!(f, "{g}")?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for GtidList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, g) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{g}")?;
-        }
-        Ok(())
+        write_gtids(f, &self.0)
     }
 }
 
@@ -195,13 +200,7 @@ impl FromStr for GtidState {
 
 impl fmt::Display for GtidState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, g) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{g}")?;
-        }
-        Ok(())
+        write_gtids(f, &self.0)
     }
 }
 

@@ -215,16 +215,8 @@ pub(crate) struct Prober {
 impl Prober {
     /// A prober for `address` (host:port) as `user`; each probe is bounded by `timeout`.
     pub(crate) fn new(address: &str, user: &str, password: &str, timeout: Duration) -> Prober {
-        let (host, port) = split_address(address);
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(host)
-            .tcp_port(port)
-            .user(Some(user))
-            .pass(Some(password))
-            .prefer_socket(false)
-            .into();
         Prober {
-            opts,
+            opts: tcp_opts(address, user, password),
             conn: None,
             timeout,
             all_slaves: true,
@@ -291,6 +283,20 @@ impl Prober {
             }
         }
     }
+}
+
+/// Connection options for `address` (host:port) as `user`, over TCP only (mysql_async
+/// would otherwise switch to the server's Unix socket on 127.0.0.1: another route than
+/// the configured one).
+pub(crate) fn tcp_opts(address: &str, user: &str, password: &str) -> mysql_async::Opts {
+    let (host, port) = split_address(address);
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port)
+        .user(Some(user))
+        .pass(Some(password))
+        .prefer_socket(false)
+        .into()
 }
 
 /// A column of `row` by name, as text (`None` for NULL or no such column).

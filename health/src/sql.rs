@@ -6,7 +6,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-use crate::probe::split_address;
+use crate::probe::{split_address, tcp_opts};
 
 /// One server, as the monitor acts on it.
 pub(crate) struct Target<'a> {
@@ -31,14 +31,7 @@ impl Session {
         password: &str,
         timeout: Duration,
     ) -> Result<Session, String> {
-        let (host, port) = split_address(target.address);
-        let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(host)
-            .tcp_port(port)
-            .user(Some(user))
-            .pass(Some(password))
-            .prefer_socket(false)
-            .into();
+        let opts = tcp_opts(target.address, user, password);
         match tokio::time::timeout(timeout, Conn::new(opts)).await {
             Ok(Ok(conn)) => Ok(Session {
                 conn: Some(conn),
@@ -61,23 +54,9 @@ impl Session {
 
     /// Runs one statement with its own deadline.
     pub(crate) async fn exec_within(&mut self, sql: &str, limit: Duration) -> Result<(), String> {
-        let name = self.name.clone();
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| format!("{name}: no connection"))?;
-        match tokio::time::timeout(limit, conn.query_drop(sql)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("{name}: {}: {e}", first_words(sql))),
-            Err(_) => {
-                self.discard();
-                Err(format!(
-                    "{name}: {}: no answer within {} ms",
-                    first_words(sql),
-                    limit.as_millis()
-                ))
-            }
-        }
+        let conn = self.conn()?;
+        let result = tokio::time::timeout(limit, conn.query_drop(sql)).await;
+        self.finish(sql, limit, result)
     }
 
     /// Runs a query returning one value (NULL and no row are `None`), with its own deadline.
@@ -86,51 +65,58 @@ impl Session {
         sql: &str,
         limit: Duration,
     ) -> Result<Option<String>, String> {
-        let name = self.name.clone();
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| format!("{name}: no connection"))?;
-        match tokio::time::timeout(limit, conn.query_first::<Row, _>(sql)).await {
-            Ok(Ok(row)) => Ok(row
-                .and_then(|r| r.get_opt::<Option<String>, usize>(0)?.ok())
-                .flatten()),
-            Ok(Err(e)) => Err(format!("{name}: {}: {e}", first_words(sql))),
-            Err(_) => {
-                self.discard();
-                Err(format!(
-                    "{name}: {}: no answer within {} ms",
-                    first_words(sql),
-                    limit.as_millis()
-                ))
-            }
-        }
+        Ok(self.row(sql, limit).await?.into_iter().next().flatten())
     }
 
-    /// Runs a query returning one row, as text per column (NULL is `None`).
+    /// Runs a query returning one row, as text per column (NULL is `None`; no row is an
+    /// empty row).
     pub(crate) async fn row(
         &mut self,
         sql: &str,
         limit: Duration,
     ) -> Result<Vec<Option<String>>, String> {
-        let name = self.name.clone();
-        let conn = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| format!("{name}: no connection"))?;
-        match tokio::time::timeout(limit, conn.query_first::<Row, _>(sql)).await {
-            Ok(Ok(Some(row))) => Ok((0..row.len())
+        let conn = self.conn()?;
+        let result = tokio::time::timeout(limit, conn.query_first::<Row, _>(sql)).await;
+        let row = self.finish(sql, limit, result)?;
+        Ok(row.map_or_else(Vec::new, |row| {
+            (0..row.len())
                 .map(|i| {
                     row.get_opt::<Option<String>, usize>(i)
                         .and_then(Result::ok)
                         .flatten()
                 })
-                .collect()),
-            Ok(Ok(None)) => Ok(Vec::new()),
-            Ok(Err(e)) => Err(format!("{name}: {e}")),
+                .collect()
+        }))
+    }
+
+    /// The open connection.
+    fn conn(&mut self) -> Result<&mut Conn, String> {
+        let name = &self.name;
+        self.conn
+            .as_mut()
+            .ok_or_else(|| format!("{name}: no connection"))
+    }
+
+    /// The outcome of a bounded statement as this module reports it; a statement that
+    /// timed out leaves no connection behind (the server may be hung).
+    fn finish<T>(
+        &mut self,
+        sql: &str,
+        limit: Duration,
+        result: Result<Result<T, mysql_async::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<T, String> {
+        let name = &self.name;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!("{name}: {}: {e}", first_words(sql))),
             Err(_) => {
+                let e = format!(
+                    "{name}: {}: no answer within {} ms",
+                    first_words(sql),
+                    limit.as_millis()
+                );
                 self.discard();
-                Err(format!("{name}: no answer within {} ms", limit.as_millis()))
+                Err(e)
             }
         }
     }
