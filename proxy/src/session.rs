@@ -602,7 +602,10 @@ impl Session {
     /// relays the answer; true if the answer was an error.
     async fn forward_to_master(&mut self, cmd: u8) -> Result<bool, SessionError> {
         self.last = Which::Master;
-        let next_seq = self.pass_message(true).await?;
+        let next_seq = match self.whole_command() {
+            Some(n) => self.send_whole(n).await?,
+            None => self.pass_message(true).await?,
+        };
         if self.master_lost {
             // A command the master did not receive whole is not run.
             let err = ErrPacket::new(
@@ -622,8 +625,43 @@ impl Session {
         Ok(failed)
     }
 
+    /// The length (header included) of the buffered command if it is one whole packet
+    /// within `max_allowed_packet` (most statements are).
+    fn whole_command(&self) -> Option<usize> {
+        let len = payload_len(&self.cbuf);
+        let n = HEADER_LEN + len;
+        (len < MAX_PAYLOAD
+            && len <= self.shared.config.proxy.max_allowed_packet
+            && self.cbuf.len() >= n)
+            .then_some(n)
+    }
+
+    /// Sends the whole buffered command of `n` bytes to the master. If the connection
+    /// breaks while sending (the server never got the whole command, so it did not run)
+    /// outside a transaction, it is sent once more to the current master (after a
+    /// failover, the new one). Returns the sequence id the response starts with;
+    /// `master_lost` tells whether it was sent at all.
+    async fn send_whole(&mut self, n: usize) -> Result<u8, SessionError> {
+        let next_seq = self.cbuf[3].wrapping_add(1);
+        let in_transaction = self.status & crate::protocol::status::IN_TRANS != 0;
+        let mut sent =
+            !self.master_lost && self.master.stream.write_all(&self.cbuf[..n]).await.is_ok();
+        if !sent && !in_transaction && !self.unrestorable() {
+            info!(session = self.id, server = %self.master.server, "master connection broke before a statement was sent: sending it to the current master");
+            self.lose_master();
+            if self.ensure_master().await?.is_none() {
+                sent = self.master.stream.write_all(&self.cbuf[..n]).await.is_ok();
+            }
+        }
+        if !sent {
+            self.lose_master();
+        }
+        self.cbuf.advance(n);
+        Ok(next_seq)
+    }
+
     /// Relays the master's response; a master lost before answering is an error for the
-    /// client (error 2013) and ends the session. True if the answer was an error.
+    /// client (error 1927); the session goes on. True if the answer was an error.
     async fn relay_master(
         &mut self,
         tracker: ResponseTracker,
