@@ -616,6 +616,22 @@ fn sessions_keep_their_state_across_a_failover() {
             .expect("rows");
         let ids: Vec<u32> = rows.iter().map(|r| r.0).collect();
         assert_eq!(ids, vec![2, 4], "the lost transaction's row is not there");
+        // The console shows the sessions on the new master and nothing left on db1.
+        let sessions = admin(&env, "SHOW SESSIONS").expect("sessions");
+        for line in sessions.lines() {
+            let backends = line.split('\t').nth(3).unwrap_or("");
+            assert!(!backends.split(',').any(|b| b == "db1"), "{sessions}");
+        }
+        let servers = admin(&env, "SHOW SERVERS").expect("servers");
+        let db1 = servers
+            .lines()
+            .find(|l| l.starts_with("db1\t"))
+            .expect("db1 row");
+        assert_eq!(
+            db1.split('\t').nth(8),
+            Some("0"),
+            "db1 connections: {servers}"
+        );
         let _ = plain.disconnect().await;
         let _ = txn.disconnect().await;
     });

@@ -1004,8 +1004,11 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.shared.sessions.remove(self.id);
         let counts = &self.shared.stats.servers;
+        // A lost master connection was already uncounted.
         if let Some(s) = self.master_index.and_then(|i| counts.get(i)) {
-            s.connections.fetch_sub(1, Ordering::Relaxed);
+            if !self.master_lost {
+                s.connections.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         for (i, conn) in self.replicas.iter().enumerate() {
             if let (Some(_), Some(s)) = (conn, counts.get(i)) {

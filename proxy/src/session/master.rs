@@ -136,6 +136,15 @@ impl Session {
             {
                 s.connections.fetch_sub(1, Relaxed);
             }
+            let server = &self.master.server;
+            if !self
+                .replicas
+                .iter()
+                .flatten()
+                .any(|r| &r.backend.server == server)
+            {
+                self.entry.remove_backend(server);
+            }
         }
         self.master_lost = true;
         self.status &= !status::IN_TRANS;
@@ -177,6 +186,7 @@ impl Session {
         self.entry
             .master_thread
             .store(self.master.greeting.connection_id, Relaxed);
+        self.entry.add_backend(&self.master.server);
         if let Err(e) = self.restore_state().await {
             self.lose_master();
             return Err(e);
