@@ -40,6 +40,9 @@ pub struct Monitor {
     holding: bool,
     /// What is under way or was refused, for people.
     operation: Option<String>,
+    /// The cluster is MariaDB replication: the monitor may fence, rejoin, fail over and
+    /// switch over. Never on a Galera cluster (read_only there means something else).
+    acts: bool,
 }
 
 /// One server: its prober, its hysteresis and what the last probes said.
@@ -106,6 +109,7 @@ impl Monitor {
             master: None,
             holding: false,
             operation: None,
+            acts: config.cluster.kind == kohaproxy_config::ClusterKind::Replication,
         };
         monitor.round().await;
         let handle = monitor.handle.clone();
@@ -245,6 +249,14 @@ impl Monitor {
 
     /// Looks at the last probes and keeps the cluster whole.
     async fn act(&mut self) {
+        if !self.acts {
+            let t = Topology::build(self.servers.iter().map(Slot::view).collect());
+            if t.master.is_some() && t.master != self.master {
+                self.master = t.master;
+                self.term += 1;
+            }
+            return;
+        }
         let t = Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
         if let Some(m) = t.master {
             let acked = self.acked.get();
@@ -448,8 +460,11 @@ impl Monitor {
                     )
                 }
                 Err(e) => {
-                    warn!(server = %v.name, "rejoin failed: {e}");
-                    format!("rejoin failed: {e}")
+                    let note = format!("rejoin failed: {e}");
+                    if self.servers[i].note.as_deref() != Some(&note) {
+                        warn!(server = %v.name, "{note}");
+                    }
+                    note
                 }
             };
             self.servers[i].note = Some(note);

@@ -437,6 +437,9 @@ impl Monitor {
 
     /// Runs an admin command.
     pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
+        if !self.acts && !matches!(command, Command::Maintenance { .. }) {
+            return Err("switchover and failover are for replication clusters".into());
+        }
         match command {
             Command::Switchover { target } => self.switchover(target).await,
             Command::Failover => {
