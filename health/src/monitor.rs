@@ -240,6 +240,21 @@ impl Monitor {
         now.duration_since(self.servers[i].link_progress) <= window
     }
 
+    /// Why `view` may not become the master, if it lacks writes the proxy acknowledged.
+    fn lacks_acked(&self, view: &ServerView) -> Option<String> {
+        let acked = self.acked.get();
+        let holds = view
+            .status
+            .as_ref()
+            .is_some_and(|st| st.gtid_current_pos.contains(&acked));
+        (!holds).then(|| {
+            format!(
+                "{} is writable but lacks acknowledged writes ({acked}): not followed",
+                view.name
+            )
+        })
+    }
+
     /// Makes `index` the master of a new term.
     fn adopt(&mut self, index: usize, why: &str) {
         self.term += 1;
@@ -251,27 +266,17 @@ impl Monitor {
     async fn act(&mut self) {
         if !self.acts {
             let t = Topology::build(self.servers.iter().map(Slot::view).collect());
-            if t.master.is_some() && t.master != self.master {
-                self.master = t.master;
-                self.term += 1;
+            if let Some(m) = t.master.filter(|&m| self.master != Some(m)) {
+                self.adopt(m, "master found");
             }
             return;
         }
         let t = Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
-        if let Some(m) = t.master {
-            let acked = self.acked.get();
-            let has_acked = t.servers[m]
-                .status
-                .as_ref()
-                .is_some_and(|st| st.gtid_current_pos.contains(&acked));
-            if self.master != Some(m) && !has_acked {
+        if let Some(m) = t.master.filter(|&m| self.master != Some(m)) {
+            if let Some(refusal) = self.lacks_acked(&t.servers[m]) {
                 // Following it would lose a write a client was told is saved.
-                let op = format!(
-                    "{} is writable but lacks acknowledged writes ({acked}): not followed",
-                    t.servers[m].name
-                );
-                self.set_operation(Some(op));
-            } else if self.master != Some(m) {
+                self.set_operation(Some(refusal));
+            } else {
                 let why = if self.master.is_none() {
                     "master found"
                 } else {

@@ -138,29 +138,11 @@ impl Shared {
         auth::verify(&u.password, salt, response)
     }
 
-    /// Opens a connection to the current master, logged in as `login`.
-    pub async fn connect_master(
-        &self,
-        login: &Login,
-    ) -> Result<(Backend, bytes::BytesMut), BackendError> {
-        let topology = self.topology.load();
-        let master = topology.master().ok_or_else(no_master_error)?;
-        let (backend, ok) = backend::connect(
-            &master.name,
-            &master.address,
-            login,
-            self.config.proxy.connect_timeout,
-        )
-        .await?;
-        self.remember_greeting(&backend);
-        Ok((backend, ok))
-    }
-
     /// Opens a connection to the master, logged in as `login`, waiting up to
     /// `monitor.failover_hold` for one while there is none (a failover or switchover under
     /// way) or it refuses connections (it just died and the monitor has not noticed yet).
     /// Returns the connection, its login OK, the term and the master's config index.
-    pub async fn connect_master_waiting(
+    pub async fn connect_master(
         &self,
         login: &Login,
     ) -> Result<(Backend, bytes::BytesMut, u64, Option<usize>), BackendError> {

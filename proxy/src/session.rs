@@ -280,17 +280,17 @@ async fn login(
         // on a new master after a failover); the client is shown only what it tracks.
         master_login.caps = Caps(master_login.caps.0 | Caps::SESSION_TRACK);
     }
-    let (backend, ok, master_term, master_index) =
-        match shared.connect_master_waiting(&master_login).await {
-            Ok(b) => b,
-            Err(BackendError::Refused { err, .. }) => {
-                client
-                    .write_all(&crate::protocol::packets::packet(seq, &err))
-                    .await?;
-                return Err(SessionError::Login("the master refused the login".into()));
-            }
-            Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
-        };
+    let (backend, ok, master_term, master_index) = match shared.connect_master(&master_login).await
+    {
+        Ok(b) => b,
+        Err(BackendError::Refused { err, .. }) => {
+            client
+                .write_all(&crate::protocol::packets::packet(seq, &err))
+                .await?;
+            return Err(SessionError::Login("the master refused the login".into()));
+        }
+        Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
+    };
     let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
     let entry = Arc::new(SessionEntry::new(
         id,

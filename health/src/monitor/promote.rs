@@ -74,6 +74,29 @@ impl Monitor {
         ))
     }
 
+    /// The servers `indices` as promotion candidates: what each received (applied, raised
+    /// to its relay log's `Gtid_IO_Pos`), its priority, and whether it may be promoted.
+    fn candidates(&self, t: &Topology, indices: &[usize]) -> Vec<Candidate> {
+        indices
+            .iter()
+            .filter_map(|&i| {
+                let st = t.servers[i].status.as_ref()?;
+                let mut received = st.gtid_current_pos.clone();
+                if let Some(link) = st.replication.first() {
+                    received.raise_all(&link.gtid_io_pos);
+                }
+                let cfg = self.server_config.get(i);
+                Some(Candidate {
+                    index: i,
+                    name: self.servers[i].name.clone(),
+                    received,
+                    priority: cfg.map_or(0, |c| c.priority),
+                    eligible: !cfg.is_some_and(|c| c.no_promote) && !self.servers[i].maintenance,
+                })
+            })
+            .collect()
+    }
+
     /// Promotes the best replica of the failed master `h`: lock, new term (no OK of the
     /// old master is forwarded from now on), choose, apply the relay log, promote,
     /// re-point the other replicas.
@@ -93,17 +116,10 @@ impl Monitor {
         let t = Topology::build_under(self.servers.iter().map(super::Slot::view).collect(), None);
         if let Some(m) = t.master {
             drop(locks);
-            let acked = self.acked.get();
-            let name = self.servers[m].name.clone();
-            let has_acked = t.servers[m]
-                .status
-                .as_ref()
-                .is_some_and(|st| st.gtid_current_pos.contains(&acked));
-            if !has_acked {
-                return Err(format!(
-                    "{name} is writable but lacks acknowledged writes ({acked}): not followed"
-                ));
+            if let Some(refusal) = self.lacks_acked(&t.servers[m]) {
+                return Err(refusal);
             }
+            let name = self.servers[m].name.clone();
             self.adopt(m, "another server was made master meanwhile: following it");
             return Ok(format!("{name} is the master now"));
         }
@@ -123,24 +139,7 @@ impl Monitor {
             ));
         }
 
-        let candidates: Vec<Candidate> = replicas
-            .iter()
-            .filter_map(|&i| {
-                let st = t.servers[i].status.as_ref()?;
-                let mut received = st.gtid_current_pos.clone();
-                if let Some(link) = st.replication.first() {
-                    received.raise_all(&link.gtid_io_pos);
-                }
-                let cfg = self.server_config.get(i);
-                Some(Candidate {
-                    index: i,
-                    name: self.servers[i].name.clone(),
-                    received,
-                    priority: cfg.map_or(0, |c| c.priority),
-                    eligible: !cfg.is_some_and(|c| c.no_promote) && !self.servers[i].maintenance,
-                })
-            })
-            .collect();
+        let candidates = self.candidates(&t, &replicas);
         // A first look, without a new term: a refusal must not cut the old master's
         // sessions off (it may come back, and then it stays the master).
         if let Err(e) = failover::choose(&candidates, &self.acked.get()) {
@@ -318,21 +317,10 @@ impl Monitor {
                 i
             }
             None => {
-                let candidates: Vec<Candidate> = t
-                    .replicas()
-                    .filter_map(|v| {
-                        let i = self.servers.iter().position(|s| s.name == v.name)?;
-                        let cfg = self.server_config.get(i);
-                        Some(Candidate {
-                            index: i,
-                            name: v.name.clone(),
-                            received: v.status.as_ref()?.gtid_current_pos.clone(),
-                            priority: cfg.map_or(0, |c| c.priority),
-                            eligible: !cfg.is_some_and(|c| c.no_promote)
-                                && !self.servers[i].maintenance,
-                        })
-                    })
+                let replicas: Vec<usize> = (0..t.servers.len())
+                    .filter(|&i| t.servers[i].role == Role::Replica)
                     .collect();
+                let candidates = self.candidates(&t, &replicas);
                 failover::choose(&candidates, &GtidList::default())?.index
             }
         };

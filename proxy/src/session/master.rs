@@ -166,7 +166,7 @@ impl Session {
         if let Some(schema) = self.router.state.schema() {
             login.database = Some(schema.to_vec());
         }
-        let (backend, ok, term, index) = match self.shared.connect_master_waiting(&login).await {
+        let (backend, ok, term, index) = match self.shared.connect_master(&login).await {
             Ok(found) => found,
             Err(BackendError::Refused { .. }) => {
                 return Err("the new master refused this session's login".into())
