@@ -549,7 +549,11 @@ fn sessions_keep_their_state_across_a_failover() {
             .expect("temporary table");
 
         // Maintenance takes a replica out of read rotation.
-        admin(&env, "SET SERVER db2 MAINTENANCE").expect("maintenance");
+        let drained = admin(&env, "SET SERVER db2 MAINTENANCE").expect("maintenance");
+        assert!(
+            drained.contains("no statement of this proxy runs there any more"),
+            "{drained}"
+        );
         let id_of = |name: &str| env.sb().server(name).map(|s| s.server_id);
         let mut served = Vec::new();
         for _ in 0..10 {

@@ -110,6 +110,25 @@ pub(crate) struct AdminShim {
 }
 
 impl AdminShim {
+    /// Waits (up to `monitor.failover_hold`) until no statement of this proxy still runs
+    /// on `server`, which gets no new ones once in maintenance; says how that went.
+    async fn drain(&self, server: &str) -> String {
+        let Some(stats) = self.shared.stats.server(server) else {
+            return "no statistics for it".into();
+        };
+        let deadline = tokio::time::Instant::now() + self.shared.config.monitor.failover_hold;
+        loop {
+            let running = stats.outstanding.load(Ordering::Relaxed);
+            if running == 0 {
+                return "no statement of this proxy runs there any more".into();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return format!("{running} statement(s) still running there");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The result set for `command`.
     fn answer(&self, command: &Command) -> Table {
         let shared = &self.shared;
@@ -232,8 +251,20 @@ impl<W: AsyncWrite + Send + Unpin + 'static> AsyncMysqlShim<W> for AdminShim {
         match parse(query) {
             Ok(Command::Cluster(op)) => {
                 info!(id = self.conn.id, command = ?op, "admin command");
+                let draining = match &op {
+                    kohaproxy_health::Command::Maintenance { server, on: true } => {
+                        Some(server.clone())
+                    }
+                    _ => None,
+                };
                 match self.shared.control.run(op).await {
-                    Ok(done) => write_table(results, &tables::message(&done)).await,
+                    Ok(mut done) => {
+                        if let Some(server) = draining {
+                            done.push_str("; ");
+                            done.push_str(&self.drain(&server).await);
+                        }
+                        write_table(results, &tables::message(&done)).await
+                    }
                     Err(why) => {
                         results
                             .error(ErrorKind::ER_UNKNOWN_ERROR, why.as_bytes())
