@@ -30,4 +30,4 @@ pub use gtid::{Gtid, GtidList, GtidState};
 pub use hysteresis::{Hysteresis, Outcome};
 pub use monitor::Monitor;
 pub use probe::{Replication, Status, ThreadState};
-pub use topology::{Lag, Role, ServerState, ServerView, Topology, TopologyHandle};
+pub use topology::{Lag, MasterStatement, Role, ServerState, ServerView, Topology, TopologyHandle};

@@ -206,6 +206,7 @@ impl Monitor {
 
     /// Publishes the current snapshot if anything changed.
     fn publish(&mut self) {
+        self.handle.set_holding(self.holding);
         let next = self.topology();
         let current = self.handle.load();
         if *current != next {

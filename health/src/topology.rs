@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -194,6 +194,17 @@ impl Topology {
 #[derive(Debug, Clone)]
 pub struct TopologyHandle(pub(crate) Arc<Published>);
 
+/// A statement counted as aimed at the master (see [`TopologyHandle::enter_master`]);
+/// dropping it ends the count.
+#[derive(Debug)]
+pub struct MasterStatement(Arc<Published>);
+
+impl Drop for MasterStatement {
+    fn drop(&mut self) {
+        self.0.master_statements.fetch_sub(1, SeqCst);
+    }
+}
+
 /// What the monitor publishes: the snapshot, its term (readable without touching the
 /// snapshot) and a counter that wakes waiters on every publish.
 #[derive(Debug)]
@@ -201,6 +212,10 @@ pub(crate) struct Published {
     snapshot: ArcSwap<Topology>,
     term: AtomicU64,
     changes: watch::Sender<u64>,
+    /// A switchover holds new statements (set before the master is made read-only).
+    holding: AtomicBool,
+    /// Statements of this proxy between their look at the master and their answer.
+    master_statements: AtomicU64,
 }
 
 impl TopologyHandle {
@@ -211,6 +226,8 @@ impl TopologyHandle {
             snapshot: ArcSwap::from_pointee(initial),
             term,
             changes: watch::channel(0).0,
+            holding: AtomicBool::new(false),
+            master_statements: AtomicU64::new(0),
         }))
     }
 
@@ -229,6 +246,39 @@ impl TopologyHandle {
     /// A receiver that changes on every publish (for waiting on a new master or term).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.changes.subscribe()
+    }
+
+    /// Counts a statement aimed at the master until the guard drops. Taken *before* the
+    /// session looks at which master to use, so a switchover that raised the hold and
+    /// then saw no statement counted ([`TopologyHandle::drain_master`]) knows that every
+    /// later statement sees the hold and waits: none reaches the master after it was
+    /// made read-only.
+    pub fn enter_master(&self) -> MasterStatement {
+        self.0.master_statements.fetch_add(1, SeqCst);
+        MasterStatement(self.0.clone())
+    }
+
+    /// Whether a switchover holds new statements.
+    pub fn holding(&self) -> bool {
+        self.0.holding.load(SeqCst)
+    }
+
+    /// Raises or lowers the switchover hold.
+    pub(crate) fn set_holding(&self, on: bool) {
+        self.0.holding.store(on, SeqCst);
+    }
+
+    /// Waits until no statement is counted by [`TopologyHandle::enter_master`], at most
+    /// `bound`; false if some were still running then.
+    pub(crate) async fn drain_master(&self, bound: std::time::Duration) -> bool {
+        let until = Instant::now() + bound;
+        while self.0.master_statements.load(SeqCst) != 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        true
     }
 
     /// Stores a new snapshot and wakes the waiters.

@@ -395,6 +395,13 @@ impl Session {
             .await
             .map_err(SessionError::Client)?;
             let cmd = self.cbuf[HEADER_LEN];
+            // Counted from before the look at the master until the answer (see
+            // `TopologyHandle::enter_master`): a switchover waits for these.
+            let _statement = if cmd == command::QUIT {
+                None
+            } else {
+                Some(self.enter_master().await)
+            };
             if cmd != command::QUIT {
                 if let Some(err) = self.ensure_master().await? {
                     let next_seq = self.pass_message(false).await?;

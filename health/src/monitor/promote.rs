@@ -14,6 +14,11 @@ use crate::gtid::GtidList;
 use crate::sql::{self, Session, Target};
 use crate::topology::{Role, ServerState, Topology};
 
+/// How long a switchover waits for statements that looked at the master before the hold
+/// to finish. Only statements sent but not yet started can meet the read-only master (a
+/// running write holds `SET GLOBAL read_only` back), so this is short.
+const DRAIN_BOUND: Duration = Duration::from_secs(1);
+
 impl Monitor {
     /// Opens an acting connection to server `index`.
     pub(super) async fn open(&self, index: usize) -> Result<Session, String> {
@@ -336,6 +341,15 @@ impl Monitor {
             "switchover from {old} to {name}: writes held"
         )));
         self.publish();
+        // Statements that looked at the master before the hold finish first; every later
+        // one sees the hold and waits, so none meets the read-only master.
+        if !self
+            .handle
+            .drain_master(DRAIN_BOUND.min(self.config.catchup_timeout))
+            .await
+        {
+            warn!("switchover from {old} to {name}: statements still running on {old}; making it read-only anyway");
+        }
         let caught_up = async {
             old_conn.exec("SET GLOBAL read_only = ON").await?;
             let pos: GtidList = old_conn
@@ -360,6 +374,7 @@ impl Monitor {
                     ),
                 };
                 self.set_operation(None);
+                self.publish();
                 warn!("{msg}");
                 return Err(msg);
             }

@@ -21,6 +21,7 @@ use crate::backend::{Backend, BackendError};
 use crate::protocol::packets::ErrPacket;
 use crate::protocol::{status, Caps};
 use crate::Shared;
+use kohaproxy_health::MasterStatement;
 
 /// How often a read from the master looks whether the master was replaced (a hung master
 /// never answers; the monitor's new term is what ends the wait).
@@ -55,6 +56,36 @@ pub(super) async fn read_unless_replaced(
 }
 
 impl Session {
+    /// Counts the next command as aimed at the master. While a switchover holds new
+    /// statements (and this session has no transaction to finish on the old master), it
+    /// waits for the hold to end first, at most `monitor.failover_hold`; `ensure_master`
+    /// then moves the session to the new master.
+    pub(super) async fn enter_master(&mut self) -> MasterStatement {
+        let topology = &self.shared.topology;
+        let until = tokio::time::Instant::now() + self.shared.config.monitor.failover_hold;
+        let mut changes = None;
+        loop {
+            let statement = topology.enter_master();
+            if !topology.holding()
+                || self.status & status::IN_TRANS != 0
+                || tokio::time::Instant::now() >= until
+            {
+                return statement;
+            }
+            drop(statement);
+            match changes.as_mut() {
+                // Subscribed before the next look at the hold, so its end wakes us.
+                None => changes = Some(topology.subscribe()),
+                Some(changes) => {
+                    if let Ok(Err(_)) = tokio::time::timeout_at(until, changes.changed()).await {
+                        // The monitor is gone; nothing will lift the hold.
+                        return topology.enter_master();
+                    }
+                }
+            }
+        }
+    }
+
     /// Makes sure the master connection belongs to the current master and term. Returns
     /// an error for the client when the command cannot run: the master changed under an
     /// open transaction (rolled back), the session's state cannot follow, or no master
