@@ -237,18 +237,53 @@ pub enum CausalReads {
 }
 
 /// `[backup]` section.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BackupConfig {
     /// Where backups are written (optional; no backups without it).
     pub dir: Option<PathBuf>,
-    /// Schedule, e.g. "daily 02:30" (default "daily 02:30"), kept as text for the backup crate.
-    pub schedule: String,
-    /// How many backups to keep (default 7).
+    /// When scheduled backups run (default daily at 02:30 local time).
+    pub schedule: Schedule,
+    /// How many of the newest successful backups to keep (default 7).
     pub keep: u32,
+    /// Also keep every successful backup younger than this many days (default: none).
+    pub keep_days: Option<u32>,
+    /// Dump (and restore) jobs run at once (default 2).
+    pub parallel: usize,
+    /// zstd level of the backup files, 1..=19 (default 3).
+    pub compression_level: i32,
+    /// Whether the master may be the source when no replica is healthy (default false).
+    pub allow_master: bool,
+    /// Account that dumps and pauses the replica (default: the monitor's).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The `mariadb-dump` program (default found on PATH).
+    pub mariadb_dump: PathBuf,
+    /// The `mariadb` client program, for restores (default found on PATH).
+    pub mariadb: PathBuf,
+}
+
+impl std::fmt::Debug for BackupConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupConfig")
+            .field("dir", &self.dir)
+            .field("schedule", &self.schedule)
+            .field("keep", &self.keep)
+            .field("keep_days", &self.keep_days)
+            .field("parallel", &self.parallel)
+            .field("compression_level", &self.compression_level)
+            .field("allow_master", &self.allow_master)
+            .field("user", &self.user)
+            .field("mariadb_dump", &self.mariadb_dump)
+            .field("mariadb", &self.mariadb)
+            .finish_non_exhaustive()
+    }
 }
 
 mod load;
 mod raw;
+mod schedule;
+pub use schedule::{Schedule, SCHEDULE_FORMS};
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -130,6 +130,14 @@ pub(crate) struct RawBackup {
     pub dir: Option<Spanned<String>>,
     pub schedule: Option<Spanned<String>>,
     pub keep: Option<Spanned<u32>>,
+    pub keep_days: Option<Spanned<u32>>,
+    pub parallel: Option<Spanned<u32>>,
+    pub compression_level: Option<Spanned<u32>>,
+    pub allow_master: Option<bool>,
+    pub user: Option<Spanned<String>>,
+    pub password: Option<String>,
+    pub mariadb_dump: Option<Spanned<String>>,
+    pub mariadb: Option<Spanned<String>>,
 }
 
 /// A byte size written either as an integer or as text such as "64M".

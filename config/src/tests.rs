@@ -103,7 +103,7 @@ fn design_sketch_parses() {
         c.backup.dir.as_deref(),
         Some(Path::new("/var/backups/kohaproxy"))
     );
-    assert_eq!(c.backup.schedule, "daily 02:30");
+    assert_eq!(c.backup.schedule.to_string(), "daily 02:30");
     assert_eq!(c.backup.keep, 7);
 }
 
@@ -132,7 +132,7 @@ fn defaults() {
     assert_eq!(c.routing.causal_reads, CausalReads::Global);
     assert_eq!(c.routing.causal_wait, Duration::from_millis(100));
     assert_eq!(c.backup.dir, None);
-    assert_eq!(c.backup.schedule, "daily 02:30");
+    assert_eq!(c.backup.schedule.to_string(), "daily 02:30");
     assert_eq!(c.backup.keep, 7);
 }
 
@@ -415,6 +415,36 @@ fn other_ranges() {
         &format!("{MINIMAL}[backup]\ndir = \"\"\n"),
         &["backup.dir: must not be empty"],
     );
+    refused(
+        &format!("{MINIMAL}[backup]\nschedule = \"daily 25:00\"\n"),
+        &["backup.schedule: \"daily 25:00\": expected \"off\""],
+    );
+    refused(
+        &format!("{MINIMAL}[backup]\ncompression_level = 22\n"),
+        &["backup.compression_level: 22 is out of range"],
+    );
+    refused(
+        &format!("{MINIMAL}[backup]\nparallel = 0\n"),
+        &["backup.parallel: 0 is out of range"],
+    );
+}
+
+#[test]
+fn backup_keys() {
+    let text = format!(
+        "{MINIMAL}[backup]\ndir = \"/b\"\nschedule = \"weekly sun 03:15\"\nkeep = 3\nkeep_days = 30\n\
+         parallel = 4\ncompression_level = 1\nallow_master = true\nuser = \"dumper\"\n\
+         password = \"pw\"\nmariadb_dump = \"/opt/bin/mariadb-dump\"\n"
+    );
+    let c = Config::parse(&text, Path::new("t.toml")).unwrap();
+    let b = &c.backup;
+    assert_eq!(b.schedule.to_string(), "weekly sun 03:15");
+    assert_eq!((b.keep, b.keep_days, b.parallel), (3, Some(30), 4));
+    assert_eq!((b.compression_level, b.allow_master), (1, true));
+    assert_eq!((b.user.as_str(), b.password.as_str()), ("dumper", "pw"));
+    assert_eq!(b.mariadb_dump, Path::new("/opt/bin/mariadb-dump"));
+    assert_eq!(b.mariadb, Path::new("mariadb"));
+    assert!(!format!("{b:?}").contains("pw"));
 }
 
 #[test]

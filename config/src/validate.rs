@@ -8,7 +8,8 @@ use crate::raw::{
 };
 use crate::{
     AdminConfig, BackupConfig, CausalReads, ClusterConfig, ClusterKind, Config, FailoverMode,
-    MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, ServerConfig, TlsFiles, UserConfig,
+    MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, Schedule, ServerConfig, TlsFiles,
+    UserConfig,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -141,7 +142,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     }
     let servers = servers(&cx, raw.servers)?;
     let routing = routing(&cx, raw.routing)?;
-    let backup = backup(&cx, raw.backup)?;
+    let backup = backup(&cx, raw.backup, &monitor)?;
     Ok(Config {
         path: path.to_path_buf(),
         proxy,
@@ -435,34 +436,69 @@ fn routing(cx: &Ctx, r: Option<RawRouting>) -> Result<RoutingConfig, ConfigError
     })
 }
 
-fn backup(cx: &Ctx, b: Option<RawBackup>) -> Result<BackupConfig, ConfigError> {
-    let (dir, schedule, keep) = match b {
-        Some(b) => (b.dir, b.schedule, b.keep),
-        None => (None, None, None),
-    };
-    let dir = match dir {
+fn backup(
+    cx: &Ctx,
+    b: Option<RawBackup>,
+    monitor: &MonitorConfig,
+) -> Result<BackupConfig, ConfigError> {
+    let b = b.unwrap_or(RawBackup {
+        dir: None,
+        schedule: None,
+        keep: None,
+        keep_days: None,
+        parallel: None,
+        compression_level: None,
+        allow_master: None,
+        user: None,
+        password: None,
+        mariadb_dump: None,
+        mariadb: None,
+    });
+    let not_empty = |v: Option<Spanned<String>>, key: &str, why: &str| match v {
         Some(d) if d.get_ref().trim().is_empty() => {
-            let msg = "must not be empty (leave the key out for no backups)".to_owned();
-            return Err(cx.err("backup.dir", Some(d.span()), msg));
+            Err(cx.err(key, Some(d.span()), format!("must not be empty{why}")))
         }
-        Some(d) => Some(PathBuf::from(d.into_inner())),
+        Some(d) => Ok(Some(d.into_inner())),
+        None => Ok(None),
+    };
+    let dir =
+        not_empty(b.dir, "backup.dir", " (leave the key out for no backups)")?.map(PathBuf::from);
+    let schedule = match b.schedule {
+        Some(s) => s
+            .get_ref()
+            .parse()
+            .map_err(|m| cx.err("backup.schedule", Some(s.span()), m))?,
+        None => Schedule::Daily {
+            hour: 2,
+            minute: 30,
+        },
+    };
+    let keep = cx.ranged(b.keep, "backup.keep", 7, (1, 100_000))?;
+    let keep_days = match b.keep_days {
+        Some(d) => Some(cx.ranged(Some(d), "backup.keep_days", 0, (1, 100_000))?),
         None => None,
     };
-    let schedule = match schedule {
-        Some(s) if s.get_ref().trim().is_empty() => {
-            return Err(cx.err(
-                "backup.schedule",
-                Some(s.span()),
-                "must not be empty".into(),
-            ));
-        }
-        Some(s) => s.into_inner().trim().to_owned(),
-        None => "daily 02:30".to_owned(),
+    let parallel = cx.ranged(b.parallel, "backup.parallel", 2, (1, 64))?;
+    let level = cx.ranged(b.compression_level, "backup.compression_level", 3, (1, 19))?;
+    let user = not_empty(b.user, "backup.user", "")?;
+    let (user, password) = match user {
+        Some(u) => (u, b.password.unwrap_or_default()),
+        None => (monitor.user.clone(), monitor.password.clone()),
     };
-    let keep = cx.ranged(keep, "backup.keep", 7, (1, 100_000))?;
+    let program = |v, key, default: &str| {
+        not_empty(v, key, "").map(|p| PathBuf::from(p.unwrap_or_else(|| default.to_owned())))
+    };
     Ok(BackupConfig {
         dir,
         schedule,
         keep,
+        keep_days,
+        parallel: parallel as usize,
+        compression_level: level as i32,
+        allow_master: b.allow_master.unwrap_or(false),
+        user,
+        password,
+        mariadb_dump: program(b.mariadb_dump, "backup.mariadb_dump", "mariadb-dump")?,
+        mariadb: program(b.mariadb, "backup.mariadb", "mariadb")?,
     })
 }
