@@ -26,6 +26,11 @@ enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Take, list, verify and restore backups.
+    Backup {
+        #[command(subcommand)]
+        command: kohaproxy_backup::cli::BackupCommand,
+    },
     /// Start, inspect and break a local MariaDB sandbox cluster.
     Sandbox {
         #[command(subcommand)]
@@ -39,7 +44,15 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config } => {
             let config = kohaproxy_config::Config::load(&config)?;
-            kohaproxy_proxy::run(config, Box::new(kohaproxy_admin::services))?;
+            kohaproxy_proxy::run(
+                config,
+                Box::new(|shared| {
+                    let scheduler = kohaproxy_admin::backups_of(&shared).scheduler();
+                    let mut services = kohaproxy_admin::services(shared)?;
+                    services.push(Box::pin(scheduler));
+                    Ok(services)
+                }),
+            )?;
         }
         Command::CheckConfig { file } => {
             let config = kohaproxy_config::Config::load(&file)?;
@@ -51,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Sandbox { command } => kohaproxy_sandbox::cli::run(command)?,
+        Command::Backup { command } => kohaproxy_backup::cli::run(command)?,
     }
     Ok(())
 }

@@ -14,12 +14,13 @@ pub const KNOWN_COMMANDS: &[&str] = &[
     "SWITCHOVER [TO <name>]",
     "FAILOVER",
     "SET SERVER <name> MAINTENANCE|ONLINE",
+    "BACKUP NOW [FROM <name>]",
+    "SHOW BACKUPS",
 ];
 
 /// One parsed admin statement.
 ///
-/// Later commands (`BACKUP NOW`, `SHOW BACKUPS`) are further variants, with their
-/// arguments as fields.
+/// Further commands are further variants, with their arguments as fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `SHOW SERVERS`: one row per configured server.
@@ -33,6 +34,13 @@ pub enum Command {
     /// `SWITCHOVER [TO <name>]`, `FAILOVER`, `SET SERVER <name> MAINTENANCE|ONLINE`: run
     /// by the monitor.
     Cluster(kohaproxy_health::Command),
+    /// `BACKUP NOW [FROM <name>]`: start a backup (from the best replica, or `name`).
+    BackupNow {
+        /// The server to back up from.
+        from: Option<String>,
+    },
+    /// `SHOW BACKUPS`: every backup, newest first.
+    ShowBackups,
     /// `SELECT <probe>, ... [LIMIT n]`: what clients ask on their own at connect
     /// (`@@version_comment`, `@@max_allowed_packet`, `DATABASE()`, `USER()`).
     Select(Vec<Probe>),
@@ -88,6 +96,9 @@ pub fn parse(statement: &str) -> Result<Command, UnknownCommand> {
         ["SHOW", "SESSIONS"] => Ok(Command::ShowSessions),
         ["SHOW", "STATS"] => Ok(Command::ShowStats),
         ["SHOW", "TOPOLOGY"] => Ok(Command::ShowTopology),
+        ["BACKUP", "NOW"] => Ok(Command::BackupNow { from: None }),
+        ["BACKUP", "NOW", "FROM", _] => Ok(Command::BackupNow { from: name(3) }),
+        ["SHOW", "BACKUPS"] => Ok(Command::ShowBackups),
         ["SELECT", ..] => parse_select(text).ok_or_else(unknown),
         _ => Err(unknown()),
     }
@@ -176,6 +187,20 @@ mod tests {
         );
         assert!(parse("SET SERVER db3 sideways").is_err());
         assert!(parse("SWITCHOVER db2").is_err());
+    }
+
+    #[test]
+    fn backup_commands() {
+        assert_eq!(parse("backup now"), Ok(Command::BackupNow { from: None }));
+        assert_eq!(
+            parse("BACKUP NOW FROM `DB3`;"),
+            Ok(Command::BackupNow {
+                from: Some("DB3".into())
+            })
+        );
+        assert_eq!(parse("show backups"), Ok(Command::ShowBackups));
+        assert!(parse("BACKUP NOW db3").is_err());
+        assert!(parse("BACKUP").is_err());
     }
 
     #[test]

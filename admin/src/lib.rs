@@ -77,6 +77,23 @@ pub enum AdminError {
     NoRuntime,
 }
 
+/// The proxy's backups: the monitor's topology and control, and the proxy's per-server
+/// load (a backup waits for the reads on its replica to finish before pausing it).
+pub fn backups_of(shared: &Arc<Shared>) -> kohaproxy_backup::Backups {
+    let stats = shared.clone();
+    let load: kohaproxy_backup::ServerLoad = Arc::new(move |i| {
+        stats.stats.servers.get(i).map_or(0, |s| {
+            s.outstanding.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    });
+    kohaproxy_backup::Backups::in_proxy(
+        Arc::new(shared.config.clone()),
+        shared.topology.clone(),
+        shared.control.clone(),
+        load,
+    )
+}
+
 /// Binds the configured admin listeners and returns their accept loops, for
 /// [`kohaproxy_proxy::run`]: no `[admin]` socket or listen address, no service. The error
 /// says which path or address and why.

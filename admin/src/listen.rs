@@ -21,6 +21,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// What every accept loop shares.
 pub(crate) struct Ctx {
     pub shared: Arc<Shared>,
+    backups: kohaproxy_backup::Backups,
     slots: Arc<Semaphore>,
     next_id: AtomicU32,
 }
@@ -28,6 +29,7 @@ pub(crate) struct Ctx {
 impl Ctx {
     pub fn new(shared: Arc<Shared>) -> Arc<Ctx> {
         Arc::new(Ctx {
+            backups: crate::backups_of(&shared),
             shared,
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             next_id: AtomicU32::new(1),
@@ -45,8 +47,9 @@ impl Ctx {
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shared = self.shared.clone();
+        let backups = self.backups.clone();
         tokio::spawn(async move {
-            shim::serve(stream, shared, Conn { id, access, host }).await;
+            shim::serve(stream, shared, backups, Conn { id, access, host }).await;
             drop(permit);
         });
     }

@@ -51,8 +51,12 @@ pub(crate) struct Conn {
 
 /// Serves one admin client until it quits, fails, or breaks the protocol. Never panics on
 /// what the client sends; errors end this connection only.
-pub(crate) async fn serve<S>(stream: S, shared: Arc<Shared>, conn: Conn)
-where
+pub(crate) async fn serve<S>(
+    stream: S,
+    shared: Arc<Shared>,
+    backups: kohaproxy_backup::Backups,
+    conn: Conn,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let id = conn.id;
@@ -76,6 +80,7 @@ where
     };
     let shim = AdminShim {
         shared,
+        backups,
         conn,
         salt: auth::salt(),
         user: Mutex::new(String::new()),
@@ -97,6 +102,7 @@ where
 /// Answers one admin client's commands.
 pub(crate) struct AdminShim {
     shared: Arc<Shared>,
+    backups: kohaproxy_backup::Backups,
     conn: Conn,
     salt: [u8; 20],
     /// The user name given at login.
@@ -142,7 +148,11 @@ impl AdminShim {
                 tables::sessions(&shared.sessions.snapshot(), SystemTime::now())
             }
             Command::ShowStats => tables::stats(&shared.stats.snapshot(shared.sessions.len())),
-            Command::Cluster(_) => tables::message("run by the monitor"),
+            Command::Cluster(_) | Command::BackupNow { .. } => tables::message("run elsewhere"),
+            Command::ShowBackups => match self.backups.list() {
+                Ok(list) => tables::backups(&list),
+                Err(e) => tables::message(&e.to_string()),
+            },
             Command::Select(probes) => {
                 let user = self.user.lock().map(|u| u.clone()).unwrap_or_default();
                 let user = format!("{user}@{}", self.conn.host);
@@ -266,6 +276,23 @@ impl<W: AsyncWrite + Send + Unpin + 'static> AsyncMysqlShim<W> for AdminShim {
                         write_table(results, &tables::message(&done)).await
                     }
                     Err(why) => {
+                        results
+                            .error(ErrorKind::ER_UNKNOWN_ERROR, why.as_bytes())
+                            .await
+                    }
+                }
+            }
+            Ok(Command::BackupNow { from }) => {
+                info!(id = self.conn.id, from = ?from, "admin command: BACKUP NOW");
+                match self.backups.start(from) {
+                    Ok((id, source)) => {
+                        let done = format!(
+                            "backup {id} started from {source}; SHOW BACKUPS shows its progress"
+                        );
+                        write_table(results, &tables::message(&done)).await
+                    }
+                    Err(why) => {
+                        let why = why.to_string();
                         results
                             .error(ErrorKind::ER_UNKNOWN_ERROR, why.as_bytes())
                             .await

@@ -132,6 +132,36 @@ pub fn topology(topology: &Topology) -> Table {
     t
 }
 
+/// `SHOW BACKUPS`: newest first, the id first; then start time, source, GTID position,
+/// size on disk, duration, state and the reason of a failure.
+pub fn backups(list: &[kohaproxy_backup::Listing]) -> Table {
+    use Kind::{Count, Text};
+    let mut t = Table::new(&[
+        ("id", Text),
+        ("started", Text),
+        ("source", Text),
+        ("gtid", Text),
+        ("bytes", Count),
+        ("duration_s", Count),
+        ("state", Text),
+        ("error", Text),
+    ]);
+    for b in list {
+        let m = b.manifest.as_ref();
+        t.rows.push(vec![
+            Cell::text(&b.id),
+            Cell::Text(m.map(|m| m.started.clone())),
+            Cell::Text(m.map(|m| m.source.clone())),
+            Cell::Text(m.map(|m| m.gtid_position.clone())),
+            Cell::Count(m.map(|m| m.bytes())),
+            Cell::Count(m.map(|m| m.duration_ms / 1000)),
+            Cell::text(&b.status),
+            Cell::Text(b.problem.clone()),
+        ]);
+    }
+    t
+}
+
 /// `SHOW SESSIONS`: one row per client session; `now` dates `connected_s`.
 pub fn sessions(sessions: &[SessionInfo], now: SystemTime) -> Table {
     use Kind::{Count, Text};

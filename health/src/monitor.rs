@@ -72,6 +72,38 @@ impl Monitor {
     /// Like [`Monitor::spawn`], with the proxy's acknowledged position (never promote a
     /// replica lacking it) and the channel for admin commands.
     pub async fn spawn_with(config: &Config, acked: Acked) -> (TopologyHandle, Control) {
+        let (mut monitor, commands) = Monitor::new(config, acked);
+        monitor.round().await;
+        let handle = monitor.handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(monitor.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => monitor.round().await,
+                    Some((command, reply)) = monitor.commands.recv() => {
+                        let answer = monitor.command(command).await;
+                        let _ = reply.send(answer);
+                        monitor.publish();
+                    }
+                }
+            }
+        });
+        (handle, commands)
+    }
+
+    /// One round of probes that changes nothing on the servers: the roles as they are
+    /// now, for tools that run beside the proxy (`kohaproxy backup run`).
+    pub async fn observe(config: &Config) -> std::sync::Arc<Topology> {
+        let (mut monitor, _commands) = Monitor::new(config, Acked::default());
+        monitor.acts = false;
+        monitor.round().await;
+        monitor.handle.load()
+    }
+
+    /// A monitor of `config`'s servers that has not probed yet, and its command channel.
+    fn new(config: &Config, acked: Acked) -> (Monitor, Control) {
         let now = Instant::now();
         let m = &config.monitor;
         let servers: Vec<Slot> = config
@@ -97,7 +129,7 @@ impl Monitor {
                 .collect(),
         );
         let (tx, rx) = mpsc::channel(8);
-        let mut monitor = Monitor {
+        let monitor = Monitor {
             servers,
             interval: m.interval,
             handle: TopologyHandle::new(initial),
@@ -111,24 +143,7 @@ impl Monitor {
             operation: None,
             acts: config.cluster.kind == kohaproxy_config::ClusterKind::Replication,
         };
-        monitor.round().await;
-        let handle = monitor.handle.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(monitor.interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => monitor.round().await,
-                    Some((command, reply)) = monitor.commands.recv() => {
-                        let answer = monitor.command(command).await;
-                        let _ = reply.send(answer);
-                        monitor.publish();
-                    }
-                }
-            }
-        });
-        (handle, Control(tx))
+        (monitor, Control(tx))
     }
 
     /// One round: probe every server concurrently (at most `monitor.timeout`), act on

@@ -320,7 +320,7 @@ fn text(value: &Value) -> Option<String> {
 }
 
 /// Splits `host:port` (`[v6]:port` too); no or a bad port means 3306.
-pub(crate) fn split_address(address: &str) -> (String, u16) {
+pub fn split_address(address: &str) -> (String, u16) {
     let (host, port) = match address.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && !p.contains(']') => match p.parse::<u16>() {
             Ok(port) => (h, port),

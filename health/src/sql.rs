@@ -143,7 +143,7 @@ fn first_words(sql: &str) -> String {
 }
 
 /// A string literal for SQL (single quotes, backslash and quote escaped).
-pub(crate) fn literal(s: &str) -> String {
+pub fn literal(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for c in s.chars() {
@@ -159,7 +159,7 @@ pub(crate) fn literal(s: &str) -> String {
 
 /// `CHANGE MASTER TO` the server at `address`, with the replication account and GTID mode
 /// (`slave_pos` for a replica, `current_pos` for a rejoining old master).
-pub(crate) fn change_master(address: &str, user: &str, password: &str, gtid_mode: &str) -> String {
+pub fn change_master(address: &str, user: &str, password: &str, gtid_mode: &str) -> String {
     let (host, port) = split_address(address);
     format!(
         "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, \

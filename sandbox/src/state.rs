@@ -110,6 +110,8 @@ pub(crate) fn proxy_config(
         "dir = {}\n",
         toml_string(&dir.join("backups").to_string_lossy())
     ));
+    // Off so that no test meets a scheduled backup; `BACKUP NOW` takes one.
+    t.push_str("schedule = \"off\"\n");
     t
 }
 
@@ -167,7 +169,7 @@ mod tests {
             replication_user = \"repl\"\nreplication_password = \"repl\"\n\
             [cluster]\nkind = \"replication\"\n\
             [[servers]]\nname = \"db1\"\naddress = \"127.0.0.1:40001\"\n\
-            [backup]\ndir = \"/tmp/sb \\\"1\\\"/backups\"\n";
+            [backup]\ndir = \"/tmp/sb \\\"1\\\"/backups\"\nschedule = \"off\"\n";
         assert_eq!(text, expected);
     }
 }

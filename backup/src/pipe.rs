@@ -1,0 +1,303 @@
+//! Moving bytes between the client programs and the backup files: a dump's output is
+//! compressed (zstd) and hashed (sha256) on its way to disk; a restore's file is checked
+//! and decompressed on its way into `mariadb`. Blocking code, run on its own thread.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::BackupError;
+
+/// Chunk size of the copies.
+const CHUNK: usize = 256 * 1024;
+
+/// What a written file ended up as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// Bytes before compression.
+    pub raw_bytes: u64,
+    /// sha256 of the bytes on disk.
+    pub sha256: String,
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A file being written compressed: write SQL into it, then [`Compressed::finish`].
+pub(crate) struct Compressed {
+    encoder: zstd::Encoder<'static, Hashing<BufWriter<File>>>,
+    raw: u64,
+}
+
+impl Compressed {
+    /// Creates `path` (which must not exist) compressed at `level`.
+    pub fn create(path: &Path, level: i32) -> std::io::Result<Compressed> {
+        let file = File::options().write(true).create_new(true).open(path)?;
+        let hashing = Hashing {
+            inner: BufWriter::with_capacity(CHUNK, file),
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        Ok(Compressed {
+            encoder: zstd::Encoder::new(hashing, level)?,
+            raw: 0,
+        })
+    }
+
+    /// Appends `buf`.
+    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.raw += buf.len() as u64;
+        self.encoder.write_all(buf)
+    }
+
+    /// Ends the frame, syncs the file to disk and says what was written.
+    pub fn finish(self) -> std::io::Result<Written> {
+        let mut hashing = self.encoder.finish()?;
+        hashing.flush()?;
+        let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(Written {
+            bytes: hashing.bytes,
+            raw_bytes: self.raw,
+            sha256: hex::encode(hashing.hash.finalize()),
+        })
+    }
+}
+
+/// Reads a child's error output on a thread; [`StderrTail::message`] gives its end.
+pub(crate) struct StderrTail(std::thread::JoinHandle<String>);
+
+impl StderrTail {
+    /// Starts reading `stderr`.
+    pub fn start(stderr: Option<ChildStderr>) -> StderrTail {
+        StderrTail(std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut s) = stderr {
+                let _ = s.read_to_string(&mut text);
+            }
+            text
+        }))
+    }
+
+    /// The last lines the child wrote (at most 600 characters).
+    pub fn message(self) -> String {
+        let text = self.0.join().unwrap_or_default();
+        let text = text.trim();
+        let start = text
+            .char_indices()
+            .rev()
+            .nth(600)
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        text[start..].replace('\n', " | ")
+    }
+}
+
+/// Runs `cmd` and writes its standard output, compressed, to `path`. Stops (and kills
+/// the child) when `abort` is raised or writing fails (a full disk).
+pub(crate) fn dump_to_file(
+    mut cmd: Command,
+    path: &Path,
+    level: i32,
+    what: &str,
+    abort: &Arc<AtomicBool>,
+) -> Result<Written, BackupError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let tool = |message: String| BackupError::Tool {
+        program: program.clone(),
+        what: what.to_owned(),
+        message,
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| tool(format!("could not start: {e}")))?;
+    let stderr = StderrTail::start(child.stderr.take());
+    let copied = copy_out(&mut child, path, level, abort);
+    if copied.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| tool(e.to_string()));
+    let message = stderr.message();
+    let written = copied?;
+    let status = status?;
+    if !status.success() {
+        return Err(tool(format!("{status}: {message}")));
+    }
+    Ok(written)
+}
+
+fn copy_out(
+    child: &mut Child,
+    path: &Path,
+    level: i32,
+    abort: &Arc<AtomicBool>,
+) -> Result<Written, BackupError> {
+    let Some(mut out) = child.stdout.take() else {
+        return Err(BackupError::Stopped("no output pipe".into()));
+    };
+    let io = |e| BackupError::io(path, e);
+    let mut file = Compressed::create(path, level).map_err(io)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if abort.load(Ordering::Relaxed) {
+            return Err(BackupError::Stopped(
+                "another part of the backup failed".into(),
+            ));
+        }
+        let n = match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BackupError::io(path, e)),
+        };
+        file.write(&buf[..n]).map_err(io)?;
+    }
+    file.finish().map_err(io)
+}
+
+/// The sha256 and size of a file on disk.
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut f = File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((bytes, hex::encode(hash.finalize())))
+}
+
+/// Decompresses `path` into the standard input of `cmd` (the `mariadb` client) and waits
+/// for it; `what` names the file in errors.
+pub(crate) fn load_file(
+    mut cmd: Command,
+    path: &Path,
+    what: &str,
+    abort: &Arc<AtomicBool>,
+) -> Result<(), BackupError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let tool = |message: String| BackupError::Tool {
+        program: program.clone(),
+        what: what.to_owned(),
+        message,
+    };
+    let file = File::open(path).map_err(|e| BackupError::io(path, e))?;
+    let mut decoder = zstd::Decoder::new(file).map_err(|e| BackupError::io(path, e))?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| tool(format!("could not start: {e}")))?;
+    let stderr = StderrTail::start(child.stderr.take());
+    let mut fed: Result<(), BackupError> = Ok(());
+    if let Some(mut stdin) = child.stdin.take() {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                fed = Err(BackupError::Stopped(
+                    "another part of the restore failed".into(),
+                ));
+                break;
+            }
+            let n = match decoder.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    fed = Err(BackupError::io(path, e));
+                    break;
+                }
+            };
+            // A write error means the client exited; its status and message say why.
+            if stdin.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    }
+    if fed.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| tool(e.to_string()))?;
+    let message = stderr.message();
+    fed?;
+    if !status.success() {
+        return Err(tool(format!("{status}: {message}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressed_files_hash_what_is_on_disk_and_decompress_to_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sql.zst");
+        let mut f = Compressed::create(&path, 3).unwrap();
+        let text = "INSERT INTO t VALUES (1),(2),(3);\n".repeat(10_000);
+        f.write(text.as_bytes()).unwrap();
+        let w = f.finish().unwrap();
+        assert_eq!(w.raw_bytes, text.len() as u64);
+        assert_eq!(hash_file(&path).unwrap(), (w.bytes, w.sha256.clone()));
+        assert!(w.bytes < w.raw_bytes / 10);
+        let back = zstd::decode_all(File::open(&path).unwrap()).unwrap();
+        assert_eq!(back, text.as_bytes());
+        assert!(Compressed::create(&path, 3).is_err(), "never overwrites");
+    }
+
+    #[test]
+    fn a_failing_program_reports_its_status_and_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo partial; echo 'Got error: 1045' >&2; exit 2"]);
+        let abort = Arc::new(AtomicBool::new(false));
+        let err = dump_to_file(cmd, &dir.path().join("x.zst"), 3, "db.t", &abort)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sh (db.t) failed"), "{err}");
+        assert!(err.contains("Got error: 1045"), "{err}");
+        let err = dump_to_file(
+            Command::new("/nonexistent/mariadb-dump"),
+            &dir.path().join("y.zst"),
+            3,
+            "db.t",
+            &abort,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("could not start"), "{err}");
+    }
+}

@@ -1,0 +1,415 @@
+//! Running backups: picking the source, taking it out of read rotation, pausing it,
+//! dumping, resuming it, recording the outcome and applying retention. One at a time,
+//! from the schedule, `BACKUP NOW` or `kohaproxy backup run`.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Local;
+use kohaproxy_config::Config;
+use kohaproxy_health::{Command, Control, Monitor, Topology, TopologyHandle};
+use tracing::{error, info, warn};
+
+use crate::dump::{self, DumpJob};
+use crate::error::BackupError;
+use crate::manifest::{Manifest, State, FORMAT};
+use crate::schedule;
+use crate::source::{self, Endpoint};
+use crate::store::{Listing, Lock, PausedMark, Store};
+
+/// Statements of the proxy running on a server (by index): a backup waits for the
+/// reads on its replica to finish before pausing it.
+pub type ServerLoad = Arc<dyn Fn(usize) -> u64 + Send + Sync>;
+
+/// How long a resumed replica may take to catch up before it returns to read rotation
+/// anyway (the router's lag limit and causal reads still keep stale reads away).
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// How often the scheduler looks for a replica a failed resume left paused.
+const RETRY_RESUME: Duration = Duration::from_secs(30);
+
+/// Takes, lists and schedules backups; cheap to clone.
+#[derive(Clone)]
+pub struct Backups(Arc<Inner>);
+
+struct Inner {
+    config: Arc<Config>,
+    topology: Option<TopologyHandle>,
+    control: Option<Control>,
+    load: Option<ServerLoad>,
+    bar: bool,
+}
+
+/// A backup whose lock is held and directory created, not yet run.
+struct Prepared {
+    lock: Lock,
+    id: String,
+    started: chrono::DateTime<Local>,
+}
+
+impl Backups {
+    /// Backups for a tool run beside the proxy (`kohaproxy backup ...`): roles come from
+    /// one round of probes; a progress bar shows on a terminal.
+    pub fn standalone(config: Arc<Config>) -> Backups {
+        Backups(Arc::new(Inner {
+            config,
+            topology: None,
+            control: None,
+            load: None,
+            bar: true,
+        }))
+    }
+
+    /// Backups inside the proxy: the monitor's topology, its control (maintenance takes
+    /// the source out of read rotation) and the proxy's per-server load.
+    pub fn in_proxy(
+        config: Arc<Config>,
+        topology: TopologyHandle,
+        control: Control,
+        load: ServerLoad,
+    ) -> Backups {
+        Backups(Arc::new(Inner {
+            config,
+            topology: Some(topology),
+            control: Some(control),
+            load: Some(load),
+            bar: false,
+        }))
+    }
+
+    /// The backup directory, or the error saying it is not configured.
+    pub fn store(&self) -> Result<Store, BackupError> {
+        self.0
+            .config
+            .backup
+            .dir
+            .as_ref()
+            .map(Store::new)
+            .ok_or(BackupError::NoDirectory)
+    }
+
+    /// Every backup, newest first.
+    pub fn list(&self) -> Result<Vec<Listing>, BackupError> {
+        self.store()?.list()
+    }
+
+    /// Cleans up after a process that stopped mid-backup: resumes the replica it paused
+    /// and records its backup as failed. Harmless when there is nothing to do or another
+    /// backup runs.
+    pub async fn recover(&self) {
+        let Ok(store) = self.store() else { return };
+        let Ok(lock) = store.lock() else { return };
+        if let Some(mark) = store.paused() {
+            let e = self.endpoint(&mark.server, &mark.address);
+            match source::resume(&e).await {
+                Ok(()) => {
+                    warn!(server = %mark.server, id = %mark.id, "replication resumed on the replica an interrupted backup had paused");
+                    store.clear_paused();
+                }
+                Err(err) => {
+                    error!(server = %mark.server, id = %mark.id, "an interrupted backup left this replica paused and it cannot be resumed yet: {err}")
+                }
+            }
+        }
+        store.recover(&lock);
+    }
+
+    /// Takes a backup now and waits for it (`kohaproxy backup run`, the schedule).
+    pub async fn run(&self, from: Option<&str>) -> Result<Manifest, BackupError> {
+        self.recover().await;
+        let topology = self.topology().await;
+        let prepared = self.prepare()?;
+        self.execute(prepared, topology, from.map(str::to_owned))
+            .await
+    }
+
+    /// Starts a backup in the background (`BACKUP NOW`): its id and source, or why it
+    /// cannot start (another runs, no source).
+    pub fn start(&self, from: Option<String>) -> Result<(String, String), BackupError> {
+        let Some(handle) = &self.0.topology else {
+            return Err(BackupError::NoSource("no monitor".into()));
+        };
+        let topology = handle.load();
+        let (i, _) = source::choose(
+            &topology,
+            from.as_deref(),
+            self.0.config.backup.allow_master,
+        )?;
+        let name = topology.servers[i].name.clone();
+        let prepared = self.prepare()?;
+        let id = prepared.id.clone();
+        let (this, from) = (self.clone(), name.clone());
+        tokio::spawn(async move {
+            let _ = this.execute(prepared, topology, Some(from)).await;
+        });
+        Ok((id, name))
+    }
+
+    /// Runs the schedule forever: a backup at every time `backup.schedule` names (if
+    /// `backup.dir` is set), and retries resuming a replica a failed resume left paused.
+    pub async fn scheduler(self) {
+        let Ok(store) = self.store() else { return };
+        self.recover().await;
+        let when = self.0.config.backup.schedule;
+        let mut next = schedule::next_local(when);
+        if let Some(at) = next {
+            info!(schedule = %when, next = %at.format("%Y-%m-%d %H:%M %Z"), "backups scheduled");
+        }
+        loop {
+            let wait = next
+                .map(|at| (at - Local::now()).to_std().unwrap_or_default())
+                .unwrap_or(RETRY_RESUME)
+                .min(RETRY_RESUME);
+            tokio::time::sleep(wait).await;
+            if store.paused().is_some() {
+                self.recover().await;
+            }
+            if next.is_some_and(|at| Local::now() >= at) {
+                next = schedule::next_local(when);
+                match self.run(None).await {
+                    Ok(_) => {}
+                    Err(BackupError::Busy(other)) => {
+                        warn!("scheduled backup skipped: a backup is already running ({other})")
+                    }
+                    Err(e) => error!("scheduled backup failed: {e}"),
+                }
+            }
+        }
+    }
+
+    async fn topology(&self) -> Arc<Topology> {
+        match &self.0.topology {
+            Some(h) => h.load(),
+            None => Monitor::observe(&self.0.config).await,
+        }
+    }
+
+    fn endpoint(&self, name: &str, address: &str) -> Endpoint {
+        let b = &self.0.config.backup;
+        Endpoint::new(name, address, &b.user, &b.password)
+    }
+
+    fn prepare(&self) -> Result<Prepared, BackupError> {
+        let store = self.store()?;
+        let mut lock = store.lock()?;
+        let started = Local::now();
+        let id = store.new_id(started);
+        store.begin(&mut lock, &id)?;
+        Ok(Prepared { lock, id, started })
+    }
+
+    /// Runs a prepared backup to its end; the outcome is in the directory and the log.
+    async fn execute(
+        &self,
+        prepared: Prepared,
+        topology: Arc<Topology>,
+        from: Option<String>,
+    ) -> Result<Manifest, BackupError> {
+        let store = self.store()?;
+        let clock = Instant::now();
+        let mut m = blank_manifest(&prepared.id);
+        m.started = prepared.started.to_rfc3339();
+        let outcome = self.take(&store, &topology, from.as_deref(), &mut m).await;
+        m.finished = Some(Local::now().to_rfc3339());
+        m.duration_ms = clock.elapsed().as_millis() as u64;
+        let done = match outcome {
+            Ok(()) => {
+                m.state = State::Ok;
+                let partial = store.partial(&m.id);
+                m.write(&partial).and_then(|()| store.finish(&m.id))
+            }
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(_) => {
+                info!(
+                    id = %m.id, source = %m.source, gtid = %m.gtid_position,
+                    bytes = m.bytes(), files = m.files.len(), duration_ms = m.duration_ms,
+                    paused_ms = m.paused_ms, "backup done"
+                );
+                let b = &self.0.config.backup;
+                if let Err(e) = store.retain(b.keep, b.keep_days, Local::now().fixed_offset()) {
+                    warn!("retention after backup {}: {e}", m.id);
+                }
+                drop(prepared.lock);
+                Ok(m)
+            }
+            Err(e) => {
+                m.state = State::Failed;
+                m.error = Some(e.to_string());
+                error!(id = %m.id, source = %m.source, "backup failed: {e}");
+                store.fail(&m);
+                drop(prepared.lock);
+                Err(e)
+            }
+        }
+    }
+
+    /// Picks and freezes the source, dumps, and lets it go again.
+    async fn take(
+        &self,
+        store: &Store,
+        topology: &Topology,
+        from: Option<&str>,
+        m: &mut Manifest,
+    ) -> Result<(), BackupError> {
+        let b = &self.0.config.backup;
+        let (i, from_master) = source::choose(topology, from, b.allow_master)?;
+        let view = &topology.servers[i];
+        let src = self.endpoint(&view.name, &view.address);
+        m.source = view.name.clone();
+        m.source_address = view.address.clone();
+        m.source_role = if from_master { "master" } else { "replica" }.into();
+        m.master = topology.master.map(|h| topology.servers[h].name.clone());
+        m.compression_level = b.compression_level;
+        m.write(&store.partial(&m.id))?;
+        info!(id = %m.id, source = %src.name, role = %m.source_role, "backup started");
+        let partial = store.partial(&m.id);
+        let job = |from_master| DumpJob {
+            source: &src,
+            program: &b.mariadb_dump,
+            level: b.compression_level,
+            parallel: b.parallel,
+            dir: &partial,
+            from_master,
+            abort: Arc::new(AtomicBool::new(false)),
+            bar: self.0.bar,
+        };
+        if from_master {
+            let mut conn = src.connect().await?;
+            let pos = source::position(&mut conn, &src.name).await?;
+            m.server_version = pos.version;
+            let dumped = dump::dump(job(true)).await?;
+            m.gtid_position = dumped.master_position.unwrap_or_default();
+            m.gtid_binlog_pos = m.gtid_position.clone();
+            m.files = dumped.files;
+            return Ok(());
+        }
+
+        let took_out = self.take_out(i, &view.name, view.maintenance).await;
+        store.mark_paused(&PausedMark {
+            id: m.id.clone(),
+            server: src.name.clone(),
+            address: src.address(),
+        })?;
+        let paused_at = Instant::now();
+        let dumped = async {
+            let pos = source::pause(&src).await?;
+            m.gtid_position = pos.current;
+            m.gtid_slave_pos = pos.slave;
+            m.gtid_binlog_pos = pos.binlog;
+            m.server_version = pos.version;
+            m.write(&store.partial(&m.id))?;
+            dump::dump(job(false)).await
+        }
+        .await;
+        let resumed = self.resume(store, &src).await;
+        m.paused_ms = paused_at.elapsed().as_millis() as u64;
+        if took_out {
+            let master = topology
+                .master
+                .map(|h| self.endpoint(&topology.servers[h].name, &topology.servers[h].address));
+            self.put_back(&view.name, &src, master.as_ref()).await;
+        }
+        let dumped = dumped?;
+        resumed?;
+        m.files = dumped.files;
+        m.tables = dumped.tables;
+        Ok(())
+    }
+
+    /// Takes server `i` out of read rotation and waits (at most `failover_hold`) for the
+    /// reads running there to finish; true if this backup did it (it was not already in
+    /// maintenance), so it must put it back.
+    async fn take_out(&self, i: usize, name: &str, already: bool) -> bool {
+        let Some(control) = &self.0.control else {
+            return false;
+        };
+        if already {
+            return false;
+        }
+        let command = Command::Maintenance {
+            server: name.to_owned(),
+            on: true,
+        };
+        if let Err(e) = control.run(command).await {
+            warn!(server = %name, "backup could not take the replica out of read rotation: {e}");
+            return false;
+        }
+        if let Some(load) = &self.0.load {
+            let until = Instant::now() + self.0.config.monitor.failover_hold;
+            while load(i) > 0 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        true
+    }
+
+    /// Resumes replication on the source, retrying a few times; leaves the marker (for the
+    /// next start or the scheduler) if it cannot.
+    async fn resume(&self, store: &Store, src: &Endpoint) -> Result<(), BackupError> {
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            match source::resume(src).await {
+                Ok(()) => {
+                    store.clear_paused();
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.unwrap_or_else(|| BackupError::Stopped("resume".into()));
+        error!(server = %src.name, "replication could not be resumed after the backup (retried every 30 s and at the next start): {e}");
+        Err(e)
+    }
+
+    /// Returns the source to read rotation once it caught up (bounded).
+    async fn put_back(&self, name: &str, src: &Endpoint, master: Option<&Endpoint>) {
+        if let Some(master) = master {
+            if !source::catch_up(src, master, CATCH_UP).await {
+                warn!(server = %name, "replica not caught up {} s after the backup; back in rotation (the lag limit still applies)", CATCH_UP.as_secs());
+            }
+        }
+        if let Some(control) = &self.0.control {
+            let command = Command::Maintenance {
+                server: name.to_owned(),
+                on: false,
+            };
+            if let Err(e) = control.run(command).await {
+                error!(server = %name, "backup could not return the replica to read rotation: {e}");
+            }
+        }
+    }
+}
+
+/// A manifest with only its id, before anything is known.
+pub(crate) fn blank_manifest(id: &str) -> Manifest {
+    Manifest {
+        format: FORMAT,
+        id: id.to_owned(),
+        state: State::Running,
+        error: None,
+        verified: None,
+        verify_error: None,
+        source: String::new(),
+        source_address: String::new(),
+        source_role: String::new(),
+        master: None,
+        gtid_position: String::new(),
+        gtid_slave_pos: String::new(),
+        gtid_binlog_pos: String::new(),
+        server_version: String::new(),
+        started: String::new(),
+        finished: None,
+        duration_ms: 0,
+        paused_ms: 0,
+        kohaproxy_version: env!("CARGO_PKG_VERSION").to_owned(),
+        compression_level: 0,
+        files: Vec::new(),
+        tables: Vec::new(),
+    }
+}
