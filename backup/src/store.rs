@@ -102,21 +102,34 @@ impl Store {
         matches!(self.lock(), Err(BackupError::Busy(_)))
     }
 
-    /// A new backup id for `now` (its local start time), unique in the directory.
+    /// A new backup id for `now` (its local start time, to the second; `-N` added when
+    /// backups of that second exist, N above theirs).
     pub fn new_id(&self, now: DateTime<chrono::Local>) -> String {
         let base = now.format("%Y%m%d-%H%M%S").to_string();
-        let taken = |id: &str| {
-            [String::new(), PARTIAL.into(), FAILED.into()]
-                .iter()
-                .any(|suffix| self.dir.join(format!("{id}{suffix}")).exists())
-        };
-        let mut id = base.clone();
-        let mut n = 1;
-        while taken(&id) {
-            id = format!("{base}-{n}");
-            n += 1;
+        let taken = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name
+                    .strip_suffix(PARTIAL)
+                    .or_else(|| name.strip_suffix(FAILED))
+                    .unwrap_or(&name);
+                if id == base {
+                    Some(0)
+                } else {
+                    id.strip_prefix(&base)?
+                        .strip_prefix('-')?
+                        .parse::<u32>()
+                        .ok()
+                }
+            })
+            .max();
+        match taken {
+            None => base,
+            Some(n) => format!("{base}-{}", n + 1),
         }
-        id
     }
 
     /// Creates `<id>.partial/` under the lock, and records the id in the lock file.
@@ -218,7 +231,13 @@ impl Store {
                 problem,
             });
         }
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        // Newest first: by start time (ids of one second differ only by suffix).
+        let started = |l: &Listing| {
+            l.manifest
+                .as_ref()
+                .and_then(|m| DateTime::parse_from_rfc3339(&m.started).ok())
+        };
+        out.sort_by(|a, b| (started(b), &b.id).cmp(&(started(a), &a.id)));
         Ok(out)
     }
 
@@ -287,13 +306,17 @@ impl Store {
         let oldest_kept = complete
             .iter()
             .filter(|(id, _)| !remove.contains(id))
-            .map(|(id, _)| id.clone())
+            .filter_map(|(_, started)| *started)
             .min();
         let mut removed = Vec::new();
         for l in &list {
             let complete = remove.contains(&l.id) && !l.status.eq("failed");
-            let old_failure =
-                l.status == "failed" && oldest_kept.as_ref().is_some_and(|oldest| l.id < *oldest);
+            let started = l
+                .manifest
+                .as_ref()
+                .and_then(|m| DateTime::parse_from_rfc3339(&m.started).ok());
+            let old_failure = l.status == "failed"
+                && matches!((started, oldest_kept), (Some(t), Some(oldest)) if t < oldest);
             if complete || old_failure {
                 std::fs::remove_dir_all(&l.dir).map_err(|e| BackupError::io(&l.dir, e))?;
                 info!(id = %l.id, "old backup removed (retention)");
@@ -337,7 +360,7 @@ pub fn to_remove(
     now: DateTime<FixedOffset>,
 ) -> Vec<String> {
     let mut sorted: Vec<&(String, Option<DateTime<FixedOffset>>)> = complete.iter().collect();
-    sorted.sort_by(|a, b| b.0.cmp(&a.0));
+    sorted.sort_by(|a, b| (b.1, &b.0).cmp(&(a.1, &a.0)));
     sorted
         .into_iter()
         .skip(keep as usize)
@@ -423,5 +446,7 @@ mod tests {
         std::fs::create_dir(dir.path().join(format!("{a}.failed"))).unwrap();
         let b = store.new_id(now);
         assert_eq!(b, format!("{a}-1"));
+        std::fs::create_dir(dir.path().join(format!("{a}-7"))).unwrap();
+        assert_eq!(store.new_id(now), format!("{a}-8"));
     }
 }
