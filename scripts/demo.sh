@@ -110,6 +110,9 @@ kohaproxy is running on 127.0.0.1:$port in front of the sandbox cluster in $dir.
   see the cluster:          $rel_bin sandbox status --dir $dir
   kill the master:          $rel_bin sandbox kill --dir $dir db1
   bring it back:            $rel_bin sandbox start --dir $dir db1
+  admin console:            mariadb -S $dir/admin.sock -e 'SHOW SERVERS'
+  take a backup:            mariadb -S $dir/admin.sock -e 'BACKUP NOW'
+  list the backups:         $rel_bin backup list --config $dir/kohaproxy.toml
   proxy log:                $dir/proxy.log
   stop everything:          $stop_cmd
 
