@@ -561,6 +561,29 @@ fn retention_and_failures_keep_earlier_backups_and_replication() {
     assert_eq!(list(&cfg)[0].1, "failed");
     assert_eq!(threads(sb, "db2"), (true, true), "replication resumed");
 
+    // Replication restarted under the dump (by hand, or a failover re-pointing the
+    // replica): the data moved, so the backup is refused.
+    std::fs::write(&slow, "").expect("flag");
+    let moved_log = sb.dir().join("moved.log");
+    let mut moved = spawn_run(&cfg, &moved_log);
+    wait_for("replica paused", || {
+        (threads(sb, "db2") == (true, false)).then_some(())
+    });
+    sql(sb, "db2", "START SLAVE SQL_THREAD");
+    sql(
+        sb,
+        "db1",
+        "INSERT INTO koha_data.items VALUES (20001, 'moved', 'moved')",
+    );
+    sb.wait_replication(DEADLINE).expect("replication");
+    std::fs::remove_file(&slow).expect("flag");
+    let status = moved.0.wait().expect("wait");
+    let said = std::fs::read_to_string(&moved_log).unwrap_or_default();
+    assert!(!status.success(), "{said}");
+    assert!(said.contains("data changed during the dump"), "{said}");
+    assert_eq!(finished_dirs(&backups), good, "earlier backups untouched");
+    assert_eq!(threads(sb, "db2"), (true, true));
+
     // The replica killed mid-dump.
     std::fs::write(&slow, "").expect("flag");
     let third_log = sb.dir().join("third.log");

@@ -301,7 +301,20 @@ impl Backups {
             m.gtid_binlog_pos = pos.binlog;
             m.server_version = pos.version;
             m.write(&store.partial(&m.id))?;
-            dump::dump(job(false)).await
+            let dumped = dump::dump(job(false)).await?;
+            // The data must not have moved while it was dumped (someone started the SQL
+            // thread, or a failover re-pointed the replica): the tables would not be of
+            // one moment.
+            let mut conn = src.connect().await?;
+            let after = source::position(&mut conn, &src.name).await?;
+            if after.current != m.gtid_position {
+                return Err(BackupError::Stopped(format!(
+                    "the replica's data changed during the dump (GTID position {} became {}): \
+                     the backup would not be consistent",
+                    m.gtid_position, after.current
+                )));
+            }
+            Ok(dumped)
         }
         .await;
         let resumed = self.resume(store, &src).await;
