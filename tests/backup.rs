@@ -296,8 +296,13 @@ fn a_backup_under_write_load_restores_and_the_restored_server_replicates_to_iden
     );
     assert_eq!(first, last, "reads reached {source} while it was paused");
 
-    let second = admin(&env, "SHOW BACKUPS").unwrap();
-    assert!(second.lines().count() == 1, "{second}");
+    let listed = admin(&env, "SHOW BACKUPS").unwrap();
+    assert!(listed.lines().count() == 1, "{listed}");
+    // Never the master unless allowed; names are checked.
+    let refused = admin(&env, "BACKUP NOW FROM db1").unwrap_err();
+    assert!(refused.contains("db1 is the master"), "{refused}");
+    let refused = admin(&env, "BACKUP NOW FROM db9").unwrap_err();
+    assert!(refused.contains("no server is called db9"), "{refused}");
     let backup_dir = sb.dir().join("backups").join(&id);
     let manifest = kohaproxy_backup::Manifest::read(&backup_dir).expect("manifest");
     assert_eq!(manifest.source, source);
