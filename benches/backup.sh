@@ -1,0 +1,495 @@
+#!/usr/bin/env bash
+# Backup and restore, on one sandbox replica and the same sysbench data, with three tools:
+#   kohaproxy    `kohaproxy backup run --config CONFIG` (pauses the replica's SQL thread, per-table
+#                mariadb-dump | zstd in parallel, writes <backup.dir>/<id>/ with manifest.json);
+#                `--from REPLICA` too when the build has it, so that it reads the same replica as the
+#                others; restored with `kohaproxy backup restore <id> --config CONFIG --to
+#                HOST:PORT --user root`. Skipped with a note when this build has no `backup` subcommand.
+#   mariadb-dump `mariadb-dump --single-transaction --routines --triggers --events --databases DBS
+#                | zstd -q -3` (one stream, one zstd thread); restored with `zstd -dc | mariadb`
+#                (`mariadb --init-command='SET SESSION sql_log_bin = 0'`).
+#   mydumper     `mydumper --threads N --compress` (gzip: Debian's 0.10 has no zstd), under
+#                `timeout` because it hung in 2 of 13 runs in docs/research/backup-dump-methods.md;
+#                restored with `myloader --threads N`.
+# Restores run without binary logging, as kohaproxy's restore and myloader do by default
+# (RESTORE_BINLOG=1: with it, for all three: `--keep-binlog`, plain `mariadb`, `myloader -e`).
+# DBS = every database on the replica except mysql, information_schema, performance_schema, sys.
+# Every restore goes into a fresh, empty server (`kohaproxy sandbox up --replicas 0`), started
+# for that restore and stopped after it. After each restore (not timed) the table count and
+# CHECKSUM TABLE of every restored table are compared with the source replica.
+#
+# The data: sysbench oltp tables in `sbtest`, prepared on the master (2 threads, as root); the
+# script waits for the replicas to apply it, then reads the whole of it once on the replica
+# (the CHECKSUM TABLE the restores are checked against; it also warms the buffer pool).
+# The master gets no writes during the dumps.
+#
+# Prints a markdown report on stdout (progress goes to stderr) and writes it to
+# $RESULTS_DIR/backup-STAMP.md (the path is printed at the end):
+#   benches/backup.sh > backup.md          # ~1 GB (8 tables x 500,000 rows), about 4 minutes
+#   SMALL=1 benches/backup.sh              # ~50 MB, a quick check (about 10 s after the build)
+# Environment (defaults):
+#   SMALL=1             DATA_MB=50 instead of 1000
+#   DATA_MB=1000        target size of data + indexes in MB; TABLE_SIZE = DATA_MB*4000/TABLES
+#                       (sysbench rows take about 250 bytes with their index)
+#   TABLES=8 TABLE_SIZE (rows per table; overrides DATA_MB)
+#   TOOLS="kohaproxy mariadb-dump mydumper"   which tools to run, in this order
+#   ROUNDS=1            times to run every tool (interleaved); one table row per tool and round
+#   MYDUMPER_THREADS=2  mydumper's and myloader's --threads; a list ("2 4") runs each
+#   ZSTD_LEVEL=3        level of the mariadb-dump row's zstd
+#   MYDUMPER_TIMEOUT=300  seconds before a mydumper run counts as hung (then it is killed)
+#   STEP_TIMEOUT=3600   seconds any other dump or restore may take
+#   REPLICAS=1          replicas in the source sandbox; dumps read the first one (db2). With one
+#                       replica, kohaproxy's backup has no other replica to choose.
+#   BUFFER_POOL_MB=2048 innodb_buffer_pool_size of every server (the ~1 GB fits)
+#   RESTORE_BINLOG=0    1: the restores write the target's binary log (see above)
+#   BACKUP_TOML=""      extra lines for the [backup] section of the config kohaproxy backup reads
+#   RESULTS_DIR=target/bench-results
+#   KOHAPROXY_BIN       a kohaproxy binary to use (default: target/release/kohaproxy, built first)
+#   KEEP=1              keep the temporary directory (sandboxes, dumps, logs)
+# Exit status 1 if any dump or restore failed, hung, or restored different data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+SMALL=${SMALL:-0}
+if [[ $SMALL == 1 ]]; then DATA_MB=${DATA_MB:-50}; else DATA_MB=${DATA_MB:-1000}; fi
+TABLES=${TABLES:-8}
+TABLE_SIZE=${TABLE_SIZE:-$((DATA_MB * 4000 / TABLES))}
+TOOLS=${TOOLS:-kohaproxy mariadb-dump mydumper}
+ROUNDS=${ROUNDS:-1}
+MYDUMPER_THREADS=${MYDUMPER_THREADS:-2}
+ZSTD_LEVEL=${ZSTD_LEVEL:-3}
+MYDUMPER_TIMEOUT=${MYDUMPER_TIMEOUT:-300}
+STEP_TIMEOUT=${STEP_TIMEOUT:-3600}
+REPLICAS=${REPLICAS:-1}
+BUFFER_POOL_MB=${BUFFER_POOL_MB:-2048}
+BACKUP_TOML=${BACKUP_TOML:-}
+RESTORE_BINLOG=${RESTORE_BINLOG:-0}
+
+log() { echo "backup-bench $(date -u +%T): $*" >&2; }
+
+for t in $TOOLS; do
+  case $t in
+    kohaproxy | mariadb-dump | mydumper) ;;
+    *) log "unknown tool '$t' in TOOLS (known: kohaproxy mariadb-dump mydumper)"; exit 2 ;;
+  esac
+done
+((REPLICAS >= 1)) || { log "REPLICAS must be at least 1: the dumps read a replica"; exit 2; }
+
+need=(mariadb mariadb-dump zstd sysbench python3 timeout)
+[[ " $TOOLS " == *" mydumper "* ]] && need+=(mydumper myloader gzip)
+for c in "${need[@]}"; do
+  command -v "$c" >/dev/null 2>&1 || {
+    log "$c not found (scripts/install-deps.sh; mydumper: apt-get install -y mydumper)"
+    exit 1
+  }
+done
+
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+[[ $target_dir == /* ]] || target_dir=$root/$target_dir
+if [[ -n ${KOHAPROXY_BIN:-} ]]; then
+  bin=$KOHAPROXY_BIN
+else
+  bin=$target_dir/release/kohaproxy
+  log "building kohaproxy (release)"
+  cargo build --release >&2
+fi
+results_dir=${RESULTS_DIR:-$target_dir/bench-results}
+[[ $results_dir == /* ]] || results_dir=$root/$results_dir
+
+begin=$SECONDS
+started=$(date -u '+%Y-%m-%d %H:%M UTC')
+work=$(mktemp -d "${TMPDIR:-/tmp}/kohaproxy-backup-bench.XXXXXX")
+src=$work/source
+src_up=false restore_dir='' step_pid=''
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  # a step still running (Ctrl-C): timeout passes the signal on to the step's process group
+  [[ -n $step_pid ]] && kp_stop_pid "$step_pid" timeout
+  if [[ -n $restore_dir ]]; then
+    kp_sandbox_down "$bin" "$restore_dir" >&2 || log "restore sandbox down failed; see $restore_dir"
+  fi
+  if $src_up; then
+    kp_sandbox_down "$bin" "$src" >&2 || log "sandbox down failed; see $src"
+  fi
+  if [[ ${KEEP:-0} == 1 ]]; then
+    log "kept $work"
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+sql() { mariadb -h127.0.0.1 -P"$1" -uroot -N -B -e "$2"; }
+
+# --- the source cluster and its data ---------------------------------------------------------
+
+log "source sandbox in $src: master + $REPLICAS replica(s), buffer pool ${BUFFER_POOL_MB} MiB"
+src_up=true
+"$bin" sandbox up --dir "$src" --replicas "$REPLICAS" --proxy-port 0 \
+  --buffer-pool-mb "$BUFFER_POOL_MB" >&2
+cfg=$src/kohaproxy.toml
+master_port=$(kp_master_port "$src")
+src_name='' src_port='' src_pids=()
+while read -r name _ port pid; do
+  [[ $pid != 0 ]] && src_pids+=("$pid")
+  if [[ -z $src_port && $port != "$master_port" ]]; then src_name=$name src_port=$port; fi
+done < <(kp_sandbox_servers "$src")
+[[ -n $src_port ]] || { log "no replica in $src/sandbox.json"; exit 1; }
+log "master on 127.0.0.1:$master_port; dumps read $src_name on 127.0.0.1:$src_port"
+
+if [[ -n $BACKUP_TOML ]]; then
+  python3 - "$cfg" "$BACKUP_TOML" <<'EOF'
+import sys
+path, extra = sys.argv[1], sys.argv[2]
+lines = open(path, encoding="utf-8").read().splitlines()
+if "[backup]" not in [l.strip() for l in lines]:
+    lines.append("[backup]")
+i = [l.strip() for l in lines].index("[backup]")
+lines[i + 1:i + 1] = extra.splitlines()
+open(path, "w", encoding="utf-8").write("\n".join(lines) + "\n")
+EOF
+fi
+# [backup] dir, parallel and compression_level (the crate's defaults: 2 and 3)
+read -r kp_parallel kp_level backup_dir < <(python3 -c '
+import sys, tomllib
+b = tomllib.load(open(sys.argv[1], "rb")).get("backup", {})
+print(b.get("parallel", 2), b.get("compression_level", 3), b.get("dir", "-"))' "$cfg")
+
+log "loading sbtest on the master: $TABLES tables x $TABLE_SIZE rows (sysbench prepare, 2 threads)"
+sql "$master_port" 'CREATE DATABASE IF NOT EXISTS sbtest'
+t0=$SECONDS
+if ! sysbench oltp_read_write --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$master_port" \
+  --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" --threads=2 \
+  prepare >"$work/prepare.log" 2>&1; then
+  tail -n 20 "$work/prepare.log" >&2
+  exit 1
+fi
+tables_list=$(sql "$master_port" "SELECT GROUP_CONCAT(CONCAT(table_schema,'.',table_name) ORDER BY 1)
+  FROM information_schema.tables WHERE table_schema = 'sbtest' AND table_type = 'BASE TABLE'")
+sql "$master_port" "ANALYZE TABLE $tables_list" >/dev/null # exact sizes in information_schema
+load_s=$((SECONDS - t0))
+log "loaded in ${load_s} s; waiting for the replicas to apply it"
+gtid=$(sql "$master_port" 'SELECT @@gtid_binlog_pos')
+while read -r name _ port _; do
+  [[ $port == "$master_port" ]] && continue
+  r=$(sql "$port" "SELECT MASTER_GTID_WAIT('$gtid', 1800)")
+  [[ $r == 0 ]] || { log "$name did not reach $gtid within 1800 s"; exit 1; }
+done < <(kp_sandbox_servers "$src")
+catchup_s=$((SECONDS - t0 - load_s))
+
+sysdbs="'mysql','information_schema','performance_schema','sys'"
+dbs=$(sql "$src_port" "SELECT GROUP_CONCAT(schema_name ORDER BY 1 SEPARATOR ' ')
+  FROM information_schema.schemata WHERE schema_name NOT IN ($sysdbs)")
+read -r data_bytes index_bytes ntables < <(sql "$src_port" "SELECT SUM(data_length), SUM(index_length), COUNT(*)
+  FROM information_schema.tables WHERE table_schema NOT IN ($sysdbs)")
+data_mb=$(awk -v b="$data_bytes" 'BEGIN { printf "%.0f", b / 1e6 }')
+index_mb=$(awk -v b="$index_bytes" 'BEGIN { printf "%.0f", b / 1e6 }')
+all_tables=$(sql "$src_port" "SELECT GROUP_CONCAT(CONCAT('\`',table_schema,'\`.\`',table_name,'\`') ORDER BY 1)
+  FROM information_schema.tables WHERE table_schema NOT IN ($sysdbs) AND table_type = 'BASE TABLE'")
+log "on $src_name: databases: $dbs; $ntables tables, $data_mb MB data + $index_mb MB indexes"
+if ((data_mb + index_mb < DATA_MB * 8 / 10 || data_mb + index_mb > DATA_MB * 5 / 4)); then
+  log "note: data + indexes = $((data_mb + index_mb)) MB, DATA_MB is $DATA_MB"
+fi
+
+# fingerprint PORT: table count and CHECKSUM TABLE of every table of the dumped databases.
+fingerprint() {
+  local in
+  in=$(for d in $dbs; do printf "'%s'," "$d"; done)
+  sql "$1" "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema IN (${in%,});
+    CHECKSUM TABLE $all_tables EXTENDED" | md5sum | cut -c1-12
+}
+log "checksumming the source (also reads it all into the replica's buffer pool)"
+t0=$SECONDS
+src_fp=$(fingerprint "$src_port")
+log "source fingerprint $src_fp ($((SECONDS - t0)) s)"
+
+# --- measuring one step ----------------------------------------------------------------------
+
+clk_tck=$(getconf CLK_TCK)
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+srv_ticks() {
+  local p s=0 t
+  for p in "$@"; do
+    t=$(kp_cpu_ticks "$p" 2>/dev/null) || t=0
+    s=$((s + t))
+  done
+  echo "$s"
+}
+# children_cpu FILE: user+system seconds of this shell's reaped children so far, from bash's
+# `times` (run in this shell: in a $(...) subshell it would count the subshell's children).
+children_cpu() {
+  times >"$1"
+  awk 'NR == 2 {
+    s = 0
+    for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+    printf "%.2f", s }' "$1"
+}
+
+# step TIMEOUT LOG CMD [SERVER_PIDS...]: runs `bash -c CMD` under timeout (its own process
+# group, killed as a whole on timeout), output to LOG. Sets step_rc, step_wall (s),
+# step_srv (CPU s of the given mariadbd processes), step_cli (CPU s of the step's processes),
+# step_other (CPU s the machine spent on anything else meanwhile).
+step() {
+  local limit=$1 out=$2 cmd=$3 c0 c1 b0 b1 s0 s1 w0 w1
+  shift 3
+  children_cpu "$work/times" >"$work/times.0"
+  c0=$(<"$work/times.0") b0=$(busy_ticks) s0=$(srv_ticks "$@") w0=$EPOCHREALTIME
+  timeout -k 10 "$limit" bash -c "set -o pipefail; $cmd" >"$out" 2>&1 </dev/null &
+  step_pid=$!
+  step_rc=0
+  wait "$step_pid" || step_rc=$?
+  step_pid=''
+  w1=$EPOCHREALTIME
+  children_cpu "$work/times" >"$work/times.1"
+  s1=$(srv_ticks "$@") b1=$(busy_ticks) c1=$(<"$work/times.1")
+  step_wall=$(awk -v a="$w0" -v b="$w1" 'BEGIN { printf "%.1f", b - a }')
+  step_srv=$(awk -v a="$s0" -v b="$s1" -v hz="$clk_tck" 'BEGIN { printf "%.1f", (b - a) / hz }')
+  step_cli=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.1f", b - a }')
+  step_other=$(awk -v a="$b0" -v b="$b1" -v hz="$clk_tck" -v s="$step_srv" -v c="$step_cli" \
+    'BEGIN { o = (b - a) / hz - s - c; printf "%.1f", (o < 0 && o > -0.5) ? 0 : o }')
+}
+first_error() { grep -m1 -i -E 'error|fatal|fail|denied' "$1" | cut -c1-160 | tr '|' '/' || tail -n1 "$1" | cut -c1-160 | tr '|' '/'; }
+
+# sizes DIR: "OUTPUT_MB SQL_MB": bytes of every file under DIR, and the bytes of SQL they hold
+# (.zst and .gz decompressed, .sql as is; manifests and mydumper's metadata not counted).
+sizes() {
+  local out sqlb
+  out=$(find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+  sqlb=$(find "$1" -type f \( -name '*.zst' -o -name '*.gz' -o -name '*.sql' \) -print0 | sort -z |
+    while IFS= read -r -d '' f; do
+      case $f in
+        *.zst) zstd -q -dc "$f" ;;
+        *.gz) gzip -dc "$f" ;;
+        *) cat "$f" ;;
+      esac
+    done | wc -c)
+  awk -v o="$out" -v s="$sqlb" 'BEGIN { printf "%.0f %.0f\n", o / 1e6, s / 1e6 }'
+}
+
+# fresh_target: starts an empty server for one restore; sets restore_dir, dst_port, dst_pid.
+fresh_target() {
+  restore_dir=$work/restore-$1
+  "$bin" sandbox up --dir "$restore_dir" --replicas 0 --proxy-port 0 \
+    --buffer-pool-mb "$BUFFER_POOL_MB" >"$work/restore-$1.up.log" 2>&1 || {
+    cat "$work/restore-$1.up.log" >&2
+    return 1
+  }
+  dst_port=$(kp_master_port "$restore_dir")
+  dst_pid=$(kp_sandbox_servers "$restore_dir" | awk 'NR == 1 { print $4 }')
+}
+drop_target() {
+  kp_sandbox_down "$bin" "$restore_dir" >/dev/null 2>&1 || log "restore sandbox down failed: $restore_dir"
+  [[ ${KEEP:-0} == 1 ]] || rm -rf "$restore_dir"
+  restore_dir=''
+}
+
+sql_running() { mariadb -h127.0.0.1 -P"$src_port" -uroot -e 'SHOW SLAVE STATUS\G' | awk '$1 == "Slave_SQL_Running:" { print $2 }'; }
+
+rows=()
+failed=0
+fmt_cpu() { echo "$step_srv / $step_cli / $step_other"; }
+
+# run_tool TOOL THREADS ROUND: one dump and its restore; appends a table row.
+run_tool() {
+  local tool=$1 threads=$2 round=$3 label dir dump_cmd restore_cmd limit id='' note=''
+  local d_wall='-' mbps='-' out_mb='-' sql_mb='-' r_wall='-' check='-' d_cpu='-' r_cpu='-'
+  local tag=$tool-$threads-$round
+  dir=$work/dumps/$tag
+  mkdir -p "$dir"
+  limit=$STEP_TIMEOUT
+  case $tool in
+    kohaproxy)
+      label="kohaproxy backup (parallel $kp_parallel, zstd -$kp_level)"
+      if ! "$bin" backup --help >/dev/null 2>&1; then
+        rows+=("| $label | - | - | - | - | - | - | - | - | pending: this build has no \`kohaproxy backup\` subcommand |")
+        log "$label: skipped, \`$bin backup --help\` fails (the subcommand does not exist yet)"
+        return 0
+      fi
+      dump_cmd="'$bin' backup run --config '$cfg'"
+      if "$bin" backup run --help 2>/dev/null | grep -q -- '--from'; then
+        dump_cmd+=" --from $src_name"
+      fi
+      ;;
+    mariadb-dump)
+      label="mariadb-dump \\| zstd -$ZSTD_LEVEL"
+      dump_cmd="mariadb-dump -h127.0.0.1 -P$src_port -uroot --single-transaction --routines --triggers --events --databases $dbs | zstd -q -$ZSTD_LEVEL -o '$dir/all.sql.zst'"
+      ;;
+    mydumper)
+      label="mydumper --threads $threads --compress (gzip)"
+      limit=$MYDUMPER_TIMEOUT
+      dump_cmd="mydumper --host 127.0.0.1 --port $src_port --user root --threads $threads --compress --triggers --events --routines --regex '^(${dbs// /|})\\.' --outputdir '$dir/out' --verbose 3"
+      ;;
+  esac
+  ((ROUNDS == 1)) || label="$label, round $round"
+
+  log "$label: dump"
+  step "$limit" "$work/$tag.dump.log" "$dump_cmd" "${src_pids[@]}"
+  d_wall=$step_wall d_cpu=$(fmt_cpu)
+  if ((step_rc != 0)); then
+    failed=1
+    if ((step_rc == 124 || step_rc == 137)); then
+      if [[ $tool == mydumper ]]; then
+        note="HUNG: killed after $limit s ($(find "$dir/out" -type f -name '*.sql.gz' 2>/dev/null | wc -l) data files written; myloader not run)"
+      else
+        note="dump timed out after $limit s"
+      fi
+      d_wall=">$limit"
+    else
+      note="dump FAILED (exit $step_rc): $(first_error "$work/$tag.dump.log")"
+    fi
+    log "$label: $note"
+    rows+=("| $label | $d_wall | - | - | - | - | - | $d_cpu | - | $note |")
+    if [[ $tool == kohaproxy && $(sql_running) != Yes ]]; then
+      rows[-1]="${rows[-1]% |} ; the replica's SQL thread was left stopped (restarted by the script) |"
+      sql "$src_port" 'START SLAVE SQL_THREAD' || true
+    fi
+    return 0
+  fi
+  case $tool in
+    kohaproxy)
+      id=$(awk 'NF { last = $0 } END { split(last, f, " "); if (f[1] == "backup" && f[3] == "ok") print f[2] }' "$work/$tag.dump.log")
+      # stdout and stderr share the log; if the last line is a log line, look for the line itself
+      [[ -n $id ]] || id=$(awk '$1 == "backup" && $3 == "ok" { id = $2 } END { print id }' "$work/$tag.dump.log")
+      if [[ -z $id || -z $backup_dir || ! -d $backup_dir/$id ]]; then
+        failed=1
+        note="no backup id or directory (last line: $(tail -n1 "$work/$tag.dump.log" | cut -c1-100 | tr '|' '/'); [backup] dir = ${backup_dir:-unset})"
+        rows+=("| $label | $d_wall | - | - | - | - | - | $d_cpu | - | $note |")
+        log "$label: $note"
+        return 0
+      fi
+      dir=$backup_dir/$id
+      if [[ $(sql_running) != Yes ]]; then
+        note="the replica's SQL thread was still stopped after the backup (restarted by the script); "
+        sql "$src_port" 'START SLAVE SQL_THREAD' || true
+      fi
+      if [[ -f $dir/manifest.json ]]; then
+        note+="backup $id; $(python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+keys = [k for k in ("server", "replica", "source", "from", "host") if isinstance(m.get(k), (str, int))]
+print(", ".join(f"{k} {m[k]}" for k in keys) or "manifest.json present")' "$dir/manifest.json" 2>/dev/null || echo 'manifest.json unreadable')"
+      else
+        note+="backup $id; no manifest.json"
+      fi
+      restore_cmd="'$bin' backup restore '$id' --config '$cfg' --to 127.0.0.1:\$DST_PORT --user root"
+      [[ $RESTORE_BINLOG == 1 ]] && restore_cmd+=" --keep-binlog"
+      ;;
+    mariadb-dump)
+      restore_cmd="zstd -q -dc '$dir/all.sql.zst' | mariadb -h127.0.0.1 -P\$DST_PORT -uroot"
+      [[ $RESTORE_BINLOG == 1 ]] || restore_cmd+=" '--init-command=SET SESSION sql_log_bin = 0'"
+      ;;
+    mydumper)
+      restore_cmd="myloader --host 127.0.0.1 --port \$DST_PORT --user root --threads $threads --directory '$dir/out' --verbose 3"
+      [[ $RESTORE_BINLOG == 1 ]] && restore_cmd+=" --enable-binlog"
+      ;;
+  esac
+  read -r out_mb sql_mb < <(sizes "$dir")
+  mbps=$(awk -v b="$data_bytes" -v w="$d_wall" 'BEGIN { printf "%.0f", b / 1e6 / (w > 0 ? w : 0.1) }')
+  log "$label: dump $d_wall s, $out_mb MB on disk ($sql_mb MB of SQL)"
+
+  log "$label: restore into a fresh server"
+  if ! fresh_target "$tag"; then
+    failed=1
+    rows+=("| $label | $d_wall | $mbps | $out_mb | $sql_mb | - | - | $d_cpu | - | ${note:+$note; }could not start the restore server |")
+    return 0
+  fi
+  step "$STEP_TIMEOUT" "$work/$tag.restore.log" "DST_PORT=$dst_port; $restore_cmd" "$dst_pid" "${src_pids[@]}"
+  r_wall=$step_wall r_cpu=$(fmt_cpu)
+  if ((step_rc != 0)); then
+    failed=1
+    if ((step_rc == 124 || step_rc == 137)); then
+      note+="${note:+; }restore timed out after $STEP_TIMEOUT s"
+      r_wall=">$STEP_TIMEOUT"
+    else
+      note+="${note:+; }restore FAILED (exit $step_rc): $(first_error "$work/$tag.restore.log")"
+    fi
+  else
+    log "$label: restored in $r_wall s; checking"
+    if [[ $(fingerprint "$dst_port" 2>/dev/null) == "$src_fp" ]]; then
+      check=same
+    else
+      check=DIFFERENT failed=1
+    fi
+  fi
+  drop_target
+  log "$label: restore $r_wall s, $check"
+  rows+=("| $label | $d_wall | $mbps | $out_mb | $sql_mb | $r_wall | $check | $d_cpu | $r_cpu | ${note:--} |")
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  for tool in $TOOLS; do
+    if [[ $tool == mydumper ]]; then
+      for th in $MYDUMPER_THREADS; do run_tool mydumper "$th" "$round"; done
+    else
+      run_tool "$tool" 1 "$round"
+    fi
+  done
+done
+
+# --- the report ------------------------------------------------------------------------------
+
+elapsed=$((SECONDS - begin))
+stamp=$(date -u +%Y%m%d-%H%M%S)
+mkdir -p "$results_dir"
+report=$results_dir/backup-$stamp.md
+cmdline="benches/backup.sh"
+for v in SMALL DATA_MB TABLES TABLE_SIZE TOOLS ROUNDS MYDUMPER_THREADS ZSTD_LEVEL MYDUMPER_TIMEOUT STEP_TIMEOUT REPLICAS BUFFER_POOL_MB RESTORE_BINLOG BACKUP_TOML; do
+  if printenv "$v" >/dev/null; then
+    if [[ ${!v} =~ ^[A-Za-z0-9._/-]*$ ]]; then cmdline="$v=${!v} $cmdline"; else cmdline="$v='${!v}' $cmdline"; fi
+  fi
+done
+# shellcheck disable=SC2016 # backticks for markdown
+if [[ $RESTORE_BINLOG == 1 ]]; then
+  binlog_note='every restore writing the binary log (`RESTORE_BINLOG=1`)'
+else
+  binlog_note='every restore with the binary log off for its sessions (`sql_log_bin = 0`; kohaproxy and myloader do that by default)'
+fi
+tool_versions="$(mariadb-dump --version | awk '{ print "mariadb-dump", $3 }'), $(zstd --version | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^v[0-9]/) { sub(/,$/, "", $i); print "zstd", $i; exit } }')"
+if command -v mydumper >/dev/null; then
+  tool_versions+=", $(mydumper --version | awk '{ print "mydumper", $2 }' | tr -d ,)"
+fi
+{
+  cat <<EOF
+## Backup and restore: kohaproxy backup, mariadb-dump | zstd, mydumper
+
+Run $started, $((elapsed / 60)) min $((elapsed % 60)) s in all (load ${load_s} s, replica catch-up ${catchup_s} s). Command: \`$cmdline\`
+
+| item | value |
+|---|---|
+| CPU | $(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo) |
+| RAM | $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) |
+| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |
+| MariaDB | $(sql "$src_port" 'SELECT VERSION()'), buffer pool ${BUFFER_POOL_MB} MiB on every server |
+| tools | $tool_versions |
+| source | $src_name, a replica of a sandbox master (+ $REPLICAS replica(s)); the master idle during the runs |
+| data | databases \`$dbs\`: $TABLES sysbench tables x $TABLE_SIZE rows; information_schema: $data_mb MB data + $index_mb MB indexes |
+
+| tool | dump wall s | MB/s | output MB | SQL MB | restore wall s | restored = source | dump CPU s (server / tool / other) | restore CPU s (server / tool / other) | notes |
+|---|---|---|---|---|---|---|---|---|---|
+EOF
+  printf '%s\n' "${rows[@]}"
+  cat <<EOF
+
+- MB/s: the table data (information_schema \`data_length\`, $data_mb MB, indexes not counted) over the dump's wall time.
+- output MB: every file the dump wrote (compressed). SQL MB: the SQL those files hold, decompressed.
+- restore: into a fresh empty server (\`kohaproxy sandbox up --replicas 0\`, binlog on,
+  \`innodb_flush_log_at_trx_commit=1\`) as root, $binlog_note; restored = source: the table count and
+  \`CHECKSUM TABLE ... EXTENDED\` of every table equal the source replica's (checked after the timing).
+- CPU s: server = the sandbox's mariadbd processes (the source cluster, and the restore server
+  for restores); tool = the dump or restore command and everything it started; other = the
+  rest of the machine's busy CPU meanwhile (other users' jobs; near 0 on a quiet machine).
+EOF
+} >"$report"
+cat "$report"
+log "report written to $report"
+exit "$failed"
