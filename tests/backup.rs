@@ -167,17 +167,7 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 fn sysbench(port: u16, test: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new("sysbench");
-    cmd.arg(test).args([
-        "--db-driver=mysql",
-        "--mysql-host=127.0.0.1",
-        &format!("--mysql-port={port}"),
-        "--mysql-user=koha",
-        "--mysql-password=koha",
-        "--mysql-db=sbtest",
-        "--tables=4",
-        "--table-size=5000",
-    ]);
+    let mut cmd = common::sysbench(port, test, 5000);
     cmd.args(extra);
     cmd
 }

@@ -262,18 +262,7 @@ fn sysbench_stat(out: &str, label: &str) -> u64 {
 }
 
 fn sysbench(port: u16, args: &[&str]) -> (Output, String) {
-    let out = Command::new("sysbench")
-        .arg("oltp_read_write")
-        .args([
-            "--db-driver=mysql",
-            "--mysql-host=127.0.0.1",
-            &format!("--mysql-port={port}"),
-            "--mysql-user=koha",
-            "--mysql-password=koha",
-            "--mysql-db=sbtest",
-            "--tables=4",
-            "--table-size=2000",
-        ])
+    let out = common::sysbench(port, "oltp_read_write", 2000)
         .args(args)
         .output()
         .expect("cannot run sysbench");

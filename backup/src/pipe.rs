@@ -117,40 +117,76 @@ impl StderrTail {
     }
 }
 
+/// A client program running with one end piped to us and its error output collected.
+struct Running {
+    child: Child,
+    stderr: StderrTail,
+    program: String,
+    what: String,
+}
+
+impl Running {
+    /// Starts `cmd` with its standard input (`feed`) or output piped; `what` names the
+    /// file or table in errors.
+    fn start(mut cmd: Command, what: &str, feed: bool) -> Result<Running, BackupError> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let (stdin, stdout) = if feed {
+            (Stdio::piped(), Stdio::null())
+        } else {
+            (Stdio::null(), Stdio::piped())
+        };
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| BackupError::Tool {
+                program: program.clone(),
+                what: what.to_owned(),
+                message: format!("could not start: {e}"),
+            })?;
+        Ok(Running {
+            stderr: StderrTail::start(child.stderr.take()),
+            child,
+            program,
+            what: what.to_owned(),
+        })
+    }
+
+    /// Ends the program: killed if our side failed (`outcome`), else waited for; an exit
+    /// status other than success is an error with the end of its error output.
+    fn finish<T>(mut self, outcome: Result<T, BackupError>) -> Result<T, BackupError> {
+        if outcome.is_err() {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait();
+        let message = self.stderr.message();
+        let value = outcome?;
+        let tool = |message: String| BackupError::Tool {
+            program: self.program.clone(),
+            what: self.what.clone(),
+            message,
+        };
+        let status = status.map_err(|e| tool(e.to_string()))?;
+        if !status.success() {
+            return Err(tool(format!("{status}: {message}")));
+        }
+        Ok(value)
+    }
+}
+
 /// Runs `cmd` and writes its standard output, compressed, to `path`. Stops (and kills
 /// the child) when `abort` is raised or writing fails (a full disk).
 pub(crate) fn dump_to_file(
-    mut cmd: Command,
+    cmd: Command,
     path: &Path,
     level: i32,
     what: &str,
     abort: &Arc<AtomicBool>,
 ) -> Result<Written, BackupError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let tool = |message: String| BackupError::Tool {
-        program: program.clone(),
-        what: what.to_owned(),
-        message,
-    };
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| tool(format!("could not start: {e}")))?;
-    let stderr = StderrTail::start(child.stderr.take());
-    let copied = copy_out(&mut child, path, level, abort);
-    if copied.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(|e| tool(e.to_string()));
-    let message = stderr.message();
-    let written = copied?;
-    let status = status?;
-    if !status.success() {
-        return Err(tool(format!("{status}: {message}")));
-    }
-    Ok(written)
+    let mut running = Running::start(cmd, what, false)?;
+    let copied = copy_out(&mut running.child, path, level, abort);
+    running.finish(copied)
 }
 
 fn copy_out(
@@ -202,28 +238,16 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
 /// Decompresses `path` into the standard input of `cmd` (the `mariadb` client) and waits
 /// for it; `what` names the file in errors.
 pub(crate) fn load_file(
-    mut cmd: Command,
+    cmd: Command,
     path: &Path,
     what: &str,
     abort: &Arc<AtomicBool>,
 ) -> Result<(), BackupError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let tool = |message: String| BackupError::Tool {
-        program: program.clone(),
-        what: what.to_owned(),
-        message,
-    };
     let file = File::open(path).map_err(|e| BackupError::io(path, e))?;
     let mut decoder = zstd::Decoder::new(file).map_err(|e| BackupError::io(path, e))?;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| tool(format!("could not start: {e}")))?;
-    let stderr = StderrTail::start(child.stderr.take());
+    let mut running = Running::start(cmd, what, true)?;
     let mut fed: Result<(), BackupError> = Ok(());
-    if let Some(mut stdin) = child.stdin.take() {
+    if let Some(mut stdin) = running.child.stdin.take() {
         let mut buf = vec![0u8; CHUNK];
         loop {
             if abort.load(Ordering::Relaxed) {
@@ -246,16 +270,7 @@ pub(crate) fn load_file(
             }
         }
     }
-    if fed.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(|e| tool(e.to_string()))?;
-    let message = stderr.message();
-    fed?;
-    if !status.success() {
-        return Err(tool(format!("{status}: {message}")));
-    }
-    Ok(())
+    running.finish(fed)
 }
 
 #[cfg(test)]

@@ -212,6 +212,23 @@ fn run_client(tool: &str, port: u16, args: &[&str], stdin: &[u8]) -> Output {
     out
 }
 
+/// sysbench `test` as koha/koha on 127.0.0.1:`port`, database `sbtest`, 4 tables of
+/// `rows` rows; the caller adds the rest (threads, time, `prepare`/`run`).
+pub fn sysbench(port: u16, test: &str, rows: u32) -> Command {
+    let mut cmd = Command::new("sysbench");
+    cmd.arg(test).args([
+        "--db-driver=mysql",
+        "--mysql-host=127.0.0.1",
+        &format!("--mysql-port={port}"),
+        "--mysql-user=koha",
+        "--mysql-password=koha",
+        "--mysql-db=sbtest",
+        "--tables=4",
+        &format!("--table-size={rows}"),
+    ]);
+    cmd
+}
+
 /// Asserts a command succeeded, showing its stderr if not; returns its stdout.
 pub fn ok(out: Output, what: &str) -> Vec<u8> {
     assert!(
