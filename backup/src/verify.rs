@@ -103,9 +103,11 @@ pub async fn compare(target: &Endpoint, manifest: &Manifest) -> Result<String, B
     }
     let _ = conn.disconnect().await;
     if problems.is_empty() && manifest.tables.is_empty() {
-        Ok("restored; no per-table counts to compare (the backup was taken from the master, \
+        Ok(
+            "restored; no per-table counts to compare (the backup was taken from the master, \
             whose data moves)"
-            .to_owned())
+                .to_owned(),
+        )
     } else if problems.is_empty() {
         Ok(format!(
             "{} tables, {rows} rows: counts and checksums match",
