@@ -209,9 +209,11 @@ impl Backups {
         let store = self.store()?;
         let clock = Instant::now();
         let mut m = blank_manifest(&prepared.id);
-        m.started = prepared.started.to_rfc3339();
+        m.started = prepared
+            .started
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
         let outcome = self.take(&store, &topology, from.as_deref(), &mut m).await;
-        m.finished = Some(Local::now().to_rfc3339());
+        m.finished = Some(Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
         m.duration_ms = clock.elapsed().as_millis() as u64;
         let done = match outcome {
             Ok(()) => {

@@ -38,7 +38,8 @@ pub async fn verify(
     let outcome = restore_test_into_sandbox(dir, manifest, options).await;
     match &outcome {
         Ok(_) => {
-            manifest.verified = Some(chrono::Local::now().to_rfc3339());
+            manifest.verified =
+                Some(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
             manifest.verify_error = None;
         }
         Err(BackupError::Mismatch { problems, .. }) => {
