@@ -448,7 +448,7 @@ fn spawn_run(config: &str, stderr: &Path) -> Killed {
 fn retention_and_failures_keep_earlier_backups_and_replication() {
     let tools = tempfile::tempdir().expect("tempdir");
     let (script, slow) = slow_dump(tools.path());
-    let env = Env::start_with(1, |text| {
+    let mut env = Env::start_with(1, |text| {
         text.push_str(&format!(
             "keep = 2\nmariadb_dump = \"{}\"\n",
             script.display()
@@ -600,6 +600,35 @@ fn retention_and_failures_keep_earlier_backups_and_replication() {
     wait_for("db2 replicating after its restart", || {
         (threads(sb, "db2") == (true, true)).then_some(())
     });
+
+    // The proxy shut down while its backup has the replica paused: the backup stops, the
+    // replica replicates again before the process exits.
+    std::fs::write(&slow, "").expect("flag");
+    wait_for("proxy sees db2 healthy", || admin(&env, "BACKUP NOW").ok());
+    wait_for("replica paused by the proxy's backup", || {
+        (threads(sb, "db2") == (true, false)).then_some(())
+    });
+    env.terminate_proxy();
+    let exited = env.wait_proxy_exit(DEADLINE);
+    assert!(
+        exited.is_some(),
+        "the proxy did not exit:\n{}",
+        env.proxy_log()
+    );
+    assert_eq!(
+        threads(env.sb(), "db2"),
+        (true, true),
+        "{}",
+        env.proxy_log()
+    );
+    std::fs::remove_file(&slow).expect("flag");
+    let listed = kohaproxy(&["backup", "list", "--config", &cfg]);
+    assert!(
+        text(&listed).contains("failed: stopped: the proxy shut down"),
+        "{}",
+        text(&listed)
+    );
+    assert_eq!(finished_dirs(&backups), good, "earlier backups untouched");
 
     // What is left is intact.
     for id in &good {

@@ -77,8 +77,9 @@ pub enum AdminError {
     NoRuntime,
 }
 
-/// The proxy's backups: the monitor's topology and control, and the proxy's per-server
-/// load (a backup waits for the reads on its replica to finish before pausing it).
+/// The proxy's backups: the monitor's topology and control, the proxy's per-server load
+/// (a backup waits for the reads on its replica to finish before pausing it) and its
+/// shutdown (a running backup stops, resumes its replica, and the proxy waits for that).
 pub fn backups_of(shared: &Arc<Shared>) -> kohaproxy_backup::Backups {
     let stats = shared.clone();
     let load: kohaproxy_backup::ServerLoad = Arc::new(move |i| {
@@ -86,11 +87,17 @@ pub fn backups_of(shared: &Arc<Shared>) -> kohaproxy_backup::Backups {
             s.outstanding.load(std::sync::atomic::Ordering::Relaxed)
         })
     });
+    let background = shared.background.clone();
+    let hold: kohaproxy_backup::Hold = Arc::new(move || Box::new(background.enter()));
     kohaproxy_backup::Backups::in_proxy(
         Arc::new(shared.config.clone()),
-        shared.topology.clone(),
-        shared.control.clone(),
-        load,
+        kohaproxy_backup::InProxy {
+            topology: shared.topology.clone(),
+            control: shared.control.clone(),
+            load,
+            stop: shared.shutdown.subscribe(),
+            hold,
+        },
     )
 }
 

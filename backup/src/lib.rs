@@ -25,6 +25,6 @@ pub mod verify;
 pub use error::BackupError;
 pub use manifest::{FileEntry, FileKind, Manifest, State, TableEntry};
 pub use restore::{RestoreOptions, Target};
-pub use runner::{Backups, ServerLoad};
+pub use runner::{Backups, Hold, InProxy, ServerLoad};
 pub use source::Endpoint;
 pub use store::{Listing, Store};

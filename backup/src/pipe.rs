@@ -153,6 +153,28 @@ impl Running {
         })
     }
 
+    /// Watches `abort` on a thread and kills the program when it is raised.
+    fn kill_on(&self, abort: &Arc<AtomicBool>) -> AbortWatch {
+        let done = Arc::new(AtomicBool::new(false));
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
+        let (abort, stop) = (abort.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if abort.load(Ordering::Relaxed) {
+                    if let Some(pid) = pid {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        AbortWatch {
+            done,
+            thread: Some(thread),
+        }
+    }
+
     /// Ends the program: killed if our side failed (`outcome`), else waited for; an exit
     /// status other than success is an error with the end of its error output.
     fn finish<T>(mut self, outcome: Result<T, BackupError>) -> Result<T, BackupError> {
@@ -185,8 +207,27 @@ pub(crate) fn dump_to_file(
     abort: &Arc<AtomicBool>,
 ) -> Result<Written, BackupError> {
     let mut running = Running::start(cmd, what, false)?;
+    let watch = running.kill_on(abort);
     let copied = copy_out(&mut running.child, path, level, abort);
+    watch.end();
     running.finish(copied)
+}
+
+/// Kills a child when `abort` is raised, even while it writes nothing (see
+/// [`Running::kill_on`]).
+struct AbortWatch {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AbortWatch {
+    /// Stops watching (before the child is reaped, so its pid cannot be reused).
+    fn end(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn copy_out(

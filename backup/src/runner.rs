@@ -2,13 +2,14 @@
 //! dumping, resuming it, recording the outcome and applying retention. One at a time,
 //! from the schedule, `BACKUP NOW` or `kohaproxy backup run`.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Local;
 use kohaproxy_config::Config;
 use kohaproxy_health::{Command, Control, Monitor, Topology, TopologyHandle};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::dump::{self, DumpJob};
@@ -35,11 +36,27 @@ pub struct Backups(Arc<Inner>);
 
 struct Inner {
     config: Arc<Config>,
-    topology: Option<TopologyHandle>,
-    control: Option<Control>,
-    load: Option<ServerLoad>,
+    proxy: Option<InProxy>,
     bar: bool,
 }
+
+/// What a backup uses of the proxy it runs in.
+pub struct InProxy {
+    /// The monitor's snapshots (which server is what).
+    pub topology: TopologyHandle,
+    /// The monitor's commands (maintenance takes the source out of read rotation).
+    pub control: Control,
+    /// Statements running on each server.
+    pub load: ServerLoad,
+    /// Becomes true when the proxy shuts down: a running backup stops and resumes its
+    /// replica.
+    pub stop: watch::Receiver<bool>,
+    /// Keeps the proxy from exiting while the returned value lives.
+    pub hold: Hold,
+}
+
+/// See [`InProxy::hold`].
+pub type Hold = Arc<dyn Fn() -> Box<dyn std::any::Any + Send + Sync> + Send + Sync>;
 
 /// A backup whose lock is held and directory created, not yet run.
 struct Prepared {
@@ -54,26 +71,17 @@ impl Backups {
     pub fn standalone(config: Arc<Config>) -> Backups {
         Backups(Arc::new(Inner {
             config,
-            topology: None,
-            control: None,
-            load: None,
+            proxy: None,
             bar: true,
         }))
     }
 
     /// Backups inside the proxy: the monitor's topology, its control (maintenance takes
-    /// the source out of read rotation) and the proxy's per-server load.
-    pub fn in_proxy(
-        config: Arc<Config>,
-        topology: TopologyHandle,
-        control: Control,
-        load: ServerLoad,
-    ) -> Backups {
+    /// the source out of read rotation), the proxy's per-server load and its shutdown.
+    pub fn in_proxy(config: Arc<Config>, proxy: InProxy) -> Backups {
         Backups(Arc::new(Inner {
             config,
-            topology: Some(topology),
-            control: Some(control),
-            load: Some(load),
+            proxy: Some(proxy),
             bar: false,
         }))
     }
@@ -127,7 +135,7 @@ impl Backups {
     /// Starts a backup in the background (`BACKUP NOW`): its id and source, or why it
     /// cannot start (another runs, no source).
     pub fn start(&self, from: Option<String>) -> Result<(String, String), BackupError> {
-        let Some(handle) = &self.0.topology else {
+        let Some(handle) = self.0.proxy.as_ref().map(|p| &p.topology) else {
             return Err(BackupError::NoSource("no monitor".into()));
         };
         let topology = handle.load();
@@ -179,8 +187,8 @@ impl Backups {
     }
 
     async fn topology(&self) -> Arc<Topology> {
-        match &self.0.topology {
-            Some(h) => h.load(),
+        match &self.0.proxy {
+            Some(p) => p.topology.load(),
             None => Monitor::observe(&self.0.config).await,
         }
     }
@@ -207,12 +215,41 @@ impl Backups {
         from: Option<String>,
     ) -> Result<Manifest, BackupError> {
         let store = self.store()?;
+        let _hold = self.0.proxy.as_ref().map(|p| (p.hold)());
+        // `abort` stops the dump (a failed part raises it too); `stopped` says the proxy
+        // is shutting down.
+        let abort = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let watcher = self.0.proxy.as_ref().map(|p| {
+            let (mut stop, abort, stopped) = (p.stop.clone(), abort.clone(), stopped.clone());
+            tokio::spawn(async move {
+                while !*stop.borrow_and_update() {
+                    if stop.changed().await.is_err() {
+                        return;
+                    }
+                }
+                warn!("the proxy is shutting down: stopping the backup and resuming its replica");
+                stopped.store(true, Ordering::Relaxed);
+                abort.store(true, Ordering::Relaxed);
+            })
+        });
         let clock = Instant::now();
         let mut m = blank_manifest(&prepared.id);
         m.started = prepared
             .started
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
-        let outcome = self.take(&store, &topology, from.as_deref(), &mut m).await;
+        let outcome = self
+            .take(
+                &store,
+                &topology,
+                from.as_deref(),
+                &mut m,
+                (&abort, &stopped),
+            )
+            .await;
+        if let Some(w) = watcher {
+            w.abort();
+        }
         m.finished = Some(Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
         m.duration_ms = clock.elapsed().as_millis() as u64;
         let done = match outcome {
@@ -255,6 +292,7 @@ impl Backups {
         topology: &Topology,
         from: Option<&str>,
         m: &mut Manifest,
+        (abort, stopped): (&Arc<AtomicBool>, &Arc<AtomicBool>),
     ) -> Result<(), BackupError> {
         let b = &self.0.config.backup;
         let (i, from_master) = source::choose(topology, from, b.allow_master)?;
@@ -275,7 +313,7 @@ impl Backups {
             parallel: b.parallel,
             dir: &partial,
             from_master,
-            abort: Arc::new(AtomicBool::new(false)),
+            abort: abort.clone(),
             bar: self.0.bar,
         };
         if from_master {
@@ -325,7 +363,12 @@ impl Backups {
             let master = topology
                 .master
                 .map(|h| self.endpoint(&topology.servers[h].name, &topology.servers[h].address));
+            let master = master.filter(|_| !stopped.load(Ordering::Relaxed));
             self.put_back(&view.name, &src, master.as_ref()).await;
+        }
+        if stopped.load(Ordering::Relaxed) {
+            resumed?;
+            return Err(BackupError::Stopped("the proxy shut down".into()));
         }
         let dumped = dumped?;
         resumed?;
@@ -338,7 +381,7 @@ impl Backups {
     /// reads running there to finish; true if this backup did it (it was not already in
     /// maintenance), so it must put it back.
     async fn take_out(&self, i: usize, name: &str, already: bool) -> bool {
-        let Some(control) = &self.0.control else {
+        let Some(control) = self.0.proxy.as_ref().map(|p| &p.control) else {
             return false;
         };
         if already {
@@ -352,7 +395,7 @@ impl Backups {
             warn!(server = %name, "backup could not take the replica out of read rotation: {e}");
             return false;
         }
-        if let Some(load) = &self.0.load {
+        if let Some(load) = self.0.proxy.as_ref().map(|p| &p.load) {
             let until = Instant::now() + self.0.config.monitor.failover_hold;
             while load(i) > 0 && Instant::now() < until {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -389,7 +432,7 @@ impl Backups {
                 warn!(server = %name, "replica not caught up {} s after the backup; back in rotation (the lag limit still applies)", CATCH_UP.as_secs());
             }
         }
-        if let Some(control) = &self.0.control {
+        if let Some(control) = self.0.proxy.as_ref().map(|p| &p.control) {
             let command = Command::Maintenance {
                 server: name.to_owned(),
                 on: false,

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod background;
 pub mod io;
 pub mod kill;
 pub mod protocol;
@@ -78,6 +79,8 @@ pub struct Shared {
     pub causal: route::causal::Causal,
     /// Commands to the monitor (switchover, failover, maintenance).
     pub control: Control,
+    /// Work shutdown waits for after the sessions (a backup resuming its replica).
+    pub background: background::Background,
 }
 
 impl Shared {
@@ -110,6 +113,7 @@ impl Shared {
             next_id: AtomicU32::new(kill::FIRST_SESSION_ID),
             sessions: stats::Registry::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
+            background: background::Background::default(),
         })
     }
 
@@ -390,19 +394,29 @@ async fn drain(shared: &Shared, slots: &Semaphore, max: usize) {
     );
     shared.shutdown.send_replace(true);
     let deadline = tokio::time::Instant::now() + shared.config.proxy.shutdown_grace;
-    while slots.available_permits() < max {
+    loop {
+        if slots.available_permits() >= max {
+            info!("all sessions closed");
+            break;
+        }
         if tokio::time::Instant::now() >= deadline {
             let left = max - slots.available_permits();
             warn!(
                 sessions = left,
                 "grace period over: closing sessions still in a transaction"
             );
-            return;
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    info!("all sessions closed");
+    if !shared.background.wait(BACKGROUND_BOUND).await {
+        warn!("background work (a backup) still running; exiting anyway");
+    }
 }
+
+/// How long shutdown waits for background work (a backup stopping and resuming its
+/// replica) once the sessions are closed.
+const BACKGROUND_BOUND: std::time::Duration = std::time::Duration::from_secs(15);
 
 async fn shutdown_signal() {
     #[cfg(unix)]
