@@ -653,3 +653,49 @@ fn retention_and_failures_keep_earlier_backups_and_replication() {
         text(&out)
     );
 }
+
+#[test]
+fn without_replicas_the_master_is_used_only_when_allowed() {
+    let env = Env::start(0);
+    let sb = env.sb();
+    let cfg = config(&env);
+    sql(
+        sb,
+        "db1",
+        "CREATE DATABASE koha_solo; \
+         CREATE TABLE koha_solo.borrowers (id INT PRIMARY KEY, name VARCHAR(40)); \
+         USE koha_solo; INSERT INTO koha_solo.borrowers SELECT seq, CONCAT('b', seq) \
+         FROM seq_1_to_500",
+    );
+    let refused = kohaproxy(&["backup", "run", "--config", &cfg]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("no healthy replica to back up from")
+            && text(&refused).contains("backup.allow_master is off"),
+        "{}",
+        text(&refused)
+    );
+
+    let mut allowed = std::fs::read_to_string(&cfg).expect("config");
+    allowed.push_str("allow_master = true\n");
+    std::fs::write(&cfg, allowed).expect("config");
+    let out = kohaproxy(&["backup", "run", "--config", &cfg]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = list(&cfg)[0].0.clone();
+    let m =
+        kohaproxy_backup::Manifest::read(&sb.dir().join("backups").join(&id)).expect("manifest");
+    assert_eq!(m.source_role, "master");
+    let pos = sql(sb, "db1", "SELECT @@gtid_binlog_pos");
+    assert_eq!(
+        m.gtid_position,
+        pos.trim(),
+        "the position the dump recorded"
+    );
+    let verified = kohaproxy(&["backup", "verify", &id, "--config", &cfg, "--restore-test"]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    assert!(
+        text(&verified).contains("taken from the master"),
+        "{}",
+        text(&verified)
+    );
+}
