@@ -67,19 +67,33 @@ REPLICAS=${REPLICAS:-1}
 BUFFER_POOL_MB=${BUFFER_POOL_MB:-2048}
 BACKUP_TOML=${BACKUP_TOML:-}
 RESTORE_BINLOG=${RESTORE_BINLOG:-0}
+LATENCY=${LATENCY:-1}
+LAT_TOOLS=${LAT_TOOLS:-$TOOLS}
+LAT_RATE=${LAT_RATE:-50}
+LAT_THREADS=${LAT_THREADS:-1}
+LAT_WARMUP=${LAT_WARMUP:-3}
+LAT_BASE=${LAT_BASE:-15}
+LAT_AFTER=${LAT_AFTER:-10}
 
 log() { echo "backup-bench $(date -u +%T): $*" >&2; }
 
-for t in $TOOLS; do
+for t in $TOOLS $LAT_TOOLS; do
   case $t in
     kohaproxy | mariadb-dump | mydumper) ;;
-    *) log "unknown tool '$t' in TOOLS (known: kohaproxy mariadb-dump mydumper)"; exit 2 ;;
+    *) log "unknown tool '$t' in TOOLS or LAT_TOOLS (known: kohaproxy mariadb-dump mydumper)"; exit 2 ;;
   esac
+done
+case $LATENCY in
+  0 | 1 | only) ;;
+  *) log "LATENCY must be 0, 1 or only"; exit 2 ;;
+esac
+for v in LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER; do
+  [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { log "$v must be a whole number above 0"; exit 2; }
 done
 ((REPLICAS >= 1)) || { log "REPLICAS must be at least 1: the dumps read a replica"; exit 2; }
 
 need=(mariadb mariadb-dump zstd sysbench python3 timeout)
-[[ " $TOOLS " == *" mydumper "* ]] && need+=(mydumper myloader gzip)
+[[ " $TOOLS $LAT_TOOLS " == *" mydumper "* ]] && need+=(mydumper myloader gzip)
 for c in "${need[@]}"; do
   command -v "$c" >/dev/null 2>&1 || {
     log "$c not found (scripts/install-deps.sh; mydumper: apt-get install -y mydumper)"
@@ -103,7 +117,7 @@ begin=$SECONDS
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 work=$(mktemp -d "${TMPDIR:-/tmp}/kohaproxy-backup-bench.XXXXXX")
 src=$work/source
-src_up=false restore_dir='' step_pid=''
+src_up=false restore_dir='' step_pid='' lat_pid=''
 
 # shellcheck disable=SC2317 # called from the EXIT trap
 cleanup() {
@@ -112,6 +126,7 @@ cleanup() {
   set +e
   # a step still running (Ctrl-C): timeout passes the signal on to the step's process group
   [[ -n $step_pid ]] && kp_stop_pid "$step_pid" timeout
+  [[ -n $lat_pid ]] && kp_stop_pid "$lat_pid" sysbench
   if [[ -n $restore_dir ]]; then
     kp_sandbox_down "$bin" "$restore_dir" >&2 || log "restore sandbox down failed; see $restore_dir"
   fi
@@ -299,21 +314,18 @@ rows=()
 failed=0
 fmt_cpu() { echo "$step_srv / $step_cli / $step_other"; }
 
-# run_tool TOOL THREADS ROUND: one dump and its restore; appends a table row.
-run_tool() {
-  local tool=$1 threads=$2 round=$3 label dir dump_cmd restore_cmd limit id='' note=''
-  local d_wall='-' mbps='-' out_mb='-' sql_mb='-' r_wall='-' check='-' d_cpu='-' r_cpu='-'
-  local tag=$tool-$threads-$round
-  dir=$work/dumps/$tag
-  mkdir -p "$dir"
+# dump_cmd_for TOOL THREADS DIR: sets label, dump_cmd (writing into DIR; kohaproxy writes into
+# [backup] dir) and limit (its timeout); returns 1 (with a log line) when this build has no
+# `kohaproxy backup`.
+dump_cmd_for() {
+  local tool=$1 threads=$2 dir=$3
   limit=$STEP_TIMEOUT
   case $tool in
     kohaproxy)
       label="kohaproxy backup (parallel $kp_parallel, zstd -$kp_level)"
       if ! "$bin" backup --help >/dev/null 2>&1; then
-        rows+=("| $label | - | - | - | - | - | - | - | - | pending: this build has no \`kohaproxy backup\` subcommand |")
         log "$label: skipped, \`$bin backup --help\` fails (the subcommand does not exist yet)"
-        return 0
+        return 1
       fi
       dump_cmd="'$bin' backup run --config '$cfg'"
       if "$bin" backup run --help 2>/dev/null | grep -q -- '--from'; then
@@ -330,6 +342,28 @@ run_tool() {
       dump_cmd="mydumper --host 127.0.0.1 --port $src_port --user root --threads $threads --compress --triggers --events --routines --regex '^(${dbs// /|})\\.' --outputdir '$dir/out' --verbose 3"
       ;;
   esac
+}
+
+# backup_id_of LOG: the id in kohaproxy backup's last line, "backup ID ok ...".
+backup_id_of() {
+  local id
+  id=$(awk 'NF { last = $0 } END { split(last, f, " "); if (f[1] == "backup" && f[3] == "ok") print f[2] }' "$1")
+  # stdout and stderr share the log; if the last line is a log line, look for the line itself
+  [[ -n $id ]] || id=$(awk '$1 == "backup" && $3 == "ok" { id = $2 } END { print id }' "$1")
+  echo "$id"
+}
+
+# run_tool TOOL THREADS ROUND: one dump and its restore; appends a table row.
+run_tool() {
+  local tool=$1 threads=$2 round=$3 label dir dump_cmd restore_cmd limit id='' note=''
+  local d_wall='-' mbps='-' out_mb='-' sql_mb='-' r_wall='-' check='-' d_cpu='-' r_cpu='-'
+  local tag=$tool-$threads-$round
+  dir=$work/dumps/$tag
+  mkdir -p "$dir"
+  if ! dump_cmd_for "$tool" "$threads" "$dir"; then
+    rows+=("| $label | - | - | - | - | - | - | - | - | pending: this build has no \`kohaproxy backup\` subcommand |")
+    return 0
+  fi
   ((ROUNDS == 1)) || label="$label, round $round"
 
   log "$label: dump"
@@ -357,9 +391,7 @@ run_tool() {
   fi
   case $tool in
     kohaproxy)
-      id=$(awk 'NF { last = $0 } END { split(last, f, " "); if (f[1] == "backup" && f[3] == "ok") print f[2] }' "$work/$tag.dump.log")
-      # stdout and stderr share the log; if the last line is a log line, look for the line itself
-      [[ -n $id ]] || id=$(awk '$1 == "backup" && $3 == "ok" { id = $2 } END { print id }' "$work/$tag.dump.log")
+      id=$(backup_id_of "$work/$tag.dump.log")
       if [[ -z $id || -z $backup_dir || ! -d $backup_dir/$id ]]; then
         failed=1
         note="no backup id or directory (last line: $(tail -n1 "$work/$tag.dump.log" | cut -c1-100 | tr '|' '/'); [backup] dir = ${backup_dir:-unset})"
@@ -426,15 +458,230 @@ print(", ".join(f"{k} {m[k]}" for k in keys) or "manifest.json present")' "$dir/
   rows+=("| $label | $d_wall | $mbps | $out_mb | $sql_mb | $r_wall | $check | $d_cpu | $r_cpu | ${note:--} |")
 }
 
-for ((round = 1; round <= ROUNDS; round++)); do
-  for tool in $TOOLS; do
-    if [[ $tool == mydumper ]]; then
-      for th in $MYDUMPER_THREADS; do run_tool mydumper "$th" "$round"; done
-    else
-      run_tool "$tool" 1 "$round"
-    fi
+if [[ $LATENCY != only ]]; then
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for tool in $TOOLS; do
+      if [[ $tool == mydumper ]]; then
+        for th in $MYDUMPER_THREADS; do run_tool mydumper "$th" "$round"; done
+      else
+        run_tool "$tool" 1 "$round"
+      fi
+    done
   done
-done
+fi
+
+# --- the master's write latency while each tool dumps ----------------------------------------
+#
+# For each tool of LAT_TOOLS: a paced write load on the master (sysbench oltp_write_only on the
+# same sbtest tables the dumps read, LAT_RATE transactions/s in all, Poisson arrivals, over
+# LAT_THREADS connections), LAT_WARMUP s not counted, LAT_BASE s with no dump (baseline), then
+# the dump from the replica (during), then LAT_AFTER s (after; kohaproxy's replica catches up
+# then). No restores here. Each transaction's scheduled start, start and end are logged by
+# the Lua wrapper below; lat_report turns them into one table row per phase.
+
+# write_lat_lua FILE: oltp_write_only, paced by the wrapper rather than by sysbench's --rate,
+# because sysbench 1.0 counts latency from when a thread takes the event, not from when it
+# was due: a stall would show as one slow transaction instead of every one queued behind it.
+write_lat_lua() {
+  cat >"$1" <<'EOF'
+-- Written by benches/backup.sh. sysbench's oltp_write_only, paced: Poisson arrivals at
+-- KP_LAT_RATE transactions/s over all threads. One line per transaction into
+-- KP_LAT_OUT.<thread>: "due start end" (CLOCK_REALTIME seconds). Stops at the first
+-- transaction due once the file KP_LAT_STOP exists.
+require("oltp_write_only")
+local ffi = require("ffi")
+pcall(ffi.cdef, [[
+typedef struct { long tv_sec; long tv_nsec; } kp_timespec;
+int clock_gettime(int clk_id, kp_timespec *tp);
+int usleep(unsigned int usec);
+]])
+local ts = ffi.new("kp_timespec")
+local function now()
+  ffi.C.clock_gettime(0, ts) -- CLOCK_REALTIME, as bash's EPOCHREALTIME
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+local out, due, rate
+local inner_init, inner_event = thread_init, event
+function thread_init(thread_id)
+  inner_init(thread_id)
+  rate = tonumber(os.getenv("KP_LAT_RATE")) / sysbench.opt.threads
+  out = assert(io.open(os.getenv("KP_LAT_OUT") .. "." .. thread_id, "w"))
+  out:setvbuf("line")
+end
+function event()
+  local t = now()
+  due = (due or t) - math.log(1 - sysbench.rand.uniform_double()) / rate
+  if due > t then ffi.C.usleep((due - t) * 1e6) end
+  local f = io.open(os.getenv("KP_LAT_STOP"))
+  if f then
+    f:close()
+    return true
+  end
+  local t0 = now()
+  while true do -- a deadlock (sysbench's ignored errors) retries within the same transaction
+    local ok, err = pcall(inner_event)
+    if ok then break end
+    if type(err) ~= "table" or err.errcode ~= sysbench.error.RESTART_EVENT then error(err, 0) end
+    if sysbench.hooks.before_restart_event then sysbench.hooks.before_restart_event(err) end
+  end
+  out:write(string.format("%.6f %.6f %.6f\n", due, t0, now()))
+end
+-- sysbench's own latency figures would include the pacing sleep: not printed
+function sysbench.hooks.report_cumulative(stat)
+  print(string.format("transactions: %d, errors: %d, reconnects: %d (latencies: KP_LAT_OUT files)",
+    tonumber(stat.events), tonumber(stat.errors), tonumber(stat.reconnects)))
+end
+EOF
+}
+
+# lat_sample: "EPOCH BUSY MASTER REPLICAS SYSBENCH": the time, and CPU ticks so far of the
+# machine (busy), the master's and the replicas' mariadbd, and the load's sysbench.
+lat_sample() {
+  echo "$EPOCHREALTIME $(busy_ticks) $(srv_ticks "${master_pids[@]}") $(srv_ticks "${replica_pids[@]}") $(srv_ticks "$lat_pid")"
+}
+
+# lat_run TOOL THREADS: the three phases for one tool; appends to $work/lat-phases.
+lat_run() {
+  local tool=$1 threads=$2 label dump_cmd limit dir=$work/lat-dumps/$1 tag=lat-$1 note=''
+  local s0 s1 s2 s3 i id gtid t0 catchup load
+  mkdir -p "$dir"
+  if ! dump_cmd_for "$tool" "$threads" "$dir"; then
+    lat_rows+=("| $label | - | - | - | - | - | - | - | - | - | - | pending: this build has no \`kohaproxy backup\` subcommand |")
+    return 0
+  fi
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  rm -f "$work/$tag.out".* "$work/lat.stop"
+  log "latency, $label: load on the master ($LAT_RATE tx/s), ${LAT_WARMUP} s warm-up, ${LAT_BASE} s baseline (load average $load)"
+  KP_LAT_RATE=$LAT_RATE KP_LAT_STOP=$work/lat.stop KP_LAT_OUT=$work/$tag.out \
+    sysbench "$work/lat.lua" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$master_port" \
+    --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" \
+    --threads="$LAT_THREADS" --time=$((LAT_WARMUP + LAT_BASE + ${limit%.*} + LAT_AFTER + 60)) \
+    run >"$work/$tag.sysbench.log" 2>&1 </dev/null &
+  lat_pid=$!
+  sleep "$LAT_WARMUP"
+  if ! kp_alive "$lat_pid" sysbench || ! compgen -G "$work/$tag.out.*" >/dev/null; then
+    failed=1
+    lat_rows+=("| $label | - | - | - | - | - | - | - | - | - | - | the write load did not start: $(first_error "$work/$tag.sysbench.log") |")
+    kp_stop_pid "$lat_pid" sysbench
+    lat_pid=''
+    return 0
+  fi
+  s0=$(lat_sample)
+  sleep "$LAT_BASE"
+  s1=$(lat_sample)
+  log "latency, $label: dump"
+  step "$limit" "$work/$tag.dump.log" "$dump_cmd" "${src_pids[@]}"
+  s2=$(lat_sample)
+  if ((step_rc != 0)); then
+    failed=1
+    if ((step_rc == 124 || step_rc == 137)); then note="dump killed after $limit s"; else note="dump FAILED (exit $step_rc): $(first_error "$work/$tag.dump.log")"; fi
+  fi
+  if [[ $tool == kohaproxy && $(sql_running) != Yes ]]; then
+    note+="${note:+; }the replica's SQL thread was left stopped (restarted by the script)"
+    sql "$src_port" 'START SLAVE SQL_THREAD' || true
+  fi
+  log "latency, $label: dump $step_wall s (exit $step_rc); ${LAT_AFTER} s after"
+  sleep "$LAT_AFTER"
+  s3=$(lat_sample)
+  touch "$work/lat.stop"
+  for ((i = 0; i < 100; i++)); do
+    kp_alive "$lat_pid" sysbench || break
+    sleep 0.1
+  done
+  if kp_alive "$lat_pid" sysbench; then
+    note+="${note:+; }sysbench did not stop by itself (killed)"
+  fi
+  kp_stop_pid "$lat_pid" sysbench # reaps it
+  lat_pid=''
+  # the replica applies what it missed (kohaproxy: all writes of the dump), before the next tool
+  gtid=$(sql "$master_port" 'SELECT @@gtid_binlog_pos')
+  t0=$EPOCHREALTIME
+  if [[ $(sql "$src_port" "SELECT MASTER_GTID_WAIT('$gtid', 300)") != 0 ]]; then
+    note+="${note:+; }$src_name not caught up 300 s after the load"
+  fi
+  catchup=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  ((${catchup%.*} < 1)) || note+="${note:+; }$src_name caught up $catchup s after the load stopped"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$load" "$s0" "$s1" "$s2" "$s3" "$step_cli" "$work/$tag.out" "${note:--}" >>"$work/lat-phases"
+  if [[ $tool == kohaproxy ]]; then
+    id=$(backup_id_of "$work/$tag.dump.log")
+    [[ -n $id && $backup_dir != - ]] && rm -rf "${backup_dir:?}/$id"
+  fi
+  rm -rf "$dir"
+}
+
+# lat_report: the markdown rows for $work/lat-phases (and $work/lat-seconds.txt, per second).
+lat_report() {
+  python3 - "$work/lat-phases" "$clk_tck" "$work/lat-seconds.txt" <<'EOF'
+import glob, math, sys
+phases_file, hz, seconds_file = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+
+def pct(xs, p):  # nearest rank
+    return xs[max(0, math.ceil(p * len(xs)) - 1)] if xs else float("nan")
+
+def f(x, d=1):
+    return "-" if x != x else f"{x:.{d}f}"
+
+rows, base_avg, base_p95 = [], [], []
+per_second = open(seconds_file, "w")
+per_second.write("tool\tphase\tsecond\ttx\tp95 ms\tmax ms\n")
+for line in open(phases_file):
+    label, load, s0, s1, s2, s3, tool_cpu, out, note = line.rstrip("\n").split("\t")
+    tx = []
+    for path in glob.glob(out + ".*"):
+        for l in open(path):
+            due, start, end = map(float, l.split())
+            tx.append((end, (end - due) * 1000))
+    samples = [list(map(float, s.split())) for s in (s0, s1, s2, s3)]
+    base = None
+    for i, phase in enumerate(("baseline", "during the dump", "after")):
+        a, b = samples[i], samples[i + 1]
+        wall = b[0] - a[0]
+        lat = sorted(ms for end, ms in tx if a[0] <= end < b[0])
+        n = len(lat)
+        p95s = []  # of every whole second of the phase with at least 10 transactions
+        for sec in range(int(wall)):
+            xs = sorted(ms for end, ms in tx if a[0] + sec <= end < a[0] + sec + 1)
+            if xs:
+                per_second.write(f"{label}\t{phase}\t{sec}\t{len(xs)}\t{pct(xs, 0.95):.2f}\t{xs[-1]:.2f}\n")
+            if len(xs) >= 10:
+                p95s.append(pct(xs, 0.95))
+        worst = max(p95s) if p95s else float("nan")
+        avg = sum(lat) / n if n else float("nan")
+        p95 = pct(lat, 0.95)
+        if i == 0:
+            base = p95
+            base_avg.append(avg)
+            base_p95.append(p95)
+        cores = [(b[k] - a[k]) / hz / wall for k in range(1, 5)]  # busy, master, replicas, sysbench
+        tool = float(tool_cpu) / wall if i == 1 and tool_cpu not in ("", "-") else 0.0
+        other = cores[0] - cores[1] - cores[2] - cores[3] - tool
+        cpu = f"{cores[1]:.2f} / {cores[2]:.2f} / {f(tool, 2) if i == 1 else '-'} / {cores[3]:.2f} / {max(other, 0):.2f}"
+        ratio = "-" if i == 0 or not (p95 == p95 and base) else f"{p95 / base:.2f}"
+        rows.append(f"| {label} | {phase} | {wall:.1f} | {n} | {n / wall:.1f} | {f(avg, 2)} | {f(p95, 2)} | "
+                    f"{f(pct(lat, 0.99), 2)} | {f(lat[-1] if lat else float('nan'), 1)} | {f(worst, 2)} | {ratio} | "
+                    f"{cpu} | {'load average ' + load + ' before' if i == 0 else (note if i == 1 else '-')} |")
+print("\n".join(rows))
+if len(base_p95) > 1:
+    print(f"\nBaselines of the {len(base_p95)} runs (no dump): avg {min(base_avg):.2f}-{max(base_avg):.2f} ms, "
+          f"p95 {min(base_p95):.2f}-{max(base_p95):.2f} ms.")
+EOF
+}
+
+lat_rows=()
+lat_load_before=''
+if [[ $LATENCY != 0 ]]; then
+  master_pids=() replica_pids=()
+  while read -r _ _ port pid; do
+    [[ $pid == 0 ]] && continue
+    if [[ $port == "$master_port" ]]; then master_pids+=("$pid"); else replica_pids+=("$pid"); fi
+  done < <(kp_sandbox_servers "$src")
+  write_lat_lua "$work/lat.lua"
+  : >"$work/lat-phases"
+  lat_load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  for tool in $LAT_TOOLS; do
+    lat_run "$tool" "${MYDUMPER_THREADS%% *}"
+  done
+fi
 
 # --- the report ------------------------------------------------------------------------------
 
@@ -443,7 +690,7 @@ stamp=$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$results_dir"
 report=$results_dir/backup-$stamp.md
 cmdline="benches/backup.sh"
-for v in SMALL DATA_MB TABLES TABLE_SIZE TOOLS ROUNDS MYDUMPER_THREADS ZSTD_LEVEL MYDUMPER_TIMEOUT STEP_TIMEOUT REPLICAS BUFFER_POOL_MB RESTORE_BINLOG BACKUP_TOML; do
+for v in SMALL DATA_MB TABLES TABLE_SIZE TOOLS ROUNDS MYDUMPER_THREADS ZSTD_LEVEL MYDUMPER_TIMEOUT STEP_TIMEOUT REPLICAS BUFFER_POOL_MB RESTORE_BINLOG BACKUP_TOML LATENCY LAT_TOOLS LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER; do
   if printenv "$v" >/dev/null; then
     if [[ ${!v} =~ ^[A-Za-z0-9._/-]*$ ]]; then cmdline="$v=${!v} $cmdline"; else cmdline="$v='${!v}' $cmdline"; fi
   fi
@@ -471,14 +718,18 @@ Run $started, $((elapsed / 60)) min $((elapsed % 60)) s in all (load ${load_s} s
 | load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |
 | MariaDB | $(sql "$src_port" 'SELECT VERSION()'), buffer pool ${BUFFER_POOL_MB} MiB on every server |
 | tools | $tool_versions |
-| source | $src_name, a replica of a sandbox master (+ $REPLICAS replica(s)); the master idle during the runs |
+| source | $src_name, a replica of a sandbox master (+ $REPLICAS replica(s)); the master idle during the dump and restore runs (the latency runs write to it) |
 | data | databases \`$dbs\`: $TABLES sysbench tables x $TABLE_SIZE rows; information_schema: $data_mb MB data + $index_mb MB indexes |
+
+EOF
+  if [[ $LATENCY != only ]]; then
+    cat <<EOF
 
 | tool | dump wall s | MB/s | output MB | SQL MB | restore wall s | restored = source | dump CPU s (server / tool / other) | restore CPU s (server / tool / other) | notes |
 |---|---|---|---|---|---|---|---|---|---|
 EOF
-  printf '%s\n' "${rows[@]}"
-  cat <<EOF
+    printf '%s\n' "${rows[@]}"
+    cat <<EOF
 
 - MB/s: the table data (information_schema \`data_length\`, $data_mb MB, indexes not counted) over the dump's wall time.
 - output MB: every file the dump wrote (compressed). SQL MB: the SQL those files hold, decompressed.
@@ -489,6 +740,35 @@ EOF
   for restores); tool = the dump or restore command and everything it started; other = the
   rest of the machine's busy CPU meanwhile (other users' jobs; near 0 on a quiet machine).
 EOF
+  fi
+  if [[ $LATENCY != 0 ]]; then
+    cat <<EOF
+
+### The master's write latency while each tool dumps
+
+A paced write load on the master, \`oltp_write_only\` (BEGIN, 2 UPDATEs, DELETE, INSERT, COMMIT) on the
+same sbtest tables the dumps read: $LAT_RATE transactions/s in all (Poisson arrivals) over $LAT_THREADS
+connection(s). Per tool: ${LAT_WARMUP} s warm-up (not counted), ${LAT_BASE} s with no dump (baseline), the dump
+from $src_name (the same command as above; output deleted after, no restore), ${LAT_AFTER} s after it. Load
+average before the first run: $lat_load_before.
+
+| tool | phase | s | tx | tx/s | avg ms | p95 ms | p99 ms | max ms | worst 1-s p95 ms | p95 / baseline | CPU cores (master / replicas / tool / sysbench / other) | notes |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+EOF
+    [[ -s $work/lat-phases ]] && lat_report
+    ((${#lat_rows[@]} == 0)) || printf '%s\n' "${lat_rows[@]}"
+    cat <<EOF
+
+- latency: from the moment the transaction was due (its scheduled arrival) to the end of its
+  COMMIT, so a transaction that waits behind a slow one counts the wait; a transaction belongs to
+  the phase in which it ended. tx/s: transactions that ended in the phase / its length (s).
+- worst 1-s p95: the highest p95 of the whole seconds of the phase (from its start; those with
+  10 or more transactions). p95 / baseline: the phase's p95 over the same run's baseline p95.
+- CPU cores: average cores busy over the phase: the master's mariadbd, the replicas' mariadbd,
+  the dump command with everything it started (during the dump only), the load's sysbench, and
+  the rest of the machine (other users' jobs). The machine has $(nproc) cores.
+EOF
+  fi
 } >"$report"
 cat "$report"
 log "report written to $report"

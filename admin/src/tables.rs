@@ -142,7 +142,7 @@ pub fn backups(list: &[kohaproxy_backup::Listing]) -> Table {
         ("source", Text),
         ("gtid", Text),
         ("bytes", Count),
-        ("duration_s", Count),
+        ("duration_ms", Count),
         ("state", Text),
         ("error", Text),
     ]);
@@ -154,7 +154,7 @@ pub fn backups(list: &[kohaproxy_backup::Listing]) -> Table {
             Cell::Text(m.map(|m| m.source.clone())),
             Cell::Text(m.map(|m| m.gtid_position.clone())),
             Cell::Count(m.map(|m| m.bytes())),
-            Cell::Count(m.map(|m| m.duration_ms / 1000)),
+            Cell::Count(m.map(|m| m.duration_ms)),
             Cell::text(&b.status),
             Cell::Text(b.problem.clone()),
         ]);
