@@ -21,12 +21,22 @@
 # The data: sysbench oltp tables in `sbtest`, prepared on the master (2 threads, as root); the
 # script waits for the replicas to apply it, then reads the whole of it once on the replica
 # (the CHECKSUM TABLE the restores are checked against; it also warms the buffer pool).
-# The master gets no writes during the dumps.
+# The master gets no writes during the dumps and restores.
+#
+# Then (LATENCY=1, the default) the master's write latency while each tool dumps: a paced write
+# load on the master (sysbench oltp_write_only on the same sbtest tables, LAT_RATE tx/s in all,
+# Poisson arrivals, LAT_THREADS connections; paced by a Lua wrapper so that latency counts from
+# when a transaction was due), LAT_BASE s with no dump, the tool's dump from the same replica
+# (no restore), LAT_AFTER s after; per phase tx/s, avg/p95/p99/max latency, the worst second's
+# p95, the master's semi-sync ack wait, and the CPU of the master, the replicas, the tool and
+# everything else on the machine. About 35 s + the dump per tool. Last, a control with no
+# database work: nproc busy loops for LAT_BURN s in place of a dump (CPU contention alone).
 #
 # Prints a markdown report on stdout (progress goes to stderr) and writes it to
 # $RESULTS_DIR/backup-STAMP.md (the path is printed at the end):
-#   benches/backup.sh > backup.md          # ~1 GB (8 tables x 500,000 rows), about 4 minutes
-#   SMALL=1 benches/backup.sh              # ~50 MB, a quick check (about 10 s after the build)
+#   benches/backup.sh > backup.md          # ~1 GB (8 tables x 500,000 rows), about 5.5 minutes
+#   SMALL=1 benches/backup.sh              # ~50 MB, a quick check (about 2.5 minutes after the build)
+#   LATENCY=only benches/backup.sh         # only the latency section (no restores), about 3.5 minutes
 # Environment (defaults):
 #   SMALL=1             DATA_MB=50 instead of 1000
 #   DATA_MB=1000        target size of data + indexes in MB; TABLE_SIZE = DATA_MB*4000/TABLES
@@ -43,6 +53,15 @@
 #   BUFFER_POOL_MB=2048 innodb_buffer_pool_size of every server (the ~1 GB fits)
 #   RESTORE_BINLOG=0    1: the restores write the target's binary log (see above)
 #   BACKUP_TOML=""      extra lines for the [backup] section of the config kohaproxy backup reads
+#   LATENCY=1           0: no latency section; only: the latency section without the dump and
+#                       restore runs (loading the data, the catch-up and the checksum still run)
+#   LAT_TOOLS="$TOOLS cpu-burn"  tools of the latency section (mydumper with the first
+#                       MYDUMPER_THREADS); cpu-burn, a control: nproc busy loops for LAT_BURN s;
+#                       also kohaproxy-nice: kohaproxy's backup under `nice -n 19`
+#   LAT_BURN=8          seconds of the cpu-burn control (about as long as a kohaproxy dump)
+#   LAT_RATE=50         transactions/s of the write load, all threads together
+#   LAT_THREADS=1       connections of the write load
+#   LAT_WARMUP=3 LAT_BASE=15 LAT_AFTER=10   seconds of load not counted, before the dump, after it
 #   RESULTS_DIR=target/bench-results
 #   KOHAPROXY_BIN       a kohaproxy binary to use (default: target/release/kohaproxy, built first)
 #   KEEP=1              keep the temporary directory (sandboxes, dumps, logs)
@@ -68,26 +87,33 @@ BUFFER_POOL_MB=${BUFFER_POOL_MB:-2048}
 BACKUP_TOML=${BACKUP_TOML:-}
 RESTORE_BINLOG=${RESTORE_BINLOG:-0}
 LATENCY=${LATENCY:-1}
-LAT_TOOLS=${LAT_TOOLS:-$TOOLS}
+LAT_TOOLS=${LAT_TOOLS:-$TOOLS cpu-burn}
 LAT_RATE=${LAT_RATE:-50}
 LAT_THREADS=${LAT_THREADS:-1}
 LAT_WARMUP=${LAT_WARMUP:-3}
 LAT_BASE=${LAT_BASE:-15}
 LAT_AFTER=${LAT_AFTER:-10}
+LAT_BURN=${LAT_BURN:-8}
 
 log() { echo "backup-bench $(date -u +%T): $*" >&2; }
 
-for t in $TOOLS $LAT_TOOLS; do
+for t in $TOOLS; do
   case $t in
     kohaproxy | mariadb-dump | mydumper) ;;
-    *) log "unknown tool '$t' in TOOLS or LAT_TOOLS (known: kohaproxy mariadb-dump mydumper)"; exit 2 ;;
+    *) log "unknown tool '$t' in TOOLS (known: kohaproxy mariadb-dump mydumper)"; exit 2 ;;
+  esac
+done
+for t in $LAT_TOOLS; do
+  case $t in
+    kohaproxy | kohaproxy-nice | mariadb-dump | mydumper | cpu-burn) ;;
+    *) log "unknown tool '$t' in LAT_TOOLS (known: kohaproxy kohaproxy-nice mariadb-dump mydumper cpu-burn)"; exit 2 ;;
   esac
 done
 case $LATENCY in
   0 | 1 | only) ;;
   *) log "LATENCY must be 0, 1 or only"; exit 2 ;;
 esac
-for v in LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER; do
+for v in LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER LAT_BURN; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { log "$v must be a whole number above 0"; exit 2; }
 done
 ((REPLICAS >= 1)) || { log "REPLICAS must be at least 1: the dumps read a replica"; exit 2; }
@@ -321,7 +347,7 @@ dump_cmd_for() {
   local tool=$1 threads=$2 dir=$3
   limit=$STEP_TIMEOUT
   case $tool in
-    kohaproxy)
+    kohaproxy | kohaproxy-nice)
       label="kohaproxy backup (parallel $kp_parallel, zstd -$kp_level)"
       if ! "$bin" backup --help >/dev/null 2>&1; then
         log "$label: skipped, \`$bin backup --help\` fails (the subcommand does not exist yet)"
@@ -330,6 +356,10 @@ dump_cmd_for() {
       dump_cmd="'$bin' backup run --config '$cfg'"
       if "$bin" backup run --help 2>/dev/null | grep -q -- '--from'; then
         dump_cmd+=" --from $src_name"
+      fi
+      if [[ $tool == kohaproxy-nice ]]; then # latency section only: its dumps at the lowest priority
+        label+=" under nice -n 19"
+        dump_cmd="nice -n 19 $dump_cmd"
       fi
       ;;
     mariadb-dump)
@@ -340,6 +370,10 @@ dump_cmd_for() {
       label="mydumper --threads $threads --compress (gzip)"
       limit=$MYDUMPER_TIMEOUT
       dump_cmd="mydumper --host 127.0.0.1 --port $src_port --user root --threads $threads --compress --triggers --events --routines --regex '^(${dbs// /|})\\.' --outputdir '$dir/out' --verbose 3"
+      ;;
+    cpu-burn) # the latency section's control: as much CPU as the dumps take, no database work
+      label="control: $(nproc) busy loops for $LAT_BURN s, no database"
+      dump_cmd="for i in \$(seq $(nproc)); do timeout $LAT_BURN sh -c 'while :; do :; done' & done; wait"
       ;;
   esac
 }
@@ -534,19 +568,30 @@ end
 EOF
 }
 
-# lat_sample: "EPOCH BUSY MASTER REPLICAS SYSBENCH": the time, and CPU ticks so far of the
-# machine (busy), the master's and the replicas' mariadbd, and the load's sysbench.
+# lat_sample: "EPOCH BUSY MASTER REPLICAS SYSBENCH WAIT_US WAITS NO_TX": the time, CPU ticks so
+# far of the machine (busy), the master's and the replicas' mariadbd and the load's sysbench,
+# and the master's semi-sync counters: microseconds commits waited for a replica's ack, commits
+# that waited, commits that got no ack in time (rpl_semi_sync_master_timeout).
 lat_sample() {
-  echo "$EPOCHREALTIME $(busy_ticks) $(srv_ticks "${master_pids[@]}") $(srv_ticks "${replica_pids[@]}") $(srv_ticks "$lat_pid")"
+  local t=$EPOCHREALTIME cpu semi
+  cpu="$(busy_ticks) $(srv_ticks "${master_pids[@]}") $(srv_ticks "${replica_pids[@]}") $(srv_ticks "$lat_pid")"
+  semi=$(sql "$master_port" "SELECT
+      COALESCE(SUM(IF(variable_name = 'RPL_SEMI_SYNC_MASTER_TX_WAIT_TIME', variable_value, 0)), 0),
+      COALESCE(SUM(IF(variable_name = 'RPL_SEMI_SYNC_MASTER_TX_WAITS', variable_value, 0)), 0),
+      COALESCE(SUM(IF(variable_name = 'RPL_SEMI_SYNC_MASTER_NO_TX', variable_value, 0)), 0)
+    FROM information_schema.global_status WHERE variable_name LIKE 'RPL_SEMI_SYNC_MASTER_%'" | tr '\t' ' ') || semi='0 0 0'
+  echo "$t $cpu $semi"
 }
 
 # lat_run TOOL THREADS: the three phases for one tool; appends to $work/lat-phases.
 lat_run() {
-  local tool=$1 threads=$2 label dump_cmd limit dir=$work/lat-dumps/$1 tag=lat-$1 note=''
+  local tool=$1 threads=$2 label dump_cmd limit dir=$work/lat-dumps/$1 tag note=''
   local s0 s1 s2 s3 i id gtid t0 catchup load
+  lat_n=$((lat_n + 1))
+  tag=lat-$lat_n-$tool
   mkdir -p "$dir"
   if ! dump_cmd_for "$tool" "$threads" "$dir"; then
-    lat_rows+=("| $label | - | - | - | - | - | - | - | - | - | - | pending: this build has no \`kohaproxy backup\` subcommand |")
+    lat_rows+=("| $label | - | - | - | - | - | - | - | - | - | - | - | - | pending: this build has no \`kohaproxy backup\` subcommand |")
     return 0
   fi
   load=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -561,7 +606,7 @@ lat_run() {
   sleep "$LAT_WARMUP"
   if ! kp_alive "$lat_pid" sysbench || ! compgen -G "$work/$tag.out.*" >/dev/null; then
     failed=1
-    lat_rows+=("| $label | - | - | - | - | - | - | - | - | - | - | the write load did not start: $(first_error "$work/$tag.sysbench.log") |")
+    lat_rows+=("| $label | - | - | - | - | - | - | - | - | - | - | - | - | the write load did not start: $(first_error "$work/$tag.sysbench.log") |")
     kp_stop_pid "$lat_pid" sysbench
     lat_pid=''
     return 0
@@ -576,7 +621,7 @@ lat_run() {
     failed=1
     if ((step_rc == 124 || step_rc == 137)); then note="dump killed after $limit s"; else note="dump FAILED (exit $step_rc): $(first_error "$work/$tag.dump.log")"; fi
   fi
-  if [[ $tool == kohaproxy && $(sql_running) != Yes ]]; then
+  if [[ $tool == kohaproxy* && $(sql_running) != Yes ]]; then
     note+="${note:+; }the replica's SQL thread was left stopped (restarted by the script)"
     sql "$src_port" 'START SLAVE SQL_THREAD' || true
   fi
@@ -602,7 +647,7 @@ lat_run() {
   catchup=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
   ((${catchup%.*} < 1)) || note+="${note:+; }$src_name caught up $catchup s after the load stopped"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$load" "$s0" "$s1" "$s2" "$s3" "$step_cli" "$work/$tag.out" "${note:--}" >>"$work/lat-phases"
-  if [[ $tool == kohaproxy ]]; then
+  if [[ $tool == kohaproxy* ]]; then
     id=$(backup_id_of "$work/$tag.dump.log")
     [[ -n $id && $backup_dir != - ]] && rm -rf "${backup_dir:?}/$id"
   fi
@@ -650,15 +695,19 @@ for line in open(phases_file):
         p95 = pct(lat, 0.95)
         if i == 0:
             base = p95
-            base_avg.append(avg)
-            base_p95.append(p95)
+            if n:
+                base_avg.append(avg)
+                base_p95.append(p95)
         cores = [(b[k] - a[k]) / hz / wall for k in range(1, 5)]  # busy, master, replicas, sysbench
         tool = float(tool_cpu) / wall if i == 1 and tool_cpu not in ("", "-") else 0.0
         other = cores[0] - cores[1] - cores[2] - cores[3] - tool
         cpu = f"{cores[1]:.2f} / {cores[2]:.2f} / {f(tool, 2) if i == 1 else '-'} / {cores[3]:.2f} / {max(other, 0):.2f}"
         ratio = "-" if i == 0 or not (p95 == p95 and base) else f"{p95 / base:.2f}"
+        waits = b[6] - a[6]
+        semi = f"{(b[5] - a[5]) / waits / 1000:.2f}" if waits > 0 else "-"
+        semi += f" ({b[7] - a[7]:.0f})"
         rows.append(f"| {label} | {phase} | {wall:.1f} | {n} | {n / wall:.1f} | {f(avg, 2)} | {f(p95, 2)} | "
-                    f"{f(pct(lat, 0.99), 2)} | {f(lat[-1] if lat else float('nan'), 1)} | {f(worst, 2)} | {ratio} | "
+                    f"{f(pct(lat, 0.99), 2)} | {f(lat[-1] if lat else float('nan'), 1)} | {f(worst, 2)} | {ratio} | {semi} | "
                     f"{cpu} | {'load average ' + load + ' before' if i == 0 else (note if i == 1 else '-')} |")
 print("\n".join(rows))
 if len(base_p95) > 1:
@@ -667,14 +716,53 @@ if len(base_p95) > 1:
 EOF
 }
 
+# lat_settle: has the source servers write out their dirty InnoDB pages (most of them from
+# loading the data; with the default innodb_io_capacity an idle server takes minutes), then the
+# file system its dirty pages, so that the first baseline does not run into that flushing.
+# Sets lat_settled.
+lat_settle() {
+  local port ports=() old=() dirty=0 first='' t0=$EPOCHREALTIME i pct cap cap_max
+  while read -r _ _ port _; do ports+=("$port"); done < <(kp_sandbox_servers "$src")
+  for port in "${ports[@]}"; do
+    old+=("$(sql "$port" 'SELECT CONCAT_WS(",", @@innodb_max_dirty_pages_pct, @@innodb_io_capacity, @@innodb_io_capacity_max)')")
+    sql "$port" 'SET GLOBAL innodb_io_capacity_max = 20000; SET GLOBAL innodb_io_capacity = 20000;
+      SET GLOBAL innodb_max_dirty_pages_pct = 0'
+  done
+  for ((i = 0; i < 300; i++)); do
+    dirty=0
+    for port in "${ports[@]}"; do
+      dirty=$((dirty + $(sql "$port" "SELECT variable_value FROM information_schema.global_status
+        WHERE variable_name = 'INNODB_BUFFER_POOL_PAGES_DIRTY'")))
+    done
+    [[ -n $first ]] || first=$dirty
+    ((dirty > 100)) || break
+    sleep 1
+  done
+  for i in "${!ports[@]}"; do
+    IFS=, read -r pct cap cap_max <<<"${old[$i]}"
+    sql "${ports[$i]}" "SET GLOBAL innodb_max_dirty_pages_pct = $pct; SET GLOBAL innodb_io_capacity = $cap;
+      SET GLOBAL innodb_io_capacity_max = $cap_max"
+  done
+  lat_settled="$first dirty InnoDB pages on the source servers written out in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s ($dirty left)"
+  # and the kernel's dirty page cache (binary and relay logs, dump files): its writeback
+  # stalls the master's fsyncs for 100-200 ms at a time in the minute after loading the data
+  t0=$EPOCHREALTIME
+  dirty=$(awk '/^Dirty:/ { printf "%.0f", $2 / 1024 }' /proc/meminfo)
+  sync -f "$work" 2>/dev/null || sync
+  lat_settled+=", then $dirty MB of the machine's dirty page cache in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s (\`sync\`)"
+}
+
 lat_rows=()
-lat_load_before=''
+lat_load_before='' lat_n=0 lat_settled=''
 if [[ $LATENCY != 0 ]]; then
   master_pids=() replica_pids=()
   while read -r _ _ port pid; do
     [[ $pid == 0 ]] && continue
     if [[ $port == "$master_port" ]]; then master_pids+=("$pid"); else replica_pids+=("$pid"); fi
   done < <(kp_sandbox_servers "$src")
+  log "latency: writing out the source servers' dirty pages first"
+  lat_settle
+  log "latency: $lat_settled"
   write_lat_lua "$work/lat.lua"
   : >"$work/lat-phases"
   lat_load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -690,7 +778,7 @@ stamp=$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$results_dir"
 report=$results_dir/backup-$stamp.md
 cmdline="benches/backup.sh"
-for v in SMALL DATA_MB TABLES TABLE_SIZE TOOLS ROUNDS MYDUMPER_THREADS ZSTD_LEVEL MYDUMPER_TIMEOUT STEP_TIMEOUT REPLICAS BUFFER_POOL_MB RESTORE_BINLOG BACKUP_TOML LATENCY LAT_TOOLS LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER; do
+for v in SMALL DATA_MB TABLES TABLE_SIZE TOOLS ROUNDS MYDUMPER_THREADS ZSTD_LEVEL MYDUMPER_TIMEOUT STEP_TIMEOUT REPLICAS BUFFER_POOL_MB RESTORE_BINLOG BACKUP_TOML LATENCY LAT_TOOLS LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER LAT_BURN; do
   if printenv "$v" >/dev/null; then
     if [[ ${!v} =~ ^[A-Za-z0-9._/-]*$ ]]; then cmdline="$v=${!v} $cmdline"; else cmdline="$v='${!v}' $cmdline"; fi
   fi
@@ -749,11 +837,15 @@ EOF
 A paced write load on the master, \`oltp_write_only\` (BEGIN, 2 UPDATEs, DELETE, INSERT, COMMIT) on the
 same sbtest tables the dumps read: $LAT_RATE transactions/s in all (Poisson arrivals) over $LAT_THREADS
 connection(s). Per tool: ${LAT_WARMUP} s warm-up (not counted), ${LAT_BASE} s with no dump (baseline), the dump
-from $src_name (the same command as above; output deleted after, no restore), ${LAT_AFTER} s after it. Load
-average before the first run: $lat_load_before.
+from $src_name (the same command as above; output deleted after, no restore), ${LAT_AFTER} s after it. The
+control row runs $(nproc) shell busy loops (\`while :; do :; done\`, no I/O, no database) for ${LAT_BURN} s in
+place of a dump: what CPU contention alone does to the master.
+Before the first run: $lat_settled
+(\`innodb_max_dirty_pages_pct = 0\` and \`innodb_io_capacity\` 20000 for that while); load average
+$lat_load_before.
 
-| tool | phase | s | tx | tx/s | avg ms | p95 ms | p99 ms | max ms | worst 1-s p95 ms | p95 / baseline | CPU cores (master / replicas / tool / sysbench / other) | notes |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| tool | phase | s | tx | tx/s | avg ms | p95 ms | p99 ms | max ms | worst 1-s p95 ms | p95 / baseline | semi-sync ack wait ms/commit (not acked) | CPU cores (master / replicas / tool / sysbench / other) | notes |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 EOF
     [[ -s $work/lat-phases ]] && lat_report
     ((${#lat_rows[@]} == 0)) || printf '%s\n' "${lat_rows[@]}"
@@ -764,10 +856,21 @@ EOF
   the phase in which it ended. tx/s: transactions that ended in the phase / its length (s).
 - worst 1-s p95: the highest p95 of the whole seconds of the phase (from its start; those with
   10 or more transactions). p95 / baseline: the phase's p95 over the same run's baseline p95.
+- semi-sync: the sandbox replicates semi-synchronously (\`AFTER_SYNC\`, timeout 10 s): each COMMIT
+  on the master waits for a replica to acknowledge receiving it (its IO thread, which keeps running
+  while kohaproxy's backup pauses the SQL thread). Average wait per commit over the phase, from the
+  master's \`Rpl_semi_sync_master_tx_wait_time\` / \`_tx_waits\`; in brackets, commits that got no
+  acknowledgement in time (\`Rpl_semi_sync_master_no_tx\`).
 - CPU cores: average cores busy over the phase: the master's mariadbd, the replicas' mariadbd,
   the dump command with everything it started (during the dump only), the load's sysbench, and
   the rest of the machine (other users' jobs). The machine has $(nproc) cores.
 EOF
+    if [[ " $LAT_TOOLS " == *" kohaproxy-nice "* ]]; then
+      cat <<EOF
+- under nice -n 19: \`nice -n 19 kohaproxy backup run ...\`; the mariadb-dump and zstd processes it
+  starts inherit the priority, the replica's mariadbd (which serves the dump's reads) does not.
+EOF
+    fi
   fi
 } >"$report"
 cat "$report"
