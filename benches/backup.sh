@@ -127,17 +127,7 @@ for c in "${need[@]}"; do
   }
 done
 
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-[[ $target_dir == /* ]] || target_dir=$root/$target_dir
-if [[ -n ${KOHAPROXY_BIN:-} ]]; then
-  bin=$KOHAPROXY_BIN
-else
-  bin=$target_dir/release/kohaproxy
-  log "building kohaproxy (release)"
-  cargo build --release >&2
-fi
-results_dir=${RESULTS_DIR:-$target_dir/bench-results}
-[[ $results_dir == /* ]] || results_dir=$root/$results_dir
+kp_bench_paths "$root"
 
 begin=$SECONDS
 started=$(date -u '+%Y-%m-%d %H:%M UTC')

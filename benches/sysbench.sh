@@ -82,16 +82,7 @@ for c in sysbench haproxy mariadb python3 getconf; do
   }
 done
 
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-[[ $target_dir == /* ]] || target_dir=$root/$target_dir
-if [[ -n ${KOHAPROXY_BIN:-} ]]; then
-  bin=$KOHAPROXY_BIN
-else
-  bin=$target_dir/release/kohaproxy
-  log "building kohaproxy (release)"
-  cargo build --release >&2
-fi
-results_dir=${RESULTS_DIR:-$target_dir/bench-results}
+kp_bench_paths "$root"
 
 begin=$SECONDS
 kp_word=$(basename "$bin") # what our kohaproxy's command line contains

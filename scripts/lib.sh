@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by scripts/demo.sh and benches/sysbench.sh. Source it; it defines functions
+# Helpers shared by scripts/demo.sh and the benches (sysbench.sh, backup.sh). Source it; it defines functions
 # only. Nothing here kills a process the calling script did not start: every stop goes by a
 # pid the caller recorded, and is checked against the process's command line first.
 
@@ -133,4 +133,22 @@ kp_wait_login() {
   done
   echo "no login on 127.0.0.1:$port within ${secs}s" >&2
   return 1
+}
+
+# kp_bench_paths ROOT: sets target_dir, bin (KOHAPROXY_BIN, or a release build made now;
+# the build's output goes to stderr) and results_dir (RESULTS_DIR, default
+# target/bench-results), all absolute.
+kp_bench_paths() {
+  local root=$1
+  target_dir=${CARGO_TARGET_DIR:-$root/target}
+  [[ $target_dir == /* ]] || target_dir=$root/$target_dir
+  if [[ -n ${KOHAPROXY_BIN:-} ]]; then
+    bin=$KOHAPROXY_BIN
+  else
+    bin=$target_dir/release/kohaproxy
+    echo "building kohaproxy (release)" >&2
+    (cd "$root" && cargo build --release >&2)
+  fi
+  results_dir=${RESULTS_DIR:-$target_dir/bench-results}
+  [[ $results_dir == /* ]] || results_dir=$root/$results_dir
 }
