@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use kohaproxy_health::{split_address, Role, ServerState, ThreadState, Topology};
+use kohaproxy_health::{split_address, tcp_opts, Role, ServerState, ThreadState, Topology};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::Conn;
 
 use crate::error::BackupError;
 
@@ -47,13 +47,7 @@ impl Endpoint {
 
     /// Opens a connection (TCP, never the server's socket).
     pub async fn connect(&self) -> Result<Conn, BackupError> {
-        let opts: Opts = OptsBuilder::default()
-            .ip_or_hostname(self.host.clone())
-            .tcp_port(self.port)
-            .user(Some(self.user.clone()))
-            .pass(Some(self.password.clone()))
-            .prefer_socket(false)
-            .into();
+        let opts = tcp_opts(&self.address(), &self.user, &self.password);
         match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(BackupError::sql(&self.name, "connect", e)),

@@ -293,7 +293,6 @@ impl Store {
         let complete: Vec<(String, Option<DateTime<FixedOffset>>)> = list
             .iter()
             .filter(|l| l.manifest.as_ref().is_some_and(|m| m.state == State::Ok))
-            .filter(|l| !l.dir.to_string_lossy().ends_with(FAILED))
             .map(|l| {
                 let started = l
                     .manifest

@@ -38,16 +38,18 @@ pub async fn verify(
     let outcome = restore_test_into_sandbox(dir, manifest, options).await;
     match &outcome {
         Ok(_) => {
-            manifest.verified =
-                Some(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
+            let now = chrono::Local::now();
+            manifest.verified = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false));
             manifest.verify_error = None;
+            manifest.write(dir)?;
         }
         Err(BackupError::Mismatch { problems, .. }) => {
             manifest.verify_error = Some(problems.clone());
+            manifest.write(dir)?;
         }
+        // The test could not run (no throw-away server): nothing new to record.
         Err(_) => {}
     }
-    manifest.write(dir)?;
     outcome.map(|tables| format!("{files}; restore test: {tables}"))
 }
 

@@ -29,6 +29,6 @@ pub use control::{Command, Control};
 pub use gtid::{Gtid, GtidList, GtidState};
 pub use hysteresis::{Hysteresis, Outcome};
 pub use monitor::Monitor;
-pub use probe::{split_address, Replication, Status, ThreadState};
+pub use probe::{split_address, tcp_opts, Replication, Status, ThreadState};
 pub use sql::{change_master, literal};
 pub use topology::{Lag, MasterStatement, Role, ServerState, ServerView, Topology, TopologyHandle};

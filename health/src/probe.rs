@@ -288,7 +288,7 @@ impl Prober {
 /// Connection options for `address` (host:port) as `user`, over TCP only (mysql_async
 /// would otherwise switch to the server's Unix socket on 127.0.0.1: another route than
 /// the configured one).
-pub(crate) fn tcp_opts(address: &str, user: &str, password: &str) -> mysql_async::Opts {
+pub fn tcp_opts(address: &str, user: &str, password: &str) -> mysql_async::Opts {
     let (host, port) = split_address(address);
     mysql_async::OptsBuilder::default()
         .ip_or_hostname(host)
