@@ -432,6 +432,25 @@ fn slow_dump(dir: &Path) -> (PathBuf, PathBuf) {
     (script, flag)
 }
 
+/// The scheduling policy (`/proc/PID/sched`; 0 normal, 5 SCHED_IDLE) of each running
+/// process whose command line mentions `program`.
+fn policies_of(program: &Path) -> Vec<String> {
+    let needle = program.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = entry.path();
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+            continue;
+        }
+        let sched = std::fs::read_to_string(dir.join("sched")).unwrap_or_default();
+        if let Some(line) = sched.lines().find(|l| l.starts_with("policy")) {
+            found.push(line.split(':').nth(1).unwrap_or("").trim().to_owned());
+        }
+    }
+    found
+}
+
 fn spawn_run(config: &str, stderr: &Path) -> Killed {
     Killed(
         Command::new(env!("CARGO_BIN_EXE_kohaproxy"))
@@ -506,6 +525,12 @@ fn retention_and_failures_keep_earlier_backups_and_replication() {
             .contains("backup started");
         (paused && dumping).then_some(())
     });
+    // The dump's programs run at the default `backup.priority`: SCHED_IDLE.
+    let policies = wait_for("the dump's programs", || {
+        let p = policies_of(&script);
+        (!p.is_empty()).then_some(p)
+    });
+    assert!(policies.iter().all(|p| p == "5"), "{policies:?}");
     let second = kohaproxy(&["backup", "run", "--config", &cfg]);
     assert!(!second.status.success());
     assert!(

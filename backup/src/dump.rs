@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use kohaproxy_config::BackupPriority;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tempfile::NamedTempFile;
@@ -17,6 +18,7 @@ use tempfile::NamedTempFile;
 use crate::error::BackupError;
 use crate::manifest::{FileEntry, FileKind, TableEntry};
 use crate::pipe::{self, Compressed};
+use crate::priority;
 use crate::progress::Progress;
 use crate::source::Endpoint;
 
@@ -35,6 +37,8 @@ pub(crate) struct DumpJob<'a> {
     pub program: &'a Path,
     /// zstd level.
     pub level: i32,
+    /// The priority of the jobs' threads and programs.
+    pub priority: BackupPriority,
     /// Jobs at once.
     pub parallel: usize,
     /// The backup's directory (being written).
@@ -222,6 +226,7 @@ pub(crate) async fn dump(job: DumpJob<'_>) -> Result<Dumped, BackupError> {
             program: job.program.to_path_buf(),
             dir: job.dir.to_path_buf(),
             level: job.level,
+            priority: job.priority,
             count: !job.from_master,
         };
         workers.push(tokio::spawn(w.run()));
@@ -288,6 +293,7 @@ struct Worker {
     program: PathBuf,
     dir: PathBuf,
     level: i32,
+    priority: BackupPriority,
     count: bool,
 }
 
@@ -317,11 +323,10 @@ impl Worker {
         let path = self.dir.join(part.path());
         let what = part.path();
         let (level, abort) = (self.level, self.abort.clone());
-        let written = tokio::task::spawn_blocking(move || {
+        let written = priority::run(self.priority, move || {
             pipe::dump_to_file(cmd, &path, level, &what, &abort)
         })
-        .await
-        .map_err(|e| BackupError::Stopped(e.to_string()))??;
+        .await??;
         self.progress.step(&part.path(), written.raw_bytes);
         let table = match part {
             Part::Data { db, table } if self.count => {

@@ -14,6 +14,7 @@ mod dump;
 mod error;
 pub mod manifest;
 mod pipe;
+mod priority;
 mod progress;
 pub mod restore;
 mod runner;

@@ -310,6 +310,7 @@ impl Backups {
             source: &src,
             program: &b.mariadb_dump,
             level: b.compression_level,
+            priority: b.priority,
             parallel: b.parallel,
             dir: &partial,
             from_master,

@@ -251,6 +251,9 @@ pub struct BackupConfig {
     pub parallel: usize,
     /// zstd level of the backup files, 1..=19 (default 3).
     pub compression_level: i32,
+    /// How the dump's own work (`mariadb-dump`, compression) shares this host's CPU with
+    /// others, such as a server or Koha on the same machine (default `Idle`).
+    pub priority: BackupPriority,
     /// Whether the master may be the source when no replica is healthy (default false).
     pub allow_master: bool,
     /// Account that dumps and pauses the replica (default: the monitor's).
@@ -272,12 +275,25 @@ impl std::fmt::Debug for BackupConfig {
             .field("keep_days", &self.keep_days)
             .field("parallel", &self.parallel)
             .field("compression_level", &self.compression_level)
+            .field("priority", &self.priority)
             .field("allow_master", &self.allow_master)
             .field("user", &self.user)
             .field("mariadb_dump", &self.mariadb_dump)
             .field("mariadb", &self.mariadb)
             .finish_non_exhaustive()
     }
+}
+
+/// `backup.priority`: the CPU priority of a backup's dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupPriority {
+    /// Linux `SCHED_IDLE`: the dump runs only on CPU time nothing else on the host wants.
+    /// The default.
+    Idle,
+    /// `nice 19`: the lowest normal priority; it still takes a small share of busy cores.
+    Low,
+    /// The proxy's own priority.
+    Normal,
 }
 
 mod load;

@@ -133,11 +133,21 @@ pub(crate) struct RawBackup {
     pub keep_days: Option<Spanned<u32>>,
     pub parallel: Option<Spanned<u32>>,
     pub compression_level: Option<Spanned<u32>>,
+    pub priority: Option<RawPriority>,
     pub allow_master: Option<bool>,
     pub user: Option<Spanned<String>>,
     pub password: Option<String>,
     pub mariadb_dump: Option<Spanned<String>>,
     pub mariadb: Option<Spanned<String>>,
+}
+
+/// `backup.priority`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawPriority {
+    Idle,
+    Low,
+    Normal,
 }
 
 /// A byte size written either as an integer or as text such as "64M".

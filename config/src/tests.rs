@@ -134,6 +134,7 @@ fn defaults() {
     assert_eq!(c.backup.dir, None);
     assert_eq!(c.backup.schedule.to_string(), "daily 02:30");
     assert_eq!(c.backup.keep, 7);
+    assert_eq!(c.backup.priority, BackupPriority::Idle);
 }
 
 #[test]
@@ -427,13 +428,17 @@ fn other_ranges() {
         &format!("{MINIMAL}[backup]\nparallel = 0\n"),
         &["backup.parallel: 0 is out of range"],
     );
+    refused(
+        &format!("{MINIMAL}[backup]\npriority = \"lowest\"\n"),
+        &["backup.priority", "unknown variant", "idle"],
+    );
 }
 
 #[test]
 fn backup_keys() {
     let text = format!(
         "{MINIMAL}[backup]\ndir = \"/b\"\nschedule = \"weekly sun 03:15\"\nkeep = 3\nkeep_days = 30\n\
-         parallel = 4\ncompression_level = 1\nallow_master = true\nuser = \"dumper\"\n\
+         parallel = 4\ncompression_level = 1\npriority = \"low\"\nallow_master = true\nuser = \"dumper\"\n\
          password = \"pw\"\nmariadb_dump = \"/opt/bin/mariadb-dump\"\n"
     );
     let c = Config::parse(&text, Path::new("t.toml")).unwrap();
@@ -441,6 +446,7 @@ fn backup_keys() {
     assert_eq!(b.schedule.to_string(), "weekly sun 03:15");
     assert_eq!((b.keep, b.keep_days, b.parallel), (3, Some(30), 4));
     assert_eq!((b.compression_level, b.allow_master), (1, true));
+    assert_eq!(b.priority, BackupPriority::Low);
     assert_eq!((b.user.as_str(), b.password.as_str()), ("dumper", "pw"));
     assert_eq!(b.mariadb_dump, Path::new("/opt/bin/mariadb-dump"));
     assert_eq!(b.mariadb, Path::new("mariadb"));

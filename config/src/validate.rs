@@ -4,12 +4,12 @@
 use crate::load::{line_col, ConfigError};
 use crate::raw::{
     parse_size, RawAdmin, RawBackup, RawCausal, RawCluster, RawClusterKind, RawConfig, RawFailover,
-    RawMonitor, RawProxy, RawRouting, RawServer, RawSize, RawUser,
+    RawMonitor, RawPriority, RawProxy, RawRouting, RawServer, RawSize, RawUser,
 };
 use crate::{
-    AdminConfig, BackupConfig, CausalReads, ClusterConfig, ClusterKind, Config, FailoverMode,
-    MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, Schedule, ServerConfig, TlsFiles,
-    UserConfig,
+    AdminConfig, BackupConfig, BackupPriority, CausalReads, ClusterConfig, ClusterKind, Config,
+    FailoverMode, MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, Schedule, ServerConfig,
+    TlsFiles, UserConfig,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -448,6 +448,7 @@ fn backup(
         keep_days: None,
         parallel: None,
         compression_level: None,
+        priority: None,
         allow_master: None,
         user: None,
         password: None,
@@ -495,6 +496,11 @@ fn backup(
         keep_days,
         parallel: parallel as usize,
         compression_level: level as i32,
+        priority: match b.priority.unwrap_or(RawPriority::Idle) {
+            RawPriority::Idle => BackupPriority::Idle,
+            RawPriority::Low => BackupPriority::Low,
+            RawPriority::Normal => BackupPriority::Normal,
+        },
         allow_master: b.allow_master.unwrap_or(false),
         user,
         password,
