@@ -333,19 +333,35 @@ fn a_backup_under_write_load_restores_and_the_restored_server_replicates_to_iden
     up.proxy_port = common::free_port();
     let fresh = SandboxGuard(Sandbox::up(&up).expect("fresh server"));
     let fresh_port = fresh.servers()[0].port;
-    sql_port(fresh_port, "SET GLOBAL server_id = 77");
     let master = manifest.master.clone().unwrap_or_else(|| "db1".into());
-    let restored = kohaproxy(&[
-        "backup",
-        "restore",
-        &id,
-        "--config",
-        &config(&env),
-        "--to",
-        &format!("127.0.0.1:{fresh_port}"),
-        "--as-replica-of",
-        &master,
-    ]);
+    let restore = || {
+        kohaproxy(&[
+            "backup",
+            "restore",
+            &id,
+            "--config",
+            &config(&env),
+            "--to",
+            &format!("127.0.0.1:{fresh_port}"),
+            "--as-replica-of",
+            &master,
+        ])
+    };
+    // A fresh server has the sandbox master's server_id (1): refused before any load.
+    let clash = restore();
+    assert!(!clash.status.success(), "{}", text(&clash));
+    assert!(
+        text(&clash).contains("has server_id 1, as db1 (127.0.0.1:"),
+        "{}",
+        text(&clash)
+    );
+    let tables = sql_port(
+        fresh_port,
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'koha_lib'",
+    );
+    assert_eq!(tables.trim(), "0", "nothing loaded");
+    sql_port(fresh_port, "SET GLOBAL server_id = 77");
+    let restored = restore();
     assert!(restored.status.success(), "{}", text(&restored));
 
     // Let the load end, then the restored server must catch up to an identical state.

@@ -10,6 +10,7 @@ use kohaproxy_config::Config;
 use crate::error::BackupError;
 use crate::restore::{self, RestoreOptions, Target};
 use crate::runner::Backups;
+use crate::source::Endpoint;
 use crate::verify;
 
 /// The `backup` subcommands.
@@ -150,6 +151,22 @@ async fn run_async(command: BackupCommand) -> Result<(), BackupError> {
                 ),
                 None => None,
             };
+            let cluster: Vec<Endpoint> = config
+                .servers
+                .iter()
+                .map(|s| {
+                    let b = &config.backup;
+                    Endpoint::new(&s.name, &s.address, &b.user, &b.password)
+                })
+                .collect();
+            // Checked before the load, which may take long: a replica-to-be must not
+            // share a server_id with the cluster.
+            if let Some(clash) = restore::server_id_clash(&target, &cluster).await? {
+                if as_replica_of.is_some() {
+                    return Err(BackupError::Target(clash));
+                }
+                eprintln!("warning: before it replicates, {clash}");
+            }
             let options = options(&config, parallel, keep_binlog);
             restore::restore(&dir, &manifest, &target, &options).await?;
             println!("backup {id} restored into {to}");

@@ -65,6 +65,9 @@ pub enum BackupError {
     /// The throw-away server for a restore test could not be started.
     #[error("the throw-away server for the restore test: {0}")]
     Sandbox(String),
+    /// The server a backup would be restored into cannot take it as asked.
+    #[error("restore target {0}")]
+    Target(String),
     /// The backup was stopped (the proxy shut down).
     #[error("stopped: {0}")]
     Stopped(String),

@@ -180,6 +180,40 @@ pub fn replica_statements(
     ]
 }
 
+/// Which of `servers` (the cluster's, other than the target itself) has the target's
+/// `server_id`, if any, as a sentence. A replica skips every event that carries its own
+/// `server_id`, so a restored server sharing one with a cluster member would silently
+/// miss that member's writes (or, sharing the master's, be refused by it). Servers that
+/// cannot be reached are skipped.
+pub async fn server_id_clash(
+    target: &Target,
+    servers: &[Endpoint],
+) -> Result<Option<String>, BackupError> {
+    const SQL: &str = "SELECT @@server_id";
+    let mut conn = target.connect().await?;
+    let id = source::value(&mut conn, &target.name, SQL).await?;
+    let _ = conn.disconnect().await;
+    for s in servers.iter().filter(|s| s.address() != target.address()) {
+        let Ok(mut c) = s.connect().await else {
+            continue;
+        };
+        let theirs = source::value(&mut c, &s.name, SQL).await;
+        let _ = c.disconnect().await;
+        if let (Ok(theirs), Some(id)) = (theirs, &id) {
+            if theirs.as_ref() == Some(id) {
+                return Ok(Some(format!(
+                    "{} has server_id {id}, as {} ({}) does: give it a server_id of its own \
+                     (SET GLOBAL server_id, and server_id in its configuration file)",
+                    target.address(),
+                    s.name,
+                    s.address()
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Runs [`replica_statements`] on `target`.
 pub async fn make_replica(
     target: &Target,
