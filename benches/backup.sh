@@ -57,8 +57,13 @@
 #                       restore runs (loading the data, the catch-up and the checksum still run)
 #   LAT_TOOLS="$TOOLS cpu-burn"  tools of the latency section (mydumper with the first
 #                       MYDUMPER_THREADS); cpu-burn, a control: nproc busy loops for LAT_BURN s;
-#                       also kohaproxy-nice: kohaproxy's backup under `nice -n 19`
+#                       also kohaproxy-low, kohaproxy-normal: kohaproxy's backup with
+#                       [backup] priority = "low" or "normal" (kohaproxy: the config's, by
+#                       default "idle"); cpu-burn-idle: the busy loops under SCHED_IDLE;
+#                       io-write: 8 x 50 MB written and synced (the bytes of a dump at once)
 #   LAT_BURN=8          seconds of the cpu-burn control (about as long as a kohaproxy dump)
+#   LAT_PIN=0           1: the master and the write load on core 0, the replicas and the dumps
+#                       on the other cores (taskset): the master as on a host of its own
 #   LAT_RATE=50         transactions/s of the write load, all threads together
 #   LAT_THREADS=1       connections of the write load
 #   LAT_WARMUP=3 LAT_BASE=15 LAT_AFTER=10   seconds of load not counted, before the dump, after it
@@ -88,6 +93,7 @@ BACKUP_TOML=${BACKUP_TOML:-}
 RESTORE_BINLOG=${RESTORE_BINLOG:-0}
 LATENCY=${LATENCY:-1}
 LAT_TOOLS=${LAT_TOOLS:-$TOOLS cpu-burn}
+LAT_PIN=${LAT_PIN:-0}
 LAT_RATE=${LAT_RATE:-50}
 LAT_THREADS=${LAT_THREADS:-1}
 LAT_WARMUP=${LAT_WARMUP:-3}
@@ -105,8 +111,8 @@ for t in $TOOLS; do
 done
 for t in $LAT_TOOLS; do
   case $t in
-    kohaproxy | kohaproxy-nice | mariadb-dump | mydumper | cpu-burn) ;;
-    *) log "unknown tool '$t' in LAT_TOOLS (known: kohaproxy kohaproxy-nice mariadb-dump mydumper cpu-burn)"; exit 2 ;;
+    kohaproxy | kohaproxy-low | kohaproxy-normal | kohaproxy-replica-idle | mariadb-dump | mydumper | cpu-burn | cpu-burn-idle | zstd-idle | io-write) ;;
+    *) log "unknown tool '$t' in LAT_TOOLS (known: kohaproxy kohaproxy-low kohaproxy-normal kohaproxy-replica-idle mariadb-dump mydumper cpu-burn cpu-burn-idle zstd-idle io-write)"; exit 2 ;;
   esac
 done
 case $LATENCY in
@@ -117,6 +123,7 @@ for v in LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER LAT_BURN; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { log "$v must be a whole number above 0"; exit 2; }
 done
 ((REPLICAS >= 1)) || { log "REPLICAS must be at least 1: the dumps read a replica"; exit 2; }
+[[ $LAT_PIN == 0 || $LAT_PIN == 1 ]] || { log "LAT_PIN must be 0 or 1"; exit 2; }
 
 need=(mariadb mariadb-dump zstd sysbench python3 timeout)
 [[ " $TOOLS $LAT_TOOLS " == *" mydumper "* ]] && need+=(mydumper myloader gzip)
@@ -178,23 +185,33 @@ done < <(kp_sandbox_servers "$src")
 [[ -n $src_port ]] || { log "no replica in $src/sandbox.json"; exit 1; }
 log "master on 127.0.0.1:$master_port; dumps read $src_name on 127.0.0.1:$src_port"
 
-if [[ -n $BACKUP_TOML ]]; then
-  python3 - "$cfg" "$BACKUP_TOML" <<'EOF'
+# backup_toml SRC DST LINES: DST is SRC with LINES ("key = value" lines) in [backup]; a key
+# that [backup] already has is replaced
+backup_toml() {
+  python3 - "$@" <<'EOF'
 import sys
-path, extra = sys.argv[1], sys.argv[2]
-lines = open(path, encoding="utf-8").read().splitlines()
-if "[backup]" not in [l.strip() for l in lines]:
+src, dst, extra = sys.argv[1], sys.argv[2], sys.argv[3]
+lines = open(src, encoding="utf-8").read().splitlines()
+heads = [l.strip() for l in lines]
+if "[backup]" not in heads:
     lines.append("[backup]")
-i = [l.strip() for l in lines].index("[backup]")
-lines[i + 1:i + 1] = extra.splitlines()
-open(path, "w", encoding="utf-8").write("\n".join(lines) + "\n")
+    heads.append("[backup]")
+i = heads.index("[backup]")
+end = next((j for j in range(i + 1, len(lines)) if heads[j].startswith("[")), len(lines))
+new = [l for l in extra.splitlines() if l.strip()]
+keys = {l.split("=")[0].strip() for l in new if "=" in l}
+kept = [l for l in lines[i + 1:end] if "=" not in l or l.split("=")[0].strip() not in keys]
+open(dst, "w", encoding="utf-8").write("\n".join(lines[:i + 1] + new + kept + lines[end:]) + "\n")
 EOF
+}
+if [[ -n $BACKUP_TOML ]]; then
+  backup_toml "$cfg" "$cfg" "$BACKUP_TOML"
 fi
-# [backup] dir, parallel and compression_level (the crate's defaults: 2 and 3)
-read -r kp_parallel kp_level backup_dir < <(python3 -c '
+# [backup] dir, parallel, compression_level and priority (the crate's defaults: 2, 3, idle)
+read -r kp_parallel kp_level kp_priority backup_dir < <(python3 -c '
 import sys, tomllib
 b = tomllib.load(open(sys.argv[1], "rb")).get("backup", {})
-print(b.get("parallel", 2), b.get("compression_level", 3), b.get("dir", "-"))' "$cfg")
+print(b.get("parallel", 2), b.get("compression_level", 3), b.get("priority", "idle"), b.get("dir", "-"))' "$cfg")
 
 log "loading sbtest on the master: $TABLES tables x $TABLE_SIZE rows (sysbench prepare, 2 threads)"
 sql "$master_port" 'CREATE DATABASE IF NOT EXISTS sbtest'
@@ -337,19 +354,29 @@ dump_cmd_for() {
   local tool=$1 threads=$2 dir=$3
   limit=$STEP_TIMEOUT
   case $tool in
-    kohaproxy | kohaproxy-nice)
-      label="kohaproxy backup (parallel $kp_parallel, zstd -$kp_level)"
+    kohaproxy | kohaproxy-low | kohaproxy-normal | kohaproxy-replica-idle)
+      label="kohaproxy backup (parallel $kp_parallel, zstd -$kp_level, priority $kp_priority)"
       if ! "$bin" backup --help >/dev/null 2>&1; then
         log "$label: skipped, \`$bin backup --help\` fails (the subcommand does not exist yet)"
         return 1
       fi
-      dump_cmd="'$bin' backup run --config '$cfg'"
+      local config=$cfg
+      if [[ $tool == kohaproxy-low || $tool == kohaproxy-normal ]]; then # latency section only: the same at another priority
+        config=$work/$tool.toml
+        backup_toml "$cfg" "$config" "priority = \"${tool#kohaproxy-}\""
+        label=${label/priority $kp_priority/priority ${tool#kohaproxy-}}
+      fi
+      dump_cmd="'$bin' backup run --config '$config'"
       if "$bin" backup run --help 2>/dev/null | grep -q -- '--from'; then
         dump_cmd+=" --from $src_name"
       fi
-      if [[ $tool == kohaproxy-nice ]]; then # latency section only: its dumps at the lowest priority
-        label+=" under nice -n 19"
-        dump_cmd="nice -n 19 $dump_cmd"
+      if [[ $tool == kohaproxy-replica-idle ]]; then
+        # latency section only: the replicas' mariadbd (all threads) under SCHED_IDLE while
+        # the dump runs, so that their CPU stops competing with the master's, as it would
+        # with the replica on a host of its own; set back to SCHED_OTHER after
+        label+=", replicas' mariadbd under SCHED_IDLE"
+        local pids=${replica_pids[*]}
+        dump_cmd="for p in $pids; do chrt --idle -a -p 0 \$p >/dev/null; done; $dump_cmd; rc=\$?; for p in $pids; do chrt --other -a -p 0 \$p >/dev/null; done; exit \$rc"
       fi
       ;;
     mariadb-dump)
@@ -364,6 +391,18 @@ dump_cmd_for() {
     cpu-burn) # the latency section's control: as much CPU as the dumps take, no database work
       label="control: $(nproc) busy loops for $LAT_BURN s, no database"
       dump_cmd="for i in \$(seq $(nproc)); do timeout $LAT_BURN sh -c 'while :; do :; done' & done; wait"
+      ;;
+    io-write) # a control: as many bytes as kohaproxy's dump writes, 8 files of 50 MB, each synced
+      label="control: 8 x 50 MB written and synced under chrt --idle 0, no database"
+      dump_cmd="for i in 1 2 3 4 5 6 7 8; do chrt --idle 0 dd if=/dev/zero of='$dir/io-\$i' bs=1M count=50 conv=fsync status=none || exit 1; done"
+      ;;
+    zstd-idle) # a control: compression (memory and cache traffic, unlike the busy loops) under SCHED_IDLE
+      label="control: $(nproc) zstd -$ZSTD_LEVEL of SQL text for $LAT_BURN s under chrt --idle 0, no database, no disk"
+      dump_cmd="for i in \$(seq $(nproc)); do timeout $LAT_BURN chrt --idle 0 sh -c \"yes \\\"INSERT INTO sbtest1 VALUES (\\\$i,'83868641912-28773972837-60736120486-75162659906-27563526494')\\\" | zstd -q -$ZSTD_LEVEL >/dev/null\" & done; wait; exit 0"
+      ;;
+    cpu-burn-idle) # the same busy loops under SCHED_IDLE
+      label="control: $(nproc) busy loops for $LAT_BURN s under chrt --idle 0, no database"
+      dump_cmd="for i in \$(seq $(nproc)); do chrt --idle 0 timeout $LAT_BURN sh -c 'while :; do :; done' & done; wait"
       ;;
   esac
 }
@@ -587,8 +626,11 @@ lat_run() {
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   rm -f "$work/$tag.out".* "$work/lat.stop"
   log "latency, $label: load on the master ($LAT_RATE tx/s), ${LAT_WARMUP} s warm-up, ${LAT_BASE} s baseline (load average $load)"
+  if [[ $LAT_PIN == 1 ]]; then
+    dump_cmd="taskset -c 1-$(($(nproc) - 1)) bash -c $(printf '%q' "set -o pipefail; $dump_cmd")"
+  fi
   KP_LAT_RATE=$LAT_RATE KP_LAT_STOP=$work/lat.stop KP_LAT_OUT=$work/$tag.out \
-    sysbench "$work/lat.lua" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$master_port" \
+    "${lat_pin_load[@]}" sysbench "$work/lat.lua" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$master_port" \
     --mysql-user=root --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" \
     --threads="$LAT_THREADS" --time=$((LAT_WARMUP + LAT_BASE + ${limit%.*} + LAT_AFTER + 60)) \
     run >"$work/$tag.sysbench.log" 2>&1 </dev/null &
@@ -750,6 +792,17 @@ if [[ $LATENCY != 0 ]]; then
     [[ $pid == 0 ]] && continue
     if [[ $port == "$master_port" ]]; then master_pids+=("$pid"); else replica_pids+=("$pid"); fi
   done < <(kp_sandbox_servers "$src")
+  lat_pin_load=()
+  if [[ $LAT_PIN == 1 ]]; then
+    if (($(nproc) < 2)); then
+      log "LAT_PIN=1 needs 2 cores or more"
+      exit 2
+    fi
+    log "latency: the master and the write load on core 0, the replicas and the dumps on cores 1-$(($(nproc) - 1))"
+    for p in "${master_pids[@]}"; do taskset -a -p -c 0 "$p" >/dev/null; done
+    for p in "${replica_pids[@]}"; do taskset -a -p -c "1-$(($(nproc) - 1))" "$p" >/dev/null; done
+    lat_pin_load=(taskset -c 0)
+  fi
   log "latency: writing out the source servers' dirty pages first"
   lat_settle
   log "latency: $lat_settled"
@@ -768,7 +821,7 @@ stamp=$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$results_dir"
 report=$results_dir/backup-$stamp.md
 cmdline="benches/backup.sh"
-for v in SMALL DATA_MB TABLES TABLE_SIZE TOOLS ROUNDS MYDUMPER_THREADS ZSTD_LEVEL MYDUMPER_TIMEOUT STEP_TIMEOUT REPLICAS BUFFER_POOL_MB RESTORE_BINLOG BACKUP_TOML LATENCY LAT_TOOLS LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER LAT_BURN; do
+for v in SMALL DATA_MB TABLES TABLE_SIZE TOOLS ROUNDS MYDUMPER_THREADS ZSTD_LEVEL MYDUMPER_TIMEOUT STEP_TIMEOUT REPLICAS BUFFER_POOL_MB RESTORE_BINLOG BACKUP_TOML LATENCY LAT_TOOLS LAT_RATE LAT_THREADS LAT_WARMUP LAT_BASE LAT_AFTER LAT_BURN LAT_PIN; do
   if printenv "$v" >/dev/null; then
     if [[ ${!v} =~ ^[A-Za-z0-9._/-]*$ ]]; then cmdline="$v=${!v} $cmdline"; else cmdline="$v='${!v}' $cmdline"; fi
   fi
@@ -855,12 +908,11 @@ EOF
   the dump command with everything it started (during the dump only), the load's sysbench, and
   the rest of the machine (other users' jobs). The machine has $(nproc) cores.
 EOF
-    if [[ " $LAT_TOOLS " == *" kohaproxy-nice "* ]]; then
-      cat <<EOF
-- under nice -n 19: \`nice -n 19 kohaproxy backup run ...\`; the mariadb-dump and zstd processes it
-  starts inherit the priority, the replica's mariadbd (which serves the dump's reads) does not.
+    cat <<EOF
+- priority: kohaproxy's \`[backup] priority\`: its dump threads and the mariadb-dump processes
+  they start run under SCHED_IDLE (idle), nice 19 (low) or as the command (normal); the
+  replica's mariadbd, which serves the dump's reads, keeps its own priority.
 EOF
-    fi
   fi
 } >"$report"
 cat "$report"
