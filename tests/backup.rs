@@ -739,4 +739,40 @@ fn without_replicas_the_master_is_used_only_when_allowed() {
         "{}",
         text(&verified)
     );
+
+    // A scheduled time passed while the proxy was down (the newest backup began two hours
+    // ago, the schedule names an hour ago): the proxy takes it when it starts, once.
+    let date = |args: &[&str]| {
+        let out = Command::new("date").args(args).output().expect("date");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let dir = sb.dir().join("backups").join(&id);
+    let mut m = kohaproxy_backup::Manifest::read(&dir).expect("manifest");
+    m.started = date(&["-d", "-2 hours", "--iso-8601=seconds"]);
+    m.write(&dir).expect("manifest");
+    let mut text_cfg = std::fs::read_to_string(&cfg).expect("config");
+    text_cfg = text_cfg.replace(
+        "schedule = \"off\"",
+        &format!(
+            "schedule = \"daily {}\"",
+            date(&["-d", "-1 hour", "+%H:%M"])
+        ),
+    );
+    std::fs::write(&cfg, text_cfg).expect("config");
+    let mut env = env;
+    env.start_proxy();
+    let made_up = wait_for("the missed backup taken at start", || {
+        let l = list(&cfg);
+        (l.len() == 2 && l[0].1 == "ok").then_some(l)
+    });
+    assert_ne!(made_up[0].0, id);
+    assert!(
+        env.proxy_log().contains("a scheduled backup was missed"),
+        "{}",
+        env.proxy_log()
+    );
+    // Started again: the made-up backup is newer than the missed time, nothing more.
+    env.start_proxy();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(list(&cfg).len(), 2, "{:?}", list(&cfg));
 }

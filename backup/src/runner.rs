@@ -164,6 +164,17 @@ impl Backups {
         if let Some(at) = next {
             info!(schedule = %when, next = %at.format("%Y-%m-%d %H:%M %Z"), "backups scheduled");
         }
+        let newest = store.list().ok().and_then(|l| {
+            l.iter()
+                .find_map(|b| b.manifest.as_ref()?.started.parse().ok())
+        });
+        if let Some(at) = schedule::missed(when, newest, &Local::now()) {
+            info!(
+                missed = %at.format("%Y-%m-%d %H:%M %Z"),
+                "a scheduled backup was missed (the newest began before it): taking it now"
+            );
+            next = Some(Local::now());
+        }
         loop {
             let wait = next
                 .map(|at| (at - Local::now()).to_std().unwrap_or_default())

@@ -1,6 +1,6 @@
 //! When the next scheduled backup is due, in local time.
 
-use chrono::{DateTime, Datelike, Duration, Local, NaiveTime, TimeZone, Timelike};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, Local, NaiveTime, TimeZone, Timelike};
 use kohaproxy_config::Schedule;
 
 /// The first time strictly after `now` that `schedule` names, or None for `off`. A local
@@ -46,6 +46,26 @@ pub fn next_after<Tz: TimeZone>(schedule: Schedule, now: &DateTime<Tz>) -> Optio
         day += Duration::days(step_days);
     }
     None
+}
+
+/// The scheduled time that was missed, if any: the latest time `schedule` names at or
+/// before `now`, when the newest backup (`last`, its start) began before it, as when the
+/// proxy was not running then. A store with no backup yet (`last` None) missed nothing:
+/// its first backup waits for the schedule or `BACKUP NOW`.
+pub fn missed<Tz: TimeZone>(
+    schedule: Schedule,
+    last: Option<DateTime<FixedOffset>>,
+    now: &DateTime<Tz>,
+) -> Option<DateTime<Tz>> {
+    let last = last?;
+    let period = match schedule {
+        Schedule::Off => return None,
+        Schedule::Hourly { .. } => Duration::hours(1),
+        Schedule::Daily { .. } => Duration::days(1),
+        Schedule::Weekly { .. } => Duration::days(7),
+    };
+    let latest = next_after(schedule, &(now.clone() - period))?;
+    (latest <= *now && last < latest).then_some(latest)
 }
 
 /// [`next_after`] in the machine's local time zone.
@@ -100,5 +120,51 @@ mod tests {
         assert_eq!(next_after(Schedule::Off, &now), None);
         let utc = Utc::now();
         assert!(next_after(daily, &utc).unwrap() > utc);
+    }
+
+    #[test]
+    fn a_time_missed_since_the_newest_backup_is_made_up_once() {
+        let daily = Schedule::Daily {
+            hour: 2,
+            minute: 30,
+        };
+        let now = t("2026-11-25T09:00:00+01:00");
+        // Down over 02:30: the newest backup is from the day before.
+        let yesterday = Some(t("2026-11-24T02:30:01+01:00"));
+        assert_eq!(
+            missed(daily, yesterday, &now),
+            Some(t("2026-11-25T02:30:00+01:00"))
+        );
+        // Down for three days: one make-up, for the latest time.
+        let long_ago = Some(t("2026-11-21T02:30:00+01:00"));
+        assert_eq!(
+            missed(daily, long_ago, &now),
+            Some(t("2026-11-25T02:30:00+01:00"))
+        );
+        // Today's ran (at the time itself, or after it), or the made-up one did.
+        for ran in ["2026-11-25T02:30:00+01:00", "2026-11-25T08:00:00+01:00"] {
+            assert_eq!(missed(daily, Some(t(ran)), &now), None, "{ran}");
+        }
+        // Nothing before the time of today yet: yesterday's ran.
+        let early = t("2026-11-25T02:00:00+01:00");
+        assert_eq!(missed(daily, yesterday, &early), None);
+        // No backup yet, or no schedule: nothing missed.
+        assert_eq!(missed(daily, None, &now), None);
+        assert_eq!(missed(Schedule::Off, long_ago, &now), None);
+        let hourly = Schedule::Hourly { minute: 15 };
+        assert_eq!(
+            missed(hourly, Some(t("2026-11-25T07:15:02+01:00")), &now),
+            Some(t("2026-11-25T08:15:00+01:00"))
+        );
+        let weekly = Schedule::Weekly {
+            weekday: 6,
+            hour: 4,
+            minute: 0,
+        };
+        assert_eq!(
+            missed(weekly, long_ago, &now),
+            Some(t("2026-11-22T04:00:00+01:00"))
+        );
+        assert_eq!(missed(weekly, yesterday, &now), None);
     }
 }
