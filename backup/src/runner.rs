@@ -29,6 +29,9 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How often the scheduler looks for a replica a failed resume left paused.
 const RETRY_RESUME: Duration = Duration::from_secs(30);
+/// How long a scheduled backup waits for the monitor to know a source (just after the
+/// proxy started, its first snapshot knows no server yet).
+const SOURCE_WAIT: Duration = Duration::from_secs(30);
 
 /// Takes, lists and schedules backups; cheap to clone.
 #[derive(Clone)]
@@ -186,6 +189,7 @@ impl Backups {
             }
             if next.is_some_and(|at| Local::now() >= at) {
                 next = schedule::next_local(when);
+                self.wait_for_source(SOURCE_WAIT).await;
                 match self.run(None).await {
                     Ok(_) => {}
                     Err(BackupError::Busy(other)) => {
@@ -194,6 +198,20 @@ impl Backups {
                     Err(e) => error!("scheduled backup failed: {e}"),
                 }
             }
+        }
+    }
+
+    /// Waits, at most `limit`, until the topology names a server a backup can be taken
+    /// from; the backup that follows says why if none came.
+    async fn wait_for_source(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let topology = self.topology().await;
+            let allow_master = self.0.config.backup.allow_master;
+            if source::choose(&topology, None, allow_master).is_ok() || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
