@@ -184,22 +184,25 @@ impl Running {
 
     /// Watches `abort` on a thread and kills the program when it is raised.
     fn kill_on(&self, abort: &Arc<AtomicBool>) -> AbortWatch {
-        let done = Arc::new(AtomicBool::new(false));
+        let (done, ended) = std::sync::mpsc::channel::<()>();
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
-        let (abort, stop) = (abort.clone(), done.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if abort.load(Ordering::Relaxed) {
-                    if let Some(pid) = pid {
-                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                    }
-                    return;
+        let abort = abort.clone();
+        let thread = std::thread::spawn(move || loop {
+            if abort.load(Ordering::Relaxed) {
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                return;
+            }
+            // Woken at once when the watch ends (its sender dropped), so a job never
+            // waits out a polling period after its program exits.
+            match ended.recv_timeout(std::time::Duration::from_millis(50)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
             }
         });
         AbortWatch {
-            done,
+            done: Some(done),
             thread: Some(thread),
         }
     }
@@ -245,14 +248,14 @@ pub(crate) fn dump_to_file(
 /// Kills a child when `abort` is raised, even while it writes nothing (see
 /// [`Running::kill_on`]).
 struct AbortWatch {
-    done: Arc<AtomicBool>,
+    done: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl AbortWatch {
     /// Stops watching (before the child is reaped, so its pid cannot be reused).
     fn end(mut self) {
-        self.done.store(true, Ordering::Relaxed);
+        drop(self.done.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
