@@ -28,7 +28,7 @@ pub(crate) async fn run<T: Send + 'static>(
 
 /// Lowers the calling thread to `priority`. A failure (a system that refuses it) is
 /// logged once; the work then runs at the proxy's priority.
-pub(crate) fn lower_this_thread(priority: BackupPriority) {
+fn lower_this_thread(priority: BackupPriority) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let result = match priority {
         BackupPriority::Normal => return,

@@ -167,10 +167,10 @@ impl Backups {
         if let Some(at) = next {
             info!(schedule = %when, next = %at.format("%Y-%m-%d %H:%M %Z"), "backups scheduled");
         }
-        let newest = store.list().ok().and_then(|l| {
-            l.iter()
-                .find_map(|b| b.manifest.as_ref()?.started.parse().ok())
-        });
+        let newest = store
+            .list()
+            .ok()
+            .and_then(|l| l.iter().find_map(Listing::started));
         if let Some(at) = schedule::missed(when, newest, &Local::now()) {
             info!(
                 missed = %at.format("%Y-%m-%d %H:%M %Z"),

@@ -47,6 +47,14 @@ pub struct Listing {
     pub problem: Option<String>,
 }
 
+impl Listing {
+    /// When the backup started (None if its manifest is unreadable).
+    pub fn started(&self) -> Option<DateTime<FixedOffset>> {
+        let m = self.manifest.as_ref()?;
+        DateTime::parse_from_rfc3339(&m.started).ok()
+    }
+}
+
 /// A replica whose SQL thread a backup paused (written before the pause, removed after
 /// the resume): if the process dies between, the next start resumes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,12 +240,7 @@ impl Store {
             });
         }
         // Newest first: by start time (ids of one second differ only by suffix).
-        let started = |l: &Listing| {
-            l.manifest
-                .as_ref()
-                .and_then(|m| DateTime::parse_from_rfc3339(&m.started).ok())
-        };
-        out.sort_by(|a, b| (started(b), &b.id).cmp(&(started(a), &a.id)));
+        out.sort_by(|a, b| (b.started(), &b.id).cmp(&(a.started(), &a.id)));
         Ok(out)
     }
 
@@ -293,13 +296,7 @@ impl Store {
         let complete: Vec<(String, Option<DateTime<FixedOffset>>)> = list
             .iter()
             .filter(|l| l.manifest.as_ref().is_some_and(|m| m.state == State::Ok))
-            .map(|l| {
-                let started = l
-                    .manifest
-                    .as_ref()
-                    .and_then(|m| DateTime::parse_from_rfc3339(&m.started).ok());
-                (l.id.clone(), started)
-            })
+            .map(|l| (l.id.clone(), l.started()))
             .collect();
         let remove = to_remove(&complete, keep, keep_days, now);
         let oldest_kept = complete
@@ -310,12 +307,8 @@ impl Store {
         let mut removed = Vec::new();
         for l in &list {
             let complete = remove.contains(&l.id) && !l.status.eq("failed");
-            let started = l
-                .manifest
-                .as_ref()
-                .and_then(|m| DateTime::parse_from_rfc3339(&m.started).ok());
             let old_failure = l.status == "failed"
-                && matches!((started, oldest_kept), (Some(t), Some(oldest)) if t < oldest);
+                && matches!((l.started(), oldest_kept), (Some(t), Some(oldest)) if t < oldest);
             if complete || old_failure {
                 std::fs::remove_dir_all(&l.dir).map_err(|e| BackupError::io(&l.dir, e))?;
                 info!(id = %l.id, "old backup removed (retention)");
