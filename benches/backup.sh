@@ -59,8 +59,10 @@
 #                       MYDUMPER_THREADS); cpu-burn, a control: nproc busy loops for LAT_BURN s;
 #                       also kohaproxy-low, kohaproxy-normal: kohaproxy's backup with
 #                       [backup] priority = "low" or "normal" (kohaproxy: the config's, by
-#                       default "idle"); cpu-burn-idle: the busy loops under SCHED_IDLE;
-#                       io-write: 8 x 50 MB written and synced (the bytes of a dump at once)
+#                       default "idle"); kohaproxy-replica-idle: kohaproxy's backup with the
+#                       replicas' mariadbd under SCHED_IDLE while it runs; controls
+#                       cpu-burn-idle (the busy loops under SCHED_IDLE), zstd-idle (nproc zstd
+#                       compressions under SCHED_IDLE), io-write (8 x 50 MB written and synced)
 #   LAT_BURN=8          seconds of the cpu-burn control (about as long as a kohaproxy dump)
 #   LAT_PIN=0           1: the master and the write load on core 0, the replicas and the dumps
 #                       on the other cores (taskset): the master as on a host of its own
@@ -908,6 +910,12 @@ EOF
   the dump command with everything it started (during the dump only), the load's sysbench, and
   the rest of the machine (other users' jobs). The machine has $(nproc) cores.
 EOF
+    if [[ $LAT_PIN == 1 ]]; then
+      cat <<EOF
+- LAT_PIN=1: the master's mariadbd and the write load ran on core 0, the replicas' mariadbd and
+  every dump on cores 1-$(($(nproc) - 1)) (\`taskset\`), as if the master had a host of its own.
+EOF
+    fi
     cat <<EOF
 - priority: kohaproxy's \`[backup] priority\`: its dump threads and the mariadb-dump processes
   they start run under SCHED_IDLE (idle), nice 19 (low) or as the command (normal); the
