@@ -47,9 +47,9 @@ struct DiskFile {
 }
 
 impl DiskFile {
-    /// Asks the kernel to start writing `[start, self.bytes)` out and to drop the clean
-    /// pages before it (`POSIX_FADV_DONTNEED` starts the write-back of dirty pages in its
-    /// range without waiting and without a journal commit, and drops the clean ones).
+    /// Asks the kernel to start writing the newest bytes out and to drop the clean pages
+    /// of the MiB before them (`POSIX_FADV_DONTNEED` starts the write-back of the dirty
+    /// pages in its range without waiting for it, and drops the clean ones).
     fn hand_over(&mut self) {
         let start = self.handed.saturating_sub(WRITE_BEHIND);
         let len = std::num::NonZeroU64::new(self.bytes - start);
