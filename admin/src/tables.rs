@@ -201,8 +201,17 @@ pub fn stats(stats: &StatsSnapshot) -> Table {
     };
     row("routed_master".into(), stats.routed_master);
     row("routed_replica".into(), stats.routed_replica);
+    row("causal_ready".into(), stats.causal_ready);
+    row(
+        "causal_master_positions".into(),
+        stats.causal_master_positions,
+    );
+    row("causal_discarded".into(), stats.causal_discarded);
     row("causal_waits".into(), stats.causal_waits);
     row("causal_to_master".into(), stats.causal_to_master);
+    for (reason, n) in &stats.causal_to_master_by {
+        row(format!("causal_to_master.{reason}"), *n);
+    }
     row("errors".into(), stats.errors);
     row("sessions".into(), stats.sessions);
     for s in &stats.servers {
@@ -441,21 +450,28 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            &names[..7],
+            &names[..14],
             [
                 "routed_master",
                 "routed_replica",
+                "causal_ready",
+                "causal_master_positions",
+                "causal_discarded",
                 "causal_waits",
                 "causal_to_master",
+                "causal_to_master.starting",
+                "causal_to_master.behind",
+                "causal_to_master.wait_timed_out",
+                "causal_to_master.no_master_position",
                 "errors",
                 "sessions",
                 "server.db1.statements"
             ]
         );
-        assert_eq!(names.len(), 6 + 3 * 4);
+        assert_eq!(names.len(), 13 + 3 * 4);
         assert!(names.contains(&"server.db3.failures".to_string()));
         assert_eq!(t.rows[0][1], Cell::Count(Some(7)));
-        assert_eq!(t.rows[5][1], Cell::Count(Some(1)));
+        assert_eq!(t.rows[12][1], Cell::Count(Some(1)));
     }
 
     #[test]

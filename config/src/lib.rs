@@ -228,8 +228,13 @@ pub struct RoutingConfig {
 /// Which writes a read routed to a replica is guaranteed to see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CausalReads {
-    /// Every write the proxy had acknowledged to any client when the read arrived.
+    /// Every write acknowledged to any client, through any proxy of the cluster, before
+    /// the read arrived: the master's position is read for each read sent to a replica.
     Global,
+    /// Every write this proxy process acknowledged (and, after a start, everything the
+    /// master had when it was first probed): cheapest, right for one proxy in front of
+    /// the cluster.
+    Local,
     /// Every write acknowledged to the same client session.
     Session,
     /// None: a replica within the lag limit serves reads as it is.

@@ -119,6 +119,7 @@ pub(crate) struct RawRouting {
 #[serde(rename_all = "lowercase")]
 pub(crate) enum RawCausal {
     Global,
+    Local,
     Session,
     Off,
 }

@@ -138,6 +138,22 @@ fn defaults() {
 }
 
 #[test]
+fn every_causal_mode_parses() {
+    for (word, mode) in [
+        ("global", CausalReads::Global),
+        ("local", CausalReads::Local),
+        ("session", CausalReads::Session),
+        ("off", CausalReads::Off),
+    ] {
+        let c = parse(&format!(
+            "{MINIMAL}\n[routing]\ncausal_reads = \"{word}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.routing.causal_reads, mode, "{word}");
+    }
+}
+
+#[test]
 fn every_key_set() {
     let text = r#"[proxy]
 listen = "[::1]:6033"

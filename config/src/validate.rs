@@ -425,6 +425,7 @@ fn routing(cx: &Ctx, r: Option<RawRouting>) -> Result<RoutingConfig, ConfigError
     let wait = cx.ranged(wait, "routing.causal_wait_ms", 100, (0, MAX_MS))?;
     let causal_reads = match causal.unwrap_or(RawCausal::Global) {
         RawCausal::Global => CausalReads::Global,
+        RawCausal::Local => CausalReads::Local,
         RawCausal::Session => CausalReads::Session,
         RawCausal::Off => CausalReads::Off,
     };

@@ -272,6 +272,7 @@ pub fn run(config: Config, services: StartServices<'_>) -> Result<(), ProxyError
         for service in services(shared.clone()).map_err(ProxyError::Service)? {
             tokio::spawn(service);
         }
+        tokio::spawn(log_causal_reads(shared.clone()));
         let mut workers = Vec::with_capacity(threads);
         for n in 0..threads {
             workers.push(spawn_worker(n, shared.clone())?);
@@ -288,6 +289,28 @@ pub fn run(config: Config, services: StartServices<'_>) -> Result<(), ProxyError
         drain(&shared, &slots, max).await;
         Ok(())
     })
+}
+
+/// How often the causal-read summary is logged.
+const CAUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs, once a minute when any read waited or went to the master for causality, how
+/// many did and why (the same counters as SHOW STATS).
+async fn log_causal_reads(shared: Arc<Shared>) {
+    let mut last = shared.stats.causal.read();
+    let mut tick = tokio::time::interval(CAUSAL_LOG_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = shared.stats.causal.read();
+        if let Some(line) = now.summary_since(&last) {
+            info!(
+                "causal reads in the last {} s: {line}",
+                CAUSAL_LOG_EVERY.as_secs()
+            );
+        }
+        last = now;
+    }
 }
 
 /// A connection handed from the accept loop to a worker.

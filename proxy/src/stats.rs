@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::route::causal::ToMaster;
+
 /// Proxy-wide counters.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -18,15 +20,96 @@ pub struct Stats {
     pub routed_master: AtomicU64,
     /// Statements sent to a replica.
     pub routed_replica: AtomicU64,
-    /// Reads that went to the master because no replica had applied the writes they must
-    /// see (causal reads) within the wait bound.
-    pub causal_to_master: AtomicU64,
-    /// Reads that first waited (MASTER_GTID_WAIT) for a replica to apply them.
-    pub causal_waits: AtomicU64,
+    /// What causal reads cost: checks, waits, and reads sent to the master, by reason.
+    pub causal: CausalStats,
     /// Error packets sent to clients (the servers' and the proxy's own).
     pub errors: AtomicU64,
     /// Per server, in config order.
     pub servers: Vec<ServerStats>,
+}
+
+/// Causal-read counters (`route::causal`).
+#[derive(Debug, Default)]
+pub struct CausalStats {
+    /// Reads a replica served with no wait: known to have what they must see, or shown
+    /// to have the master's position when they ran.
+    pub ready: AtomicU64,
+    /// Reads for which the master's position was read (scope `global`).
+    pub master_positions: AtomicU64,
+    /// Replica answers dropped unseen because that replica lacked the master's position
+    /// (the read then waited there, or ran on the master).
+    pub discarded: AtomicU64,
+    /// Reads that first waited (MASTER_GTID_WAIT) for a replica to apply the writes.
+    pub waits: AtomicU64,
+    /// Reads sent to the master for causality, per `ToMaster` reason.
+    pub to_master: [AtomicU64; ToMaster::ALL.len()],
+}
+
+impl CausalStats {
+    /// Counts a read sent to the master for `reason`.
+    pub fn to_master(&self, reason: ToMaster) {
+        self.to_master[reason.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Reads sent to the master for causality, all reasons.
+    pub fn to_master_total(&self) -> u64 {
+        self.to_master.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// The counters now.
+    pub fn read(&self) -> CausalCounts {
+        CausalCounts {
+            ready: self.ready.load(Relaxed),
+            discarded: self.discarded.load(Relaxed),
+            waits: self.waits.load(Relaxed),
+            to_master: std::array::from_fn(|i| self.to_master[i].load(Relaxed)),
+        }
+    }
+}
+
+/// [`CausalStats`] at one moment (for the periodic log line).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CausalCounts {
+    /// Reads served by a replica with no wait.
+    pub ready: u64,
+    /// Replica answers dropped.
+    pub discarded: u64,
+    /// Reads that waited on a replica.
+    pub waits: u64,
+    /// Reads sent to the master, per reason.
+    pub to_master: [u64; ToMaster::ALL.len()],
+}
+
+impl CausalCounts {
+    /// What changed since `before`, as one log line; `None` when no read waited, was
+    /// dropped or went to the master.
+    pub fn summary_since(&self, before: &CausalCounts) -> Option<String> {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let waits = d(self.waits, before.waits);
+        let discarded = d(self.discarded, before.discarded);
+        let mut to_master = String::new();
+        let mut total = 0;
+        for r in ToMaster::ALL {
+            let n = d(self.to_master[r.index()], before.to_master[r.index()]);
+            if n > 0 {
+                total += n;
+                to_master.push_str(&format!(" {}={n}", r.name()));
+            }
+        }
+        if waits == 0 && discarded == 0 && total == 0 {
+            return None;
+        }
+        Some(format!(
+            "{} served by a replica without waiting, {waits} waited, {discarded} replica answers \
+             dropped (replica behind), {total} sent to the master{}",
+            d(self.ready, before.ready),
+            if total > 0 {
+                format!(" ({})", to_master.trim_start())
+            } else {
+                String::new()
+            }
+        ))
+    }
 }
 
 /// Counters of one server.
@@ -72,10 +155,18 @@ pub struct StatsSnapshot {
     pub routed_master: u64,
     /// Statements sent to a replica.
     pub routed_replica: u64,
-    /// Reads sent to the master for causality.
-    pub causal_to_master: u64,
+    /// Reads a replica served with no causal wait.
+    pub causal_ready: u64,
+    /// Reads for which the master's position was read.
+    pub causal_master_positions: u64,
+    /// Replica answers dropped because the replica lacked the master's position.
+    pub causal_discarded: u64,
     /// Reads that waited for a replica.
     pub causal_waits: u64,
+    /// Reads sent to the master for causality.
+    pub causal_to_master: u64,
+    /// The same, per reason (`ToMaster::name`).
+    pub causal_to_master_by: Vec<(&'static str, u64)>,
     /// Error packets sent to clients.
     pub errors: u64,
     /// Client sessions open now.
@@ -246,8 +337,15 @@ impl Stats {
         StatsSnapshot {
             routed_master: self.routed_master.load(Relaxed),
             routed_replica: self.routed_replica.load(Relaxed),
-            causal_to_master: self.causal_to_master.load(Relaxed),
-            causal_waits: self.causal_waits.load(Relaxed),
+            causal_ready: self.causal.ready.load(Relaxed),
+            causal_master_positions: self.causal.master_positions.load(Relaxed),
+            causal_discarded: self.causal.discarded.load(Relaxed),
+            causal_waits: self.causal.waits.load(Relaxed),
+            causal_to_master: self.causal.to_master_total(),
+            causal_to_master_by: ToMaster::ALL
+                .iter()
+                .map(|r| (r.name(), self.causal.to_master[r.index()].load(Relaxed)))
+                .collect(),
             errors: self.errors.load(Relaxed),
             sessions: sessions as u64,
             servers: self
@@ -262,5 +360,27 @@ impl Stats {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_causal_log_line_names_each_reason_that_moved() {
+        let before = CausalCounts::default();
+        assert_eq!(before.summary_since(&before), None);
+        let mut now = before;
+        now.ready = 10;
+        assert_eq!(now.summary_since(&before), None, "nothing waited");
+        now.waits = 2;
+        now.to_master[ToMaster::WaitTimedOut.index()] = 1;
+        now.to_master[ToMaster::Starting.index()] = 3;
+        assert_eq!(
+            now.summary_since(&before).unwrap(),
+            "10 served by a replica without waiting, 2 waited, 0 replica answers dropped \
+             (replica behind), 4 sent to the master (starting=3 wait_timed_out=1)"
+        );
     }
 }

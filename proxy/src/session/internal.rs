@@ -1,12 +1,17 @@
 //! Commands the proxy runs itself on a backend connection (its session tracking, state
-//! replay on replicas, causal waits): each response is read whole here and never reaches
-//! the client.
+//! replay on replicas, causal waits and position reads): each response is read whole here
+//! and never reaches the client. A client's statement whose answer must not reach the
+//! client (a replica turned out to lack a write) is dropped with `discard`.
 
 use std::time::Duration;
+
+use bytes::Buf;
+use tokio::io::AsyncReadExt;
 
 use crate::backend::Backend;
 use crate::io::{read_packet, write_packet};
 use crate::protocol::packets::{err_code, is_result_terminator, ERR, OK};
+use crate::protocol::relay::{Relay, Scan};
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::wire::Reader;
 use crate::protocol::{command, Caps};
@@ -50,16 +55,76 @@ pub(crate) async fn run(
 }
 
 async fn exchange(backend: &mut Backend, payload: &[u8]) -> Result<Reply, String> {
-    let caps = backend.caps;
-    let Some(mut tracker) = ResponseTracker::for_command(payload[0], caps) else {
-        write_packet(&mut backend.stream, 0, payload)
-            .await
-            .map_err(|e| e.to_string())?;
-        return Ok(Reply::Ok(Vec::new()));
-    };
     write_packet(&mut backend.stream, 0, payload)
         .await
         .map_err(|e| e.to_string())?;
+    receive(backend, payload[0]).await
+}
+
+/// Appends a COM_QUERY packet for `sql` (sequence id 0) to `out`, to be sent with others
+/// in one write.
+pub(crate) fn push_query(out: &mut Vec<u8>, sql: &[u8]) {
+    let len = 1 + sql.len();
+    out.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
+    out.push(0);
+    out.push(command::QUERY);
+    out.extend_from_slice(sql);
+}
+
+/// Reads the whole response to a command `cmd` sent earlier on `backend`, within `limit`.
+pub(crate) async fn receive_within(
+    backend: &mut Backend,
+    cmd: u8,
+    limit: Duration,
+) -> Result<Reply, String> {
+    match tokio::time::timeout(limit, receive(backend, cmd)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    }
+}
+
+/// Reads and drops a whole response (any size: it is scanned in place, never buffered
+/// whole) to a command sent earlier on `backend`, within `limit`.
+pub(crate) async fn discard(
+    backend: &mut Backend,
+    tracker: ResponseTracker,
+    limit: Duration,
+) -> Result<(), String> {
+    let drain = async {
+        let mut relay = Relay::new(tracker);
+        loop {
+            let (n, scan) = relay.scan(&backend.buf).map_err(|e| e.to_string())?;
+            backend.buf.advance(n);
+            match scan {
+                Scan::Done => return Ok(()),
+                Scan::NeedMore => {}
+                Scan::LocalInfile | Scan::StateOk(_) => {
+                    return Err("unexpected LOCAL INFILE request or state OK".into())
+                }
+            }
+            crate::io::make_room(&mut backend.buf);
+            if backend
+                .stream
+                .read_buf(&mut backend.buf)
+                .await
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Err("connection closed".into());
+            }
+        }
+    };
+    match tokio::time::timeout(limit, drain).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    }
+}
+
+async fn receive(backend: &mut Backend, cmd: u8) -> Result<Reply, String> {
+    let caps = backend.caps;
+    let Some(mut tracker) = ResponseTracker::for_command(cmd, caps) else {
+        return Ok(Reply::Ok(Vec::new()));
+    };
     let mut index = 0u64;
     let mut first_row_at = None;
     let mut reply = None;

@@ -24,6 +24,7 @@ use crate::io::fill;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::track::{Change, ClientTracking, StateOk};
 use crate::protocol::{command, status, Caps, HEADER_LEN};
+use crate::route::causal::{self, Candidate, Need, Pick, ToMaster};
 use crate::route::classify::{self, Class, Hint, Route};
 use crate::route::state::{quote_identifier, SessionState};
 
@@ -64,6 +65,10 @@ pub(crate) struct Router {
     own: GtidList,
     /// Scratch: the position the current read must see.
     required: GtidList,
+    /// Scratch: a second position.
+    scratch: GtidList,
+    /// Scratch: the replicas that may serve the current read.
+    candidates: Vec<Candidate>,
 }
 
 impl Router {
@@ -81,6 +86,8 @@ impl Router {
             read_only_txn: None,
             own: GtidList::default(),
             required: GtidList::default(),
+            scratch: GtidList::default(),
+            candidates: Vec::new(),
         }
     }
 }
@@ -175,8 +182,13 @@ impl Session {
         match target {
             Target::Master => self.query_on_master(len, class).await,
             Target::Read { start_read_only } => match self.replica_for_read().await {
-                Some(server) => self.query_on_replica(server, len, start_read_only).await,
-                None => self.query_on_master(len, class).await,
+                ReadOn::Replica(server) => {
+                    self.query_on_replica(server, len, start_read_only).await
+                }
+                ReadOn::Checked(server) => {
+                    self.checked_read(server, len, start_read_only, class).await
+                }
+                ReadOn::Master => self.query_on_master(len, class).await,
             },
             Target::Replica(server) => self.query_on_replica(server, len, false).await,
         }
@@ -262,6 +274,19 @@ impl Session {
             self.drop_replica(server, &e.to_string());
             return self.query_on_master(len, None).await;
         }
+        self.relay_from_replica(server, len, start_read_only).await
+    }
+
+    /// Relays the answer to the buffered statement, already sent to replica `server`;
+    /// if that connection fails before any byte of the answer reached the client, runs
+    /// the statement on the master instead.
+    async fn relay_from_replica(
+        &mut self,
+        server: usize,
+        len: usize,
+        start_read_only: bool,
+    ) -> Result<(), SessionError> {
+        let n = HEADER_LEN + len;
         let caps = self.replica(server).map_or(self.caps, |c| c.backend.caps);
         let Some(tracker) = ResponseTracker::for_command(command::QUERY, caps) else {
             return Ok(());
@@ -302,6 +327,150 @@ impl Session {
         }
     }
 
+    /// Scope `global`: runs the buffered read on replica `server` only if that replica
+    /// had applied, when the read ran there, everything the master had when the read
+    /// arrived. Three messages leave at once: the master's position query (on the
+    /// session's master connection), and the replica's position query followed by the
+    /// statement, so the check costs the longer of the two round trips, not their sum.
+    /// If the replica lacked the position, its answer is dropped unseen and the read
+    /// waits there (`routing.causal_wait_ms`) or runs on the master.
+    async fn checked_read(
+        &mut self,
+        server: usize,
+        len: usize,
+        start_read_only: bool,
+        class: Option<Class>,
+    ) -> Result<(), SessionError> {
+        let shared = self.shared.clone();
+        let limit = shared.config.proxy.connect_timeout;
+        let n = HEADER_LEN + len;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        internal::push_query(&mut out, MASTER_POSITION);
+        let master_sent = !self.master_lost && self.master.stream.write_all(&out).await.is_ok();
+        if !master_sent {
+            self.lose_master();
+        }
+        out.clear();
+        internal::push_query(&mut out, REPLICA_POSITION);
+        out.extend_from_slice(&self.cbuf[..n]);
+        let replica_sent = match self.replica_mut(server) {
+            Some(conn) => conn
+                .backend
+                .stream
+                .write_all(&out)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("no connection".into()),
+        };
+        self.out = out;
+        shared.stats.causal.master_positions.fetch_add(1, Relaxed);
+        let master_position = if master_sent {
+            self.master_position(limit).await
+        } else {
+            None
+        };
+        if let Err(reason) = replica_sent {
+            self.drop_replica(server, &reason);
+            return self.query_on_master(len, class).await;
+        }
+        let replica_position = match self.replica_mut(server) {
+            Some(conn) => internal::receive_within(&mut conn.backend, command::QUERY, limit)
+                .await
+                .map(|r| parse_position(&r)),
+            None => Err("no connection".into()),
+        };
+        let replica_position = match replica_position {
+            Ok(p) => p,
+            Err(reason) => {
+                self.drop_replica(server, &reason);
+                return self.query_on_master(len, class).await;
+            }
+        };
+        let verdict = match master_position {
+            None => Err(ToMaster::NoMasterPosition),
+            Some(master) => {
+                self.router.required = master;
+                shared.causal.local_into(&mut self.router.scratch);
+                self.router.required.raise_all(&self.router.scratch);
+                self.router.required.raise_all(&self.router.own);
+                match &replica_position {
+                    Some(r) if r.contains(&self.router.required) => Ok(()),
+                    _ => Err(ToMaster::Behind),
+                }
+            }
+        };
+        if verdict.is_ok() {
+            if let Some(r) = &replica_position {
+                shared.causal.record_applied(server, r);
+            }
+            shared.stats.causal.ready.fetch_add(1, Relaxed);
+            return self.relay_from_replica(server, len, start_read_only).await;
+        }
+        // The replica's answer must not reach the client.
+        let discarded = match self.replica_mut(server) {
+            Some(conn) => match ResponseTracker::for_command(command::QUERY, conn.backend.caps) {
+                Some(tracker) => internal::discard(&mut conn.backend, tracker, limit).await,
+                None => Ok(()),
+            },
+            None => Err("no connection".into()),
+        };
+        shared.stats.causal.discarded.fetch_add(1, Relaxed);
+        if let Err(reason) = discarded {
+            self.drop_replica(server, &reason);
+            return self.query_on_master(len, class).await;
+        }
+        let reason = match verdict {
+            Err(ToMaster::Behind)
+                if !shared.config.routing.causal_wait.is_zero()
+                    && shared.causal.may_wait(server) =>
+            {
+                match self.wait_on_replica(server).await {
+                    Ok(()) => return self.query_on_replica(server, len, start_read_only).await,
+                    Err(reason) => reason,
+                }
+            }
+            Err(reason) => Some(reason),
+            Ok(()) => Some(ToMaster::Behind),
+        };
+        if let Some(reason) = reason {
+            shared.stats.causal.to_master(reason);
+            debug!(
+                session = self.id,
+                reason = reason.name(),
+                "causal read sent to the master"
+            );
+        }
+        self.query_on_master(len, class).await
+    }
+
+    /// Reads the answer to the master position query sent on the master connection: the
+    /// master's `gtid_binlog_pos`, if it came from a master connection of the current term.
+    async fn master_position(&mut self, limit: std::time::Duration) -> Option<GtidList> {
+        match internal::receive_within(&mut self.master, command::QUERY, limit).await {
+            Ok(reply) if self.shared.topology.term() == self.master_term => {
+                let position = parse_position(&reply);
+                if position.is_none() {
+                    debug!(
+                        session = self.id,
+                        "the master's position was not readable: {reply:?}"
+                    );
+                }
+                position
+            }
+            Ok(_) => {
+                // From a master of an older term: the next command moves to the new one.
+                self.lose_master();
+                None
+            }
+            Err(reason) => {
+                info!(session = self.id, server = %self.master.server, "master connection lost reading its position: {reason}");
+                self.lose_master();
+                None
+            }
+        }
+    }
+
     /// Counts a statement sent to (`start`) or finished on server `server`.
     pub(super) fn count(&self, server: usize, start: bool) {
         let stats = &self.shared.stats;
@@ -321,21 +490,32 @@ impl Session {
         }
     }
 
-    /// The replica that serves this read: opened, given the session's state, and known to
-    /// have every write the read must see; `None` sends the read to the master.
-    async fn replica_for_read(&mut self) -> Option<usize> {
+    /// Where this read goes: a replica opened and given the session's state, known to
+    /// have every write the read must see (or that waited for them); a replica whose
+    /// position is checked with the read (scope `global`); or the master.
+    async fn replica_for_read(&mut self) -> ReadOn {
         let shared = self.shared.clone();
         let routing = &shared.config.routing;
         let topology = shared.topology.load();
-        match routing.causal_reads {
-            CausalReads::Global => shared.causal.acked_into(&mut self.router.required),
-            CausalReads::Session => self.router.required.clone_from(&self.router.own),
-            CausalReads::Off => self.router.required = GtidList::default(),
+        let causal = &shared.causal;
+        if routing.causal_reads == CausalReads::Local && !causal.floor_known() {
+            if let Some(status) = topology.master().and_then(|m| m.status.as_ref()) {
+                causal.learn_floor(&status.gtid_binlog_pos);
+            }
         }
+        match routing.causal_reads {
+            CausalReads::Local => causal.local_into(&mut self.router.required),
+            CausalReads::Session => self.router.required.clone_from(&self.router.own),
+            CausalReads::Global | CausalReads::Off => self.router.required = GtidList::default(),
+        }
+        let need = causal::need(
+            routing.causal_reads,
+            causal.floor_known(),
+            self.router.required.is_empty(),
+        );
         let max_lag = routing.max_replication_lag.as_secs();
-        let mut ready: Option<(u64, bool, usize, usize)> = None;
-        let mut behind: Option<(u64, bool, usize, usize)> = None;
-        let n = topology.servers.len().max(1);
+        let mut candidates = std::mem::take(&mut self.router.candidates);
+        candidates.clear();
         for (index, s) in topology.servers.iter().enumerate() {
             let usable = s.role == Role::Replica
                 && s.state == ServerState::Up
@@ -346,50 +526,62 @@ impl Session {
             if !usable {
                 continue;
             }
-            let load = shared
-                .stats
-                .servers
-                .get(index)
-                .map_or(0, |c| c.outstanding.load(Relaxed));
-            // Least outstanding work first, then a connection this session already has,
-            // then a rotation by session id so that idle replicas share new sessions.
-            let key = (
-                load,
-                self.replica(index).is_none(),
-                (index + self.id as usize) % n,
-                index,
-            );
             let probed = s.status.as_ref().map(|st| &st.gtid_current_pos);
-            let slot = if shared
-                .causal
-                .has_applied(index, probed, &self.router.required)
-            {
-                &mut ready
-            } else if routing.causal_wait.is_zero() || !shared.causal.may_wait(index) {
-                continue;
-            } else {
-                &mut behind
-            };
-            if slot.is_none_or(|best| key < best) {
-                *slot = Some(key);
-            }
+            candidates.push(Candidate {
+                index,
+                load: shared
+                    .stats
+                    .servers
+                    .get(index)
+                    .map_or(0, |c| c.outstanding.load(Relaxed)),
+                connected: self.replica(index).is_some(),
+                known: need == Need::Known
+                    && causal.has_applied(index, probed, &self.router.required),
+                may_wait: causal.may_wait(index),
+            });
         }
-        if let Some((.., index)) = ready {
-            let address = topology.servers[index].address.clone();
-            return self.prepare_replica(index, &address).await.then_some(index);
-        }
-        let Some((.., index)) = behind else {
-            if !self.router.required.is_empty() && topology.replicas().next().is_some() {
-                shared.stats.causal_to_master.fetch_add(1, Relaxed);
+        let pick = causal::pick(&candidates, need, !routing.causal_wait.is_zero(), self.id);
+        self.router.candidates = candidates;
+        let index = match pick {
+            Pick::Master(reason) => {
+                if let Some(reason) = reason {
+                    shared.stats.causal.to_master(reason);
+                }
+                return ReadOn::Master;
             }
-            return None;
+            Pick::Ready(index) | Pick::Check(index) | Pick::Wait(index) => index,
         };
         let address = topology.servers[index].address.clone();
         if !self.prepare_replica(index, &address).await {
-            return None;
+            return ReadOn::Master;
         }
-        shared.stats.causal_waits.fetch_add(1, Relaxed);
-        let wait = routing.causal_wait;
+        match pick {
+            Pick::Check(_) => ReadOn::Checked(index),
+            Pick::Wait(_) => match self.wait_on_replica(index).await {
+                Ok(()) => ReadOn::Replica(index),
+                Err(reason) => {
+                    if let Some(reason) = reason {
+                        shared.stats.causal.to_master(reason);
+                    }
+                    ReadOn::Master
+                }
+            },
+            _ => {
+                if need != Need::Nothing {
+                    shared.stats.causal.ready.fetch_add(1, Relaxed);
+                }
+                ReadOn::Replica(index)
+            }
+        }
+    }
+
+    /// Waits (MASTER_GTID_WAIT, at most `routing.causal_wait_ms`) until replica `index`
+    /// has applied `router.required`. `Err(Some(reason))`: the read goes to the master
+    /// for causality; `Err(None)`: the connection failed (it was dropped).
+    async fn wait_on_replica(&mut self, index: usize) -> Result<(), Option<ToMaster>> {
+        let shared = self.shared.clone();
+        let wait = shared.config.routing.causal_wait;
+        shared.stats.causal.waits.fetch_add(1, Relaxed);
         let sql = format!(
             "SELECT MASTER_GTID_WAIT('{}', {}.{:03})",
             self.router.required,
@@ -397,22 +589,23 @@ impl Session {
             wait.subsec_millis()
         );
         let limit = wait + shared.config.proxy.connect_timeout;
-        let conn = self.replica_mut(index)?;
+        let Some(conn) = self.replica_mut(index) else {
+            return Err(None);
+        };
         match internal::query(&mut conn.backend, sql.as_bytes(), limit).await {
             Ok(Reply::Value(Some(v))) if v == b"0" => {
                 shared.causal.record_applied(index, &self.router.required);
-                Some(index)
+                Ok(())
             }
             Ok(_) => {
                 shared
                     .causal
                     .wait_timed_out(index, shared.config.monitor.interval);
-                shared.stats.causal_to_master.fetch_add(1, Relaxed);
-                None
+                Err(Some(ToMaster::WaitTimedOut))
             }
             Err(reason) => {
                 self.drop_replica(index, &reason);
-                None
+                Err(None)
             }
         }
     }
@@ -662,6 +855,32 @@ impl Session {
                 conn.reset_pending = true;
             }
         }
+    }
+}
+
+/// Where a read goes, once replica health and causality are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadOn {
+    /// This replica, ready: it has what the read must see.
+    Replica(usize),
+    /// This replica, if its position read with the statement contains the master's.
+    Checked(usize),
+    /// The master.
+    Master,
+}
+
+/// What the master has committed (every write acknowledged through any proxy).
+const MASTER_POSITION: &[u8] = b"SELECT @@GLOBAL.gtid_binlog_pos";
+
+/// What a replica has applied (read just before the statement it precedes).
+const REPLICA_POSITION: &[u8] = b"SELECT @@GLOBAL.gtid_current_pos";
+
+/// A GTID position from a one-value answer (`None` if it is not one).
+fn parse_position(reply: &Reply) -> Option<GtidList> {
+    match reply {
+        Reply::Value(Some(v)) => std::str::from_utf8(v).ok()?.parse().ok(),
+        Reply::Value(None) => Some(GtidList::default()),
+        _ => None,
     }
 }
 
