@@ -145,7 +145,9 @@ pub enum Need {
     /// A position the session holds: its own writes (`session`), or this proxy's
     /// acknowledged writes and start floor (`local`).
     Known,
-    /// The master's position, read after the read arrived (`global`).
+    /// The master's position, read after the read arrived (`global`); the position in
+    /// hand (this proxy's writes) is waited for with the read where a replica is not
+    /// known to have it.
     MasterNow,
     /// Not knowable yet: the proxy started and has not seen the master's position
     /// (`local`); the read goes to the master.
@@ -214,7 +216,8 @@ pub struct Candidate {
     pub load: u64,
     /// The session already has a connection to it.
     pub connected: bool,
-    /// Known to have applied the position in hand ([`Need::Known`]).
+    /// Known to have applied the position in hand (this proxy's writes, or the
+    /// session's).
     pub known: bool,
     /// A wait there did not time out within the last monitor interval.
     pub may_wait: bool,
@@ -268,7 +271,8 @@ pub fn pick(candidates: &[Candidate], need: Need, wait: bool, session: u32) -> P
                 None => Pick::Master(Some(ToMaster::Behind)),
             },
         },
-        Need::MasterNow => match best(&|c| c.may_wait) {
+        Need::MasterNow => match best(&|c| c.may_wait && c.known).or_else(|| best(&|c| c.may_wait))
+        {
             Some(i) => Pick::Check(i),
             None => Pick::Master(Some(ToMaster::Behind)),
         },
@@ -379,6 +383,8 @@ mod tests {
             ),
             // Global: every read is checked; a replica whose wait timed out is skipped.
             (&[a, b], Need::MasterNow, true, Pick::Check(2)),
+            // ... preferring one known to have this proxy's writes over a less loaded one.
+            (&[a, busy], Need::MasterNow, true, Pick::Check(3)),
             (&[lagging, a], Need::MasterNow, false, Pick::Check(1)),
             (
                 &[lagging],

@@ -65,8 +65,6 @@ pub(crate) struct Router {
     own: GtidList,
     /// Scratch: the position the current read must see.
     required: GtidList,
-    /// Scratch: a second position.
-    scratch: GtidList,
     /// Scratch: the replicas that may serve the current read.
     candidates: Vec<Candidate>,
 }
@@ -86,7 +84,6 @@ impl Router {
             read_only_txn: None,
             own: GtidList::default(),
             required: GtidList::default(),
-            scratch: GtidList::default(),
             candidates: Vec::new(),
         }
     }
@@ -185,8 +182,9 @@ impl Session {
                 ReadOn::Replica(server) => {
                     self.query_on_replica(server, len, start_read_only).await
                 }
-                ReadOn::Checked(server) => {
-                    self.checked_read(server, len, start_read_only, class).await
+                ReadOn::Checked { server, wait_first } => {
+                    self.checked_read(server, wait_first, len, start_read_only, class)
+                        .await
                 }
                 ReadOn::Master => self.query_on_master(len, class).await,
             },
@@ -329,20 +327,22 @@ impl Session {
 
     /// Scope `global`: runs the buffered read on replica `server` only if that replica
     /// had applied, when the read ran there, everything the master had when the read
-    /// arrived. Three messages leave at once: the master's position query (on the
-    /// session's master connection), and the replica's position query followed by the
-    /// statement, so the check costs the longer of the two round trips, not their sum.
-    /// If the replica lacked the position, its answer is dropped unseen and the read
-    /// waits there (`routing.causal_wait_ms`) or runs on the master.
+    /// arrived. The messages leave at once: the master's position query (on the session's
+    /// master connection), and on the replica a wait for this proxy's own writes (if
+    /// `wait_first`), its position query and the statement, so the check costs the
+    /// longer of the two round trips, not their sum. If the replica lacked the master's
+    /// position, its answer is dropped unseen, and the statement runs there again behind
+    /// a wait for that position (`routing.causal_wait_ms`), or on the master.
     async fn checked_read(
         &mut self,
         server: usize,
+        wait_first: bool,
         len: usize,
         start_read_only: bool,
         class: Option<Class>,
     ) -> Result<(), SessionError> {
         let shared = self.shared.clone();
-        let limit = shared.config.proxy.connect_timeout;
+        let limit = shared.config.proxy.connect_timeout + shared.config.routing.causal_wait;
         let n = HEADER_LEN + len;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -351,10 +351,131 @@ impl Session {
         if !master_sent {
             self.lose_master();
         }
+        self.out = out;
+        let local = wait_first.then(|| self.router.required.clone());
+        let first = local.as_ref().map(|p| self.wait_sql(p));
+        let sent = self
+            .send_to_replica(server, first.as_deref(), Some(REPLICA_POSITION), n)
+            .await;
+        shared.stats.causal.master_positions.fetch_add(1, Relaxed);
+        let master_position = if master_sent {
+            self.master_position(limit).await
+        } else {
+            None
+        };
+        if let Err(reason) = sent {
+            self.drop_replica(server, &reason);
+            return self.query_on_master(len, class).await;
+        }
+        let mut timed_out = false;
+        if let Some(local) = &local {
+            shared.stats.causal.waits.fetch_add(1, Relaxed);
+            match self.replica_reply(server, limit).await {
+                Ok(Reply::Value(Some(v))) if v == b"0" => {
+                    shared.causal.record_applied(server, local)
+                }
+                Ok(_) => {
+                    timed_out = true;
+                    shared
+                        .causal
+                        .wait_timed_out(server, shared.config.monitor.interval);
+                }
+                Err(reason) => {
+                    self.drop_replica(server, &reason);
+                    return self.query_on_master(len, class).await;
+                }
+            }
+        }
+        let replica_position = match self.replica_reply(server, limit).await {
+            Ok(reply) => parse_position(&reply),
+            Err(reason) => {
+                self.drop_replica(server, &reason);
+                return self.query_on_master(len, class).await;
+            }
+        };
+        let Some(master) = master_position else {
+            return self
+                .drop_answer(server, len, class, ToMaster::NoMasterPosition)
+                .await;
+        };
+        self.router.required.raise_all(&master);
+        self.router.required.raise_all(&self.router.own);
+        if let Some(r) = &replica_position {
+            shared.causal.record_applied(server, r);
+            if r.contains(&self.router.required) {
+                shared.stats.causal.ready.fetch_add(1, Relaxed);
+                return self.relay_from_replica(server, len, start_read_only).await;
+            }
+        }
+        // The replica lacked a write: its answer must not reach the client. Run the
+        // statement again behind a wait for the master's position, in the same write.
+        if let Err(reason) = self.discard_answer(server, limit).await {
+            self.drop_replica(server, &reason);
+            return self.query_on_master(len, class).await;
+        }
+        shared.stats.causal.discarded.fetch_add(1, Relaxed);
+        if shared.config.routing.causal_wait.is_zero() || !shared.causal.may_wait(server) {
+            shared.stats.causal.to_master(if timed_out {
+                ToMaster::WaitTimedOut
+            } else {
+                ToMaster::Behind
+            });
+            return self.query_on_master(len, class).await;
+        }
+        let wait = self.wait_sql(&self.router.required);
+        if let Err(reason) = self.send_to_replica(server, Some(&wait), None, n).await {
+            self.drop_replica(server, &reason);
+            return self.query_on_master(len, class).await;
+        }
+        shared.stats.causal.waits.fetch_add(1, Relaxed);
+        match self.replica_reply(server, limit).await {
+            Ok(Reply::Value(Some(v))) if v == b"0" => {
+                shared.causal.record_applied(server, &self.router.required);
+                self.relay_from_replica(server, len, start_read_only).await
+            }
+            Ok(_) => {
+                shared
+                    .causal
+                    .wait_timed_out(server, shared.config.monitor.interval);
+                self.drop_answer(server, len, class, ToMaster::WaitTimedOut)
+                    .await
+            }
+            Err(reason) => {
+                self.drop_replica(server, &reason);
+                self.query_on_master(len, class).await
+            }
+        }
+    }
+
+    /// `SELECT MASTER_GTID_WAIT(position, routing.causal_wait_ms)`.
+    fn wait_sql(&self, position: &GtidList) -> String {
+        let wait = self.shared.config.routing.causal_wait;
+        format!(
+            "SELECT MASTER_GTID_WAIT('{position}', {}.{:03})",
+            wait.as_secs(),
+            wait.subsec_millis()
+        )
+    }
+
+    /// Sends to replica `server`, in one write: the queries `first` and `second` (each
+    /// if given) and the buffered statement of `n` bytes.
+    async fn send_to_replica(
+        &mut self,
+        server: usize,
+        first: Option<&str>,
+        second: Option<&[u8]>,
+        n: usize,
+    ) -> Result<(), String> {
+        let mut out = std::mem::take(&mut self.out);
         out.clear();
-        internal::push_query(&mut out, REPLICA_POSITION);
+        if let Some(sql) = first {
+            internal::push_query(&mut out, sql.as_bytes());
+        }
+        if let Some(sql) = second {
+            internal::push_query(&mut out, sql);
+        }
         out.extend_from_slice(&self.cbuf[..n]);
-        let replica_sent = match self.replica_mut(server) {
+        let sent = match self.replica_mut(server) {
             Some(conn) => conn
                 .backend
                 .stream
@@ -364,83 +485,59 @@ impl Session {
             None => Err("no connection".into()),
         };
         self.out = out;
-        shared.stats.causal.master_positions.fetch_add(1, Relaxed);
-        let master_position = if master_sent {
-            self.master_position(limit).await
-        } else {
-            None
-        };
-        if let Err(reason) = replica_sent {
-            self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
-        }
-        let replica_position = match self.replica_mut(server) {
-            Some(conn) => internal::receive_within(&mut conn.backend, command::QUERY, limit)
-                .await
-                .map(|r| parse_position(&r)),
+        sent
+    }
+
+    /// Reads the answer to a query the proxy sent to replica `server`.
+    async fn replica_reply(
+        &mut self,
+        server: usize,
+        limit: std::time::Duration,
+    ) -> Result<Reply, String> {
+        match self.replica_mut(server) {
+            Some(conn) => internal::receive_within(&mut conn.backend, command::QUERY, limit).await,
             None => Err("no connection".into()),
-        };
-        let replica_position = match replica_position {
-            Ok(p) => p,
-            Err(reason) => {
-                self.drop_replica(server, &reason);
-                return self.query_on_master(len, class).await;
-            }
-        };
-        let verdict = match master_position {
-            None => Err(ToMaster::NoMasterPosition),
-            Some(master) => {
-                self.router.required = master;
-                shared.causal.local_into(&mut self.router.scratch);
-                self.router.required.raise_all(&self.router.scratch);
-                self.router.required.raise_all(&self.router.own);
-                match &replica_position {
-                    Some(r) if r.contains(&self.router.required) => Ok(()),
-                    _ => Err(ToMaster::Behind),
-                }
-            }
-        };
-        if verdict.is_ok() {
-            if let Some(r) = &replica_position {
-                shared.causal.record_applied(server, r);
-            }
-            shared.stats.causal.ready.fetch_add(1, Relaxed);
-            return self.relay_from_replica(server, len, start_read_only).await;
         }
-        // The replica's answer must not reach the client.
-        let discarded = match self.replica_mut(server) {
+    }
+
+    /// Reads and drops the answer to the client's statement sent to replica `server`.
+    async fn discard_answer(
+        &mut self,
+        server: usize,
+        limit: std::time::Duration,
+    ) -> Result<(), String> {
+        match self.replica_mut(server) {
             Some(conn) => match ResponseTracker::for_command(command::QUERY, conn.backend.caps) {
                 Some(tracker) => internal::discard(&mut conn.backend, tracker, limit).await,
                 None => Ok(()),
             },
             None => Err("no connection".into()),
-        };
-        shared.stats.causal.discarded.fetch_add(1, Relaxed);
-        if let Err(reason) = discarded {
-            self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
         }
-        let reason = match verdict {
-            Err(ToMaster::Behind)
-                if !shared.config.routing.causal_wait.is_zero()
-                    && shared.causal.may_wait(server) =>
-            {
-                match self.wait_on_replica(server).await {
-                    Ok(()) => return self.query_on_replica(server, len, start_read_only).await,
-                    Err(reason) => reason,
-                }
+    }
+
+    /// Drops the replica's answer to the statement and runs it on the master, counting
+    /// `reason`.
+    async fn drop_answer(
+        &mut self,
+        server: usize,
+        len: usize,
+        class: Option<Class>,
+        reason: ToMaster,
+    ) -> Result<(), SessionError> {
+        let limit = self.shared.config.proxy.connect_timeout;
+        match self.discard_answer(server, limit).await {
+            Ok(()) => self.shared.stats.causal.discarded.fetch_add(1, Relaxed),
+            Err(reason) => {
+                self.drop_replica(server, &reason);
+                0
             }
-            Err(reason) => Some(reason),
-            Ok(()) => Some(ToMaster::Behind),
         };
-        if let Some(reason) = reason {
-            shared.stats.causal.to_master(reason);
-            debug!(
-                session = self.id,
-                reason = reason.name(),
-                "causal read sent to the master"
-            );
-        }
+        self.shared.stats.causal.to_master(reason);
+        debug!(
+            session = self.id,
+            reason = reason.name(),
+            "causal read sent to the master"
+        );
         self.query_on_master(len, class).await
     }
 
@@ -504,9 +601,11 @@ impl Session {
             }
         }
         match routing.causal_reads {
-            CausalReads::Local => causal.local_into(&mut self.router.required),
+            CausalReads::Local | CausalReads::Global => {
+                causal.local_into(&mut self.router.required);
+            }
             CausalReads::Session => self.router.required.clone_from(&self.router.own),
-            CausalReads::Global | CausalReads::Off => self.router.required = GtidList::default(),
+            CausalReads::Off => self.router.required = GtidList::default(),
         }
         let need = causal::need(
             routing.causal_reads,
@@ -535,12 +634,19 @@ impl Session {
                     .get(index)
                     .map_or(0, |c| c.outstanding.load(Relaxed)),
                 connected: self.replica(index).is_some(),
-                known: need == Need::Known
+                known: need != Need::Nothing
                     && causal.has_applied(index, probed, &self.router.required),
                 may_wait: causal.may_wait(index),
             });
         }
         let pick = causal::pick(&candidates, need, !routing.causal_wait.is_zero(), self.id);
+        let known = |index| candidates.iter().any(|c| c.index == index && c.known);
+        let wait_first = match pick {
+            Pick::Check(index) => {
+                !known(index) && !routing.causal_wait.is_zero() && causal.may_wait(index)
+            }
+            _ => false,
+        };
         self.router.candidates = candidates;
         let index = match pick {
             Pick::Master(reason) => {
@@ -556,7 +662,10 @@ impl Session {
             return ReadOn::Master;
         }
         match pick {
-            Pick::Check(_) => ReadOn::Checked(index),
+            Pick::Check(_) => ReadOn::Checked {
+                server: index,
+                wait_first,
+            },
             Pick::Wait(_) => match self.wait_on_replica(index).await {
                 Ok(()) => ReadOn::Replica(index),
                 Err(reason) => {
@@ -580,15 +689,9 @@ impl Session {
     /// for causality; `Err(None)`: the connection failed (it was dropped).
     async fn wait_on_replica(&mut self, index: usize) -> Result<(), Option<ToMaster>> {
         let shared = self.shared.clone();
-        let wait = shared.config.routing.causal_wait;
         shared.stats.causal.waits.fetch_add(1, Relaxed);
-        let sql = format!(
-            "SELECT MASTER_GTID_WAIT('{}', {}.{:03})",
-            self.router.required,
-            wait.as_secs(),
-            wait.subsec_millis()
-        );
-        let limit = wait + shared.config.proxy.connect_timeout;
+        let sql = self.wait_sql(&self.router.required);
+        let limit = shared.config.routing.causal_wait + shared.config.proxy.connect_timeout;
         let Some(conn) = self.replica_mut(index) else {
             return Err(None);
         };
@@ -863,8 +966,15 @@ impl Session {
 enum ReadOn {
     /// This replica, ready: it has what the read must see.
     Replica(usize),
-    /// This replica, if its position read with the statement contains the master's.
-    Checked(usize),
+    /// This replica, if its position read with the statement contains the master's;
+    /// `wait_first`: it is not known to have this proxy's writes (`router.required`), so
+    /// it waits for them before the statement.
+    Checked {
+        /// Config index.
+        server: usize,
+        /// Wait for `router.required` first.
+        wait_first: bool,
+    },
     /// The master.
     Master,
 }
