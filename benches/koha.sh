@@ -4,10 +4,12 @@
 # reads: what the read/write split with causal reads costs, through one kohaproxy and
 # through two (writes via one, reads via the other: two Koha hosts with a proxy each).
 #
-# A page (see koha_pages.pl): the session row written on the write port and read back on
-# the read port (it must be what was just written), two catalogue reads on the read port,
-# and every 5th page a checkout transaction on the write port whose result is read back on
-# the read port. Workers hold one connection to each port, as Koha's Starman workers do.
+# A page (see koha_pages.pl), in the order of a Koha request: the worker's session row read
+# on the read port (it must be what the previous page flushed on the write port, else a
+# stale read), two catalogue reads on the read port, every 5th page a checkout transaction
+# on the write port whose result is read back on the read port, and last the session row
+# flushed (REPLACE) on the write port. Workers hold one connection to each port, as Koha's
+# Starman workers do.
 #
 # Routes (write port / read port):
 #   direct        the master / the master
@@ -386,7 +388,7 @@ if ((WARMUP > 0)); then
 fi
 
 # The master's Com_select while nothing but the proxies' health probes runs.
-idle_secs=$((SMOKE == 1 ? 2 : 5))
+idle_secs=$(( ${SMOKE:-0} == 1 ? 2 : 5 ))
 s0=$(com_select)
 sleep "$idle_secs"
 s1=$(com_select)

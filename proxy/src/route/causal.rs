@@ -37,6 +37,9 @@ pub struct Causal {
     /// Per server: until when (ms since `epoch`) no read waits on it, after a wait there
     /// timed out.
     no_wait_until: Vec<AtomicU64>,
+    /// Per server: until when (ms since `epoch`) checked reads ask the master first, after
+    /// a checked read found the server behind the master's position.
+    master_first_until: Vec<AtomicU64>,
     epoch: Instant,
     /// The master's position when this process first saw it: covers every write an
     /// earlier process acknowledged (scope `local`).
@@ -52,6 +55,7 @@ impl Causal {
                 .map(|_| Mutex::new(GtidList::default()))
                 .collect(),
             no_wait_until: (0..servers).map(|_| AtomicU64::new(0)).collect(),
+            master_first_until: (0..servers).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             floor: OnceLock::new(),
         }
@@ -134,6 +138,55 @@ impl Causal {
         if let Some(t) = self.no_wait_until.get(index) {
             t.store(until, Relaxed);
         }
+    }
+
+    /// How a `global` read checked on server `index` learns the master's position now.
+    pub fn check_order(&self, index: usize) -> CheckOrder {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let until = self
+            .master_first_until
+            .get(index)
+            .map_or(0, |t| t.load(Relaxed));
+        check_order(now, until)
+    }
+
+    /// A checked read found server `index` behind the master's position: for
+    /// [`BEHIND_MEMORY`], checked reads there ask the master first.
+    pub fn found_behind(&self, index: usize) {
+        let until = (self.epoch.elapsed() + BEHIND_MEMORY).as_millis() as u64;
+        if let Some(t) = self.master_first_until.get(index) {
+            t.store(until, Relaxed);
+        }
+    }
+}
+
+/// How long a replica found behind the master's position is checked master first. Under
+/// a steady write load a replica stays a replication delay behind the master's position,
+/// so every read together with its check would be thrown away and run again; after this
+/// long one read is tried together again (at most one wasted statement per replica per
+/// period).
+pub const BEHIND_MEMORY: Duration = Duration::from_secs(1);
+
+/// The two ways a `global` read learns that its replica has the master's position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOrder {
+    /// The master's position query, and the replica's position query with the statement,
+    /// leave together: one round trip (the longer of the two) if the replica has it, but a
+    /// replica that lacks it runs the statement for nothing, and it runs again behind a
+    /// wait.
+    Together,
+    /// The master's position first, then a wait for it and the statement on the replica in
+    /// one write: two round trips in a row, the statement runs once.
+    MasterFirst,
+}
+
+/// The order for a check at `now` on a server checked master first until `until` (both
+/// in ms of one clock).
+pub fn check_order(now: u64, until: u64) -> CheckOrder {
+    if now < until {
+        CheckOrder::MasterFirst
+    } else {
+        CheckOrder::Together
     }
 }
 
@@ -423,6 +476,19 @@ mod tests {
         let mut names: Vec<_> = ToMaster::ALL.iter().map(|r| r.name()).collect();
         names.dedup();
         assert_eq!(names.len(), ToMaster::ALL.len());
+    }
+
+    #[test]
+    fn a_replica_found_behind_is_checked_master_first_for_a_while() {
+        assert_eq!(check_order(0, 0), CheckOrder::Together);
+        assert_eq!(check_order(10, 11), CheckOrder::MasterFirst);
+        assert_eq!(check_order(11, 11), CheckOrder::Together);
+        let causal = Causal::new(2, Acked::default());
+        assert_eq!(causal.check_order(1), CheckOrder::Together);
+        causal.found_behind(1);
+        assert_eq!(causal.check_order(1), CheckOrder::MasterFirst);
+        assert_eq!(causal.check_order(0), CheckOrder::Together);
+        assert_eq!(causal.check_order(7), CheckOrder::Together);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::io::fill;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::track::{Change, ClientTracking, StateOk};
 use crate::protocol::{command, status, Caps, HEADER_LEN};
-use crate::route::causal::{self, Candidate, Need, Pick, ToMaster};
+use crate::route::causal::{self, Candidate, CheckOrder, Need, Pick, ToMaster};
 use crate::route::classify::{self, Class, Hint, Route};
 use crate::route::state::{quote_identifier, SessionState};
 
@@ -342,6 +342,11 @@ impl Session {
         class: Option<Class>,
     ) -> Result<(), SessionError> {
         let shared = self.shared.clone();
+        if shared.causal.check_order(server) == CheckOrder::MasterFirst {
+            return self
+                .read_after_master(server, len, start_read_only, class)
+                .await;
+        }
         let limit = shared.config.proxy.connect_timeout + shared.config.routing.causal_wait;
         let n = HEADER_LEN + len;
         let mut out = std::mem::take(&mut self.out);
@@ -409,21 +414,92 @@ impl Session {
         }
         // The replica lacked a write: its answer must not reach the client. Run the
         // statement again behind a wait for the master's position, in the same write.
+        shared.causal.found_behind(server);
         if let Err(reason) = self.discard_answer(server, limit).await {
             self.drop_replica(server, &reason);
             return self.query_on_master(len, class).await;
         }
         shared.stats.causal.discarded.fetch_add(1, Relaxed);
+        let behind = if timed_out {
+            ToMaster::WaitTimedOut
+        } else {
+            ToMaster::Behind
+        };
+        self.wait_then_read(server, len, start_read_only, class, behind)
+            .await
+    }
+
+    /// Scope `global`, on a replica recently found behind: reads the master's position
+    /// first, then sends the wait for it (unless the replica is known to have it) and the
+    /// statement to replica `server` in one write. The statement runs once.
+    async fn read_after_master(
+        &mut self,
+        server: usize,
+        len: usize,
+        start_read_only: bool,
+        class: Option<Class>,
+    ) -> Result<(), SessionError> {
+        let shared = self.shared.clone();
+        let limit = shared.config.proxy.connect_timeout;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        internal::push_query(&mut out, MASTER_POSITION);
+        let master_sent = !self.master_lost && self.master.stream.write_all(&out).await.is_ok();
+        self.out = out;
+        shared.stats.causal.master_positions.fetch_add(1, Relaxed);
+        let master = if master_sent {
+            self.master_position(limit).await
+        } else {
+            self.lose_master();
+            None
+        };
+        let Some(master) = master else {
+            shared.stats.causal.to_master(ToMaster::NoMasterPosition);
+            return self.query_on_master(len, class).await;
+        };
+        self.router.required.raise_all(&master);
+        self.router.required.raise_all(&self.router.own);
+        let topology = shared.topology.load();
+        let probed = topology
+            .servers
+            .get(server)
+            .and_then(|s| s.status.as_ref())
+            .map(|st| &st.gtid_current_pos);
+        if shared
+            .causal
+            .has_applied(server, probed, &self.router.required)
+        {
+            shared.stats.causal.ready.fetch_add(1, Relaxed);
+            return self.query_on_replica(server, len, start_read_only).await;
+        }
+        self.wait_then_read(server, len, start_read_only, class, ToMaster::Behind)
+            .await
+    }
+
+    /// Sends a wait for `router.required` and the buffered statement to replica `server`
+    /// in one write and relays the statement's answer if the wait succeeded; else drops
+    /// it and runs the statement on the master. A replica that may not wait now (the
+    /// wait is 0, or one timed out there lately) is not asked: the statement goes to the
+    /// master for `behind`.
+    async fn wait_then_read(
+        &mut self,
+        server: usize,
+        len: usize,
+        start_read_only: bool,
+        class: Option<Class>,
+        behind: ToMaster,
+    ) -> Result<(), SessionError> {
+        let shared = self.shared.clone();
+        let limit = shared.config.proxy.connect_timeout + shared.config.routing.causal_wait;
         if shared.config.routing.causal_wait.is_zero() || !shared.causal.may_wait(server) {
-            shared.stats.causal.to_master(if timed_out {
-                ToMaster::WaitTimedOut
-            } else {
-                ToMaster::Behind
-            });
+            shared.stats.causal.to_master(behind);
             return self.query_on_master(len, class).await;
         }
         let wait = self.wait_sql(&self.router.required);
-        if let Err(reason) = self.send_to_replica(server, Some(&wait), None, n).await {
+        if let Err(reason) = self
+            .send_to_replica(server, Some(&wait), None, HEADER_LEN + len)
+            .await
+        {
             self.drop_replica(server, &reason);
             return self.query_on_master(len, class).await;
         }
