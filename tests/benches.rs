@@ -1,0 +1,43 @@
+//! Short runs of the shell benchmarks in `benches/` (`SMOKE=1`), so that a benchmark a
+//! note quotes still runs on a fresh machine, and so that its own checks (no stale read
+//! outside the control route) are part of the suite.
+
+use std::process::Command;
+
+/// `SMOKE=1 benches/koha.sh`: every route (direct, HAProxy, one and two kohaproxy
+/// processes in scopes `global` and `local`, the split off) for a few seconds each; exit
+/// status 0 means every run finished and only the control route (two proxies, scope
+/// `local`) read stale data.
+#[test]
+fn koha_bench_runs_every_route_without_stale_reads() {
+    let results = tempfile::tempdir().expect("a temporary directory");
+    let out = Command::new("bash")
+        .arg("benches/koha.sh")
+        .env("SMOKE", "1")
+        .env("KOHAPROXY_BIN", env!("CARGO_BIN_EXE_kohaproxy"))
+        .env("RESULTS_DIR", results.path())
+        .output()
+        .expect("bash runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "benches/koha.sh exited with {}\n--- report\n{report}\n--- progress\n{progress}",
+        out.status
+    );
+    for route in ["haproxy", "kp-1-global", "kp-2-global", "kp-2-local"] {
+        assert!(
+            report.contains(&format!("| {route} |")),
+            "no row for {route} in the report:\n{report}"
+        );
+    }
+    let control_stale = report
+        .lines()
+        .find_map(|l| l.strip_prefix("kp-2-local (the control: B cannot know A's writes): "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        control_stale.is_some_and(|n| n > 0),
+        "the control route read no stale data, so the run proves nothing:\n{report}"
+    );
+}
