@@ -621,6 +621,16 @@ impl Session {
     /// master's `gtid_binlog_pos`, if it came from a master connection of the current term.
     async fn master_position(&mut self, limit: std::time::Duration) -> Option<GtidList> {
         match internal::receive_within(&mut self.master, command::QUERY, limit).await {
+            Ok(Reply::Value(None)) if self.shared.topology.term() == self.master_term => {
+                // Read-only: no longer the master (another kohaproxy switched over, or
+                // is failing over), though this proxy's monitor has not seen it yet. Its
+                // position may lack writes the new master acknowledged, and so may its
+                // data: wait for the monitor to follow the change.
+                info!(session = self.id, server = %self.master.server, "the master answered read-only: waiting for the new master before this read");
+                self.lose_master();
+                self.wait_new_term().await;
+                None
+            }
             Ok(reply) if self.shared.topology.term() == self.master_term => {
                 let position = parse_position(&reply);
                 if position.is_none() {
@@ -640,6 +650,20 @@ impl Session {
                 info!(session = self.id, server = %self.master.server, "master connection lost reading its position: {reason}");
                 self.lose_master();
                 None
+            }
+        }
+    }
+
+    /// Waits until the monitor publishes a term other than this session's master term,
+    /// at most `monitor.failover_hold`.
+    async fn wait_new_term(&mut self) {
+        let topology = &self.shared.topology;
+        let mut changes = topology.subscribe();
+        let until = tokio::time::Instant::now() + self.shared.config.monitor.failover_hold;
+        while topology.term() == self.master_term {
+            match tokio::time::timeout_at(until, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
     }
@@ -1055,8 +1079,9 @@ enum ReadOn {
     Master,
 }
 
-/// What the master has committed (every write acknowledged through any proxy).
-const MASTER_POSITION: &[u8] = b"SELECT @@GLOBAL.gtid_binlog_pos";
+/// What the master has committed (every write acknowledged through any proxy); NULL from
+/// a read-only server, which is not (or no longer) the master.
+const MASTER_POSITION: &[u8] = b"SELECT IF(@@GLOBAL.read_only, NULL, @@GLOBAL.gtid_binlog_pos)";
 
 /// What a replica has applied (read just before the statement it precedes).
 const REPLICA_POSITION: &[u8] = b"SELECT @@GLOBAL.gtid_current_pos";
