@@ -187,6 +187,29 @@ pub enum FailoverMode {
 pub struct ClusterConfig {
     /// The kind of cluster (default replication).
     pub kind: ClusterKind,
+    /// Galera: when the highest-ranked node (priority, then config order) is usable again
+    /// and is not the writer, make it the writer (default false: the writer is sticky).
+    pub failback: bool,
+    /// Galera: a Donor node keeps serving reads when its SST method does not block it
+    /// (mariabackup); never with rsync or mysqldump (default false).
+    pub donor_serves_reads: bool,
+    /// Galera: a node with more write sets than this queued to apply
+    /// (`wsrep_local_recv_queue`) gets no reads (default 16).
+    pub max_recv_queue: u64,
+}
+
+/// Default of `cluster.max_recv_queue`.
+pub const DEFAULT_MAX_RECV_QUEUE: u64 = 16;
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig {
+            kind: ClusterKind::Replication,
+            failback: false,
+            donor_serves_reads: false,
+            max_recv_queue: DEFAULT_MAX_RECV_QUEUE,
+        }
+    }
 }
 
 /// The kind of cluster behind the proxy.

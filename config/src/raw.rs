@@ -84,6 +84,9 @@ pub(crate) enum RawFailover {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCluster {
     pub kind: Option<RawClusterKind>,
+    pub failback: Option<bool>,
+    pub donor_serves_reads: Option<bool>,
+    pub max_recv_queue: Option<Spanned<u64>>,
 }
 
 /// `cluster.kind`.

@@ -181,6 +181,8 @@ fail_count = 1
 failover = "manual"
 [cluster]
 kind = "galera"
+failback = true
+max_recv_queue = 4
 [[servers]]
 name = "db1"
 address = "[fd00::1]:3306"
@@ -206,6 +208,9 @@ priority = -2
     assert_eq!(c.monitor.fail_count, 1);
     assert_eq!(c.monitor.failover, FailoverMode::Manual);
     assert_eq!(c.cluster.kind, ClusterKind::Galera);
+    assert!(c.cluster.failback);
+    assert!(!c.cluster.donor_serves_reads);
+    assert_eq!(c.cluster.max_recv_queue, 4);
     assert!(c.servers[0].no_promote);
     assert_eq!(c.servers[0].priority, -2);
 }

@@ -9,7 +9,7 @@ use crate::raw::{
 use crate::{
     AdminConfig, BackupConfig, BackupPriority, CausalReads, ClusterConfig, ClusterKind, Config,
     FailoverMode, MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, Schedule, ServerConfig,
-    TlsFiles, UserConfig,
+    TlsFiles, UserConfig, DEFAULT_MAX_RECV_QUEUE,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -135,7 +135,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         Some(m) => monitor(&cx, m)?,
         None => return Err(cx.err("monitor", None, "missing required section [monitor]".into())),
     };
-    let cluster = cluster(raw.cluster);
+    let cluster = cluster(&cx, raw.cluster)?;
     if raw.servers.is_empty() {
         let msg = "at least one [[servers]] entry is required".to_owned();
         return Err(cx.err("servers", None, msg));
@@ -330,15 +330,26 @@ fn monitor(cx: &Ctx, m: Spanned<RawMonitor>) -> Result<MonitorConfig, ConfigErro
     })
 }
 
-fn cluster(c: Option<RawCluster>) -> ClusterConfig {
-    let kind = match c
-        .and_then(|c| c.kind)
-        .unwrap_or(RawClusterKind::Replication)
-    {
+fn cluster(cx: &Ctx, c: Option<RawCluster>) -> Result<ClusterConfig, ConfigError> {
+    let Some(c) = c else {
+        return Ok(ClusterConfig::default());
+    };
+    let kind = match c.kind.unwrap_or(RawClusterKind::Replication) {
         RawClusterKind::Replication => ClusterKind::Replication,
         RawClusterKind::Galera => ClusterKind::Galera,
     };
-    ClusterConfig { kind }
+    let max_recv_queue = cx.ranged(
+        c.max_recv_queue,
+        "cluster.max_recv_queue",
+        DEFAULT_MAX_RECV_QUEUE,
+        (0, u64::from(u32::MAX)),
+    )?;
+    Ok(ClusterConfig {
+        kind,
+        failback: c.failback.unwrap_or(false),
+        donor_serves_reads: c.donor_serves_reads.unwrap_or(false),
+        max_recv_queue,
+    })
 }
 
 fn servers(cx: &Ctx, raw: Vec<Spanned<RawServer>>) -> Result<Vec<ServerConfig>, ConfigError> {

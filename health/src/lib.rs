@@ -15,6 +15,7 @@
 pub mod acked;
 pub mod control;
 mod failover;
+pub mod galera;
 pub mod gtid;
 pub mod hysteresis;
 mod monitor;
