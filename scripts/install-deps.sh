@@ -8,7 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mariadb-server mariadb-client sysbench haproxy libdbd-mysql-perl libdbi-perl galera-4 python3 openssl)
+# For the Galera sandbox: galera-4 (the provider), rsync (its SST method), iproute2 (`ss`)
+# and lsof (wsrep_sst_common checks its sockets with one of them) and socat (other SST
+# methods). A minimal image lacks some of them, so they are listed explicitly.
+packages=(mariadb-server mariadb-client sysbench haproxy libdbd-mysql-perl libdbi-perl galera-4 rsync socat lsof iproute2 python3 openssl)
 
 installed() {
   [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true) == installed ]]
@@ -22,7 +25,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
 else
   # Not a Debian system: we cannot install, only check the commands we rely on.
   PATH=$PATH:/usr/sbin:/sbin
-  for c in mariadbd mariadb mariadb-install-db sysbench haproxy python3; do
+  for c in mariadbd mariadb mariadb-install-db sysbench haproxy rsync python3; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
   if ((${#missing[@]})); then

@@ -3,12 +3,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::status::{render, render_table};
-use crate::{Sandbox, SandboxError, Signal, UpOptions};
+use crate::{ClusterKind, Sandbox, SandboxError, Signal, UpOptions};
 
 /// The `kohaproxy sandbox` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum SandboxCommand {
-    /// Start a master and N replicas under DIR and write DIR/kohaproxy.toml.
+    /// Start a master and N replicas (or, with --galera, N Galera nodes) under DIR and
+    /// write DIR/kohaproxy.toml.
     Up {
         /// Directory holding the datadirs, logs, pids and the proxy config.
         #[arg(long)]
@@ -16,6 +17,14 @@ pub enum SandboxCommand {
         /// Number of replicas.
         #[arg(long, default_value_t = 2)]
         replicas: usize,
+        /// Start a Galera cluster instead of master and replicas. As root, the nodes run
+        /// as the `mysql` user (rsync SST fails for a root mariadbd), so every directory
+        /// above DIR must be searchable by it.
+        #[arg(long, conflicts_with = "replicas")]
+        galera: bool,
+        /// Number of Galera nodes (with --galera).
+        #[arg(long, default_value_t = 3, requires = "galera")]
+        nodes: usize,
         /// Port the proxy config will listen on (0: a free port).
         #[arg(long, default_value_t = 6033)]
         proxy_port: u16,
@@ -23,7 +32,8 @@ pub enum SandboxCommand {
         #[arg(long, default_value_t = 64)]
         buffer_pool_mb: u32,
     },
-    /// Show each server's pid, read_only, GTID position and replication threads.
+    /// Show each server's pid, read_only, GTID position and replication threads (Galera:
+    /// wsrep state, cluster status and size, ready, receive queue, gtid_binlog_pos).
     Status {
         /// The sandbox directory.
         #[arg(long)]
@@ -40,7 +50,8 @@ pub enum SandboxCommand {
         #[arg(long, value_enum, default_value_t = Signal::Kill, ignore_case = true)]
         signal: Signal,
     },
-    /// Start a server that is not running, with its original options and datadir.
+    /// Start a server that is not running, with its original options and datadir. A
+    /// Galera node rejoins the running nodes, or bootstraps a new cluster if none runs.
     Start {
         /// The sandbox directory.
         #[arg(long)]
@@ -62,13 +73,21 @@ pub fn run(cmd: SandboxCommand) -> Result<(), SandboxError> {
         SandboxCommand::Up {
             dir,
             replicas,
+            galera,
+            nodes,
             proxy_port,
             buffer_pool_mb,
         } => {
             let started = Instant::now();
             let sandbox = Sandbox::up(&UpOptions {
                 dir,
+                kind: if galera {
+                    ClusterKind::Galera
+                } else {
+                    ClusterKind::Replication
+                },
                 replicas,
+                nodes,
                 proxy_port,
                 buffer_pool_mb,
             })?;
@@ -91,11 +110,18 @@ pub fn run(cmd: SandboxCommand) -> Result<(), SandboxError> {
                 ]);
             }
             print!("{}", render(&table));
-            println!(
-                "up in {:.1} s; replication running on {} replica(s)",
-                started.elapsed().as_secs_f64(),
-                replicas
-            );
+            if galera {
+                println!(
+                    "up in {:.1} s; {nodes} Galera node(s) Synced in one Primary component",
+                    started.elapsed().as_secs_f64(),
+                );
+            } else {
+                println!(
+                    "up in {:.1} s; replication running on {} replica(s)",
+                    started.elapsed().as_secs_f64(),
+                    replicas
+                );
+            }
             println!("proxy config: {}", sandbox.config_path().display());
         }
         SandboxCommand::Status { dir } => {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SandboxError};
 use crate::process::{check_ours, proc_state, ProcState};
-use crate::server::{free_ports, launch, LaunchError, Role, ServerInfo};
+use crate::server::{free_ports, launch, mariadbd_args, LaunchError, Role, ServerInfo};
 use crate::state::{write_proxy_config, SandboxState, ServerRecord, CONFIG_FILE, STATE_FILE};
 use crate::template::{copy_dir, ensure_template, Binaries};
 
@@ -19,16 +19,17 @@ pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long `up` waits for replication to run on every replica.
 const UP_REPLICATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// sockaddr_un holds 108 bytes including the terminating NUL.
-const MAX_SOCKET_PATH: usize = 107;
+pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
-/// What kind of cluster a sandbox runs. Only replication exists today; Galera will be a
-/// second variant with its own `up` path and roles.
+/// What kind of cluster a sandbox runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterKind {
     /// One master and N GTID replicas with semi-synchronous replication.
     #[default]
     Replication,
+    /// N equal Galera nodes (multi-master, synchronous), rsync SST, wsrep GTID mode.
+    Galera,
 }
 
 impl ClusterKind {
@@ -36,6 +37,7 @@ impl ClusterKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ClusterKind::Replication => "replication",
+            ClusterKind::Galera => "galera",
         }
     }
 }
@@ -45,8 +47,12 @@ impl ClusterKind {
 pub struct UpOptions {
     /// The sandbox directory (created if missing; made absolute).
     pub dir: PathBuf,
-    /// How many replicas besides the master.
+    /// Replication (the default) or Galera.
+    pub kind: ClusterKind,
+    /// How many replicas besides the master (replication only).
     pub replicas: usize,
+    /// How many Galera nodes (Galera only).
+    pub nodes: usize,
     /// The port written into the proxy config's `listen`; 0 picks a free port.
     pub proxy_port: u16,
     /// innodb_buffer_pool_size of every server, in MiB.
@@ -54,13 +60,24 @@ pub struct UpOptions {
 }
 
 impl UpOptions {
-    /// Two replicas, a free proxy port, a 64 MiB buffer pool.
+    /// Replication with two replicas, a free proxy port, a 64 MiB buffer pool.
     pub fn new(dir: impl Into<PathBuf>) -> UpOptions {
         UpOptions {
             dir: dir.into(),
+            kind: ClusterKind::Replication,
             replicas: 2,
+            nodes: 3,
             proxy_port: 0,
             buffer_pool_mb: 64,
+        }
+    }
+
+    /// A Galera cluster of `nodes` nodes, a free proxy port, a 64 MiB buffer pool.
+    pub fn galera(dir: impl Into<PathBuf>, nodes: usize) -> UpOptions {
+        UpOptions {
+            kind: ClusterKind::Galera,
+            nodes,
+            ..UpOptions::new(dir)
         }
     }
 }
@@ -95,7 +112,14 @@ impl Sandbox {
     /// writes `DIR/sandbox.json` and `DIR/kohaproxy.toml`, and returns once replication
     /// runs on every replica. A directory holding a stopped sandbox is reused (its
     /// server directories are replaced); one holding a running sandbox is refused.
+    ///
+    /// With `opts.kind` [`ClusterKind::Galera`] it starts `opts.nodes` Galera nodes
+    /// instead (db1 bootstraps, the others join one at a time by rsync SST) and returns
+    /// once every node is Synced in one Primary component; see [`crate::galera`].
     pub fn up(opts: &UpOptions) -> Result<Sandbox> {
+        if opts.kind == ClusterKind::Galera {
+            return Sandbox::up_galera(opts);
+        }
         if opts.replicas > 32 {
             return Err(SandboxError::InvalidOptions(format!(
                 "{} replicas is too many for a sandbox (at most 32)",
@@ -121,7 +145,7 @@ impl Sandbox {
             0 => ports.pop().unwrap_or_default(),
             p => p,
         };
-        let infos = plan_servers(&dir, &ports[..count])?;
+        let infos = plan_servers(&dir, &ports[..count], ClusterKind::Replication)?;
         // Recorded before anything starts, so that a failed `up` leaves a stopped sandbox
         // that the next `up` may replace.
         SandboxState {
@@ -222,7 +246,7 @@ impl Sandbox {
     }
 
     /// Kills (SIGKILL) every server this value started: for a failed `up`.
-    fn abort(&self) {
+    pub(crate) fn abort(&self) {
         let mut rt = self.lock();
         for child in &mut rt.children {
             let _ = child.kill();
@@ -244,16 +268,36 @@ impl Sandbox {
             )
         })?;
         let state = SandboxState::load(&dir)?;
-        let masters = state
-            .servers
-            .iter()
-            .filter(|s| s.info.role == Role::Master)
-            .count();
-        if masters != 1 {
-            return Err(SandboxError::State {
-                path: dir.join(STATE_FILE),
-                reason: format!("expected one master, found {masters}"),
-            });
+        let bad = |reason: String| SandboxError::State {
+            path: dir.join(STATE_FILE),
+            reason,
+        };
+        match state.kind {
+            ClusterKind::Replication => {
+                let masters = state
+                    .servers
+                    .iter()
+                    .filter(|s| s.info.role == Role::Master)
+                    .count();
+                if masters != 1 {
+                    return Err(bad(format!("expected one master, found {masters}")));
+                }
+            }
+            ClusterKind::Galera => {
+                if state.servers.is_empty() {
+                    return Err(bad("a Galera sandbox without nodes".into()));
+                }
+                if let Some(s) = state
+                    .servers
+                    .iter()
+                    .find(|s| s.info.role != Role::Node || s.info.galera.is_none())
+                {
+                    return Err(bad(format!(
+                        "{} is not a Galera node (role {}, Galera ports {:?})",
+                        s.info.name, s.info.role, s.info.galera
+                    )));
+                }
+            }
         }
         Ok(Sandbox {
             bins: Binaries::locate()?,
@@ -279,7 +323,7 @@ impl Sandbox {
         self.kind
     }
 
-    /// Every server, master first.
+    /// Every server, master (or db1) first.
     pub fn servers(&self) -> &[ServerInfo] {
         &self.servers
     }
@@ -290,7 +334,7 @@ impl Sandbox {
     }
 
     /// The port of the server started as master (db1). After a failover the live master
-    /// is another server: ask the servers, not this.
+    /// is another server: ask the servers, not this. In a Galera sandbox: db1's port.
     pub fn master_port(&self) -> u16 {
         self.master().port
     }
@@ -384,8 +428,12 @@ impl Sandbox {
     }
 }
 
-/// db1 (master) and db2.. (replicas) on the given ports.
-fn plan_servers(dir: &Path, ports: &[u16]) -> Result<Vec<ServerInfo>> {
+/// db1 (master) and db2.. (replicas) on the given ports; for Galera, db1.. (nodes).
+pub(crate) fn plan_servers(
+    dir: &Path,
+    ports: &[u16],
+    kind: ClusterKind,
+) -> Result<Vec<ServerInfo>> {
     let mut infos = Vec::with_capacity(ports.len());
     for (i, &port) in ports.iter().enumerate() {
         let name = format!("db{}", i + 1);
@@ -402,7 +450,12 @@ fn plan_servers(dir: &Path, ports: &[u16]) -> Result<Vec<ServerInfo>> {
             server_id: u32::try_from(i + 1).unwrap_or(u32::MAX),
             datadir: server_dir.join("data"),
             dir: server_dir,
-            role: if i == 0 { Role::Master } else { Role::Replica },
+            role: match kind {
+                ClusterKind::Galera => Role::Node,
+                ClusterKind::Replication if i == 0 => Role::Master,
+                ClusterKind::Replication => Role::Replica,
+            },
+            galera: None,
         };
         if info.socket().as_os_str().len() > MAX_SOCKET_PATH {
             return Err(SandboxError::InvalidOptions(format!(
@@ -417,7 +470,7 @@ fn plan_servers(dir: &Path, ports: &[u16]) -> Result<Vec<ServerInfo>> {
 
 /// If `dir` holds a sandbox, refuses when any of its servers runs, else removes its
 /// server directories and files so `up` starts afresh.
-fn clear_stopped_sandbox(dir: &Path) -> Result<()> {
+pub(crate) fn clear_stopped_sandbox(dir: &Path) -> Result<()> {
     if !dir.join(STATE_FILE).exists() {
         return Ok(());
     }
@@ -467,7 +520,8 @@ fn launch_fresh(
         }
         copy_dir(template, &info.datadir)?;
         tracing::debug!(server = %info.name, "datadir copied");
-        match launch(bins, &info, buffer_pool_mb, START_TIMEOUT) {
+        let args = mariadbd_args(&info, buffer_pool_mb);
+        match launch(bins, &info, args, START_TIMEOUT) {
             Ok(child) => return Ok((info, child)),
             Err(LaunchError::PortInUse(e)) if attempt < ATTEMPTS => {
                 tracing::warn!(server = %info.name, port = info.port, "port taken, trying another: {e}");

@@ -133,6 +133,20 @@ pub enum SandboxError {
     /// The options given to `up` cannot work.
     #[error("invalid sandbox options: {0}")]
     InvalidOptions(String),
+    /// The user that must run the Galera nodes does not exist.
+    #[error("no user {user:?} to run the Galera nodes as: running as root, the sandbox runs mariadbd as {user:?} (rsync SST fails for a root mariadbd); install mariadb-server, which creates it, or run the sandbox as a non-root user")]
+    NoSuchUser {
+        /// The user's name (`mysql`).
+        user: String,
+    },
+    /// A directory on the way to the sandbox is closed to the user running the Galera nodes.
+    #[error("{} is not traversable by the user {user:?} that runs the Galera nodes (it needs search permission on every directory above the sandbox); chmod o+x it or use a --dir elsewhere, e.g. under /tmp", path.display())]
+    NotTraversable {
+        /// The directory.
+        path: PathBuf,
+        /// The user (`mysql`).
+        user: String,
+    },
 }
 
 impl SandboxError {

@@ -14,12 +14,24 @@
 //! sb.wait_replication(std::time::Duration::from_secs(10))?;
 //! # Ok::<(), kohaproxy_sandbox::SandboxError>(())
 //! ```
+//!
+//! A Galera cluster of three nodes instead (see [`galera`]):
+//!
+//! ```no_run
+//! use kohaproxy_sandbox::{Sandbox, SandboxGuard, UpOptions};
+//! let sb = SandboxGuard(Sandbox::up(&UpOptions::galera("/tmp/sb2", 3))?);
+//! sb.sql("db2", "CREATE TABLE koha.t (id INT PRIMARY KEY)")?;
+//! assert!(sb.wsrep_status("db3")?.is_synced());
+//! sb.wait_galera_synced(std::time::Duration::from_secs(10))?;
+//! # Ok::<(), kohaproxy_sandbox::SandboxError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod cli;
 mod client;
 mod cluster;
 mod error;
+pub mod galera;
 mod guard;
 mod ops;
 mod process;
@@ -32,5 +44,5 @@ pub use cluster::{ClusterKind, Sandbox, UpOptions};
 pub use error::SandboxError;
 pub use guard::SandboxGuard;
 pub use process::Signal;
-pub use server::{Role, ServerInfo};
-pub use status::{render_table, ProcessState, ReplicationThreads, ServerStatus};
+pub use server::{GaleraPorts, Role, ServerInfo};
+pub use status::{render_table, ProcessState, ReplicationThreads, ServerStatus, WsrepStatus};

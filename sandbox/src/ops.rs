@@ -2,10 +2,11 @@
 use std::time::{Duration, Instant};
 
 use crate::client::{self, Output, Probe};
-use crate::cluster::{Sandbox, START_TIMEOUT};
+use crate::cluster::{ClusterKind, Sandbox, START_TIMEOUT};
 use crate::error::{Result, SandboxError};
+use crate::galera::wsrep_probe;
 use crate::process::{proc_state, send, ProcState, Signal};
-use crate::server::launch;
+use crate::server::{launch, mariadbd_args, Role};
 use crate::status::{ProcessState, ReplicationThreads, ServerStatus};
 
 /// How long `down` waits after SIGTERM before SIGKILL.
@@ -40,6 +41,11 @@ impl Sandbox {
     /// Starts a server that is not running, with the options and datadir of its first
     /// start, and returns once it accepts connections. A replica resumes replicating on
     /// its own (its master.info is in the datadir).
+    ///
+    /// A Galera node rejoins the nodes that run (by IST when its position is known, after
+    /// a crash by `mariadbd --wsrep-recover`, else by SST); when none of them runs, it
+    /// bootstraps a new cluster (`safe_to_bootstrap: 1` in its grastate.dat and
+    /// `--wsrep-new-cluster`). It returns once the node is Synced.
     pub fn start(&self, name: &str) -> Result<()> {
         let idx = self.index(name)?;
         if let Some((pid, _)) = self.live_pid(idx) {
@@ -48,8 +54,12 @@ impl Sandbox {
                 pid,
             });
         }
+        if self.kind == ClusterKind::Galera {
+            return self.start_galera(idx);
+        }
         let info = &self.servers[idx];
-        let child = launch(&self.bins, info, self.buffer_pool_mb, START_TIMEOUT)?;
+        let args = mariadbd_args(info, self.buffer_pool_mb);
+        let child = launch(&self.bins, info, args, START_TIMEOUT)?;
         {
             let mut rt = self.lock();
             if let Some(slot) = rt.pids.get_mut(idx) {
@@ -86,6 +96,11 @@ impl Sandbox {
             left = self.wait_gone(&left, Duration::from_secs(5));
         }
         self.lock().pids.iter_mut().for_each(|p| *p = None);
+        if self.kind == ClusterKind::Galera && left.is_empty() {
+            for idx in 0..self.servers.len() {
+                self.clean_sst_leftovers(idx);
+            }
+        }
         self.save()?;
         if left.is_empty() {
             Ok(())
@@ -97,7 +112,8 @@ impl Sandbox {
         }
     }
 
-    /// Each server's process state, read_only, GTID position and replica threads.
+    /// Each server's process state, read_only, GTID position and replica threads (for a
+    /// Galera node: its wsrep state instead of replica threads).
     pub fn status(&self) -> Result<Vec<ServerStatus>> {
         let rows = std::thread::scope(|s| {
             let handles: Vec<_> = (0..self.servers.len())
@@ -132,9 +148,19 @@ impl Sandbox {
             read_only: None,
             gtid_current_pos: None,
             replication: None,
+            wsrep: None,
             error: None,
         };
-        if row.process == ProcessState::Alive {
+        if row.process == ProcessState::Alive && info.role == Role::Node {
+            match wsrep_probe(&self.bins, info) {
+                Ok(w) => {
+                    row.read_only = Some(w.read_only);
+                    row.gtid_current_pos = Some(w.gtid_current_pos.clone());
+                    row.wsrep = Some(w);
+                }
+                Err(e) => row.error = Some(e.to_string()),
+            }
+        } else if row.process == ProcessState::Alive {
             match client::probe(&self.bins, &info.name, info.port, PROBE_TIMEOUT) {
                 Ok(p) => {
                     row.read_only = Some(p.read_only);
@@ -157,7 +183,14 @@ impl Sandbox {
     /// running server replicates from it with both threads running, and each has applied
     /// the master's `@@gtid_binlog_pos`. Servers that are down are skipped; a stopped
     /// (SIGSTOP) one makes this time out.
+    ///
+    /// In a Galera sandbox: every running node Synced in one Primary component of the
+    /// running size (as [`Sandbox::wait_galera_synced`]), with an empty receive queue and
+    /// the same `@@gtid_binlog_pos` on all of them.
     pub fn wait_replication(&self, timeout: Duration) -> Result<()> {
+        if self.kind == ClusterKind::Galera {
+            return self.wait_galera_caught_up(timeout);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let why = match self.replication_lag() {

@@ -22,6 +22,8 @@ pub enum Role {
     Master,
     /// A read-only GTID replica of the master.
     Replica,
+    /// A Galera node: every node of a Galera sandbox is writable and equal.
+    Node,
 }
 
 impl std::fmt::Display for Role {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Role {
         f.write_str(match self {
             Role::Master => "master",
             Role::Replica => "replica",
+            Role::Node => "node",
         })
     }
 }
@@ -48,6 +51,20 @@ pub struct ServerInfo {
     pub datadir: PathBuf,
     /// The role it was started in.
     pub role: Role,
+    /// Its Galera ports (None for a replication server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraPorts>,
+}
+
+/// The ports a Galera node listens on besides its client port, all on 127.0.0.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaleraPorts {
+    /// Group communication (`gmcast.listen_addr`, the address in `gcomm://`).
+    pub gcomm: u16,
+    /// Incremental state transfer receiver (`ist.recv_addr`).
+    pub ist: u16,
+    /// State snapshot transfer receiver (`wsrep_sst_receive_address`: the joiner's rsync daemon).
+    pub sst: u16,
 }
 
 impl ServerInfo {
@@ -160,12 +177,13 @@ impl From<SandboxError> for LaunchError {
     }
 }
 
-/// Starts mariadbd for `info` in its own process group (so it outlives this process and
-/// a Ctrl-C aimed at it) and waits until it answers queries on its port.
+/// Starts mariadbd for `info` with `args` (from [`mariadbd_args`] or
+/// [`crate::galera::galera_args`]) in its own process group (so it outlives this process
+/// and a Ctrl-C aimed at it) and waits until it answers queries on its port.
 pub(crate) fn launch(
     bins: &Binaries,
     info: &ServerInfo,
-    buffer_pool_mb: u32,
+    args: Vec<OsString>,
     timeout: Duration,
 ) -> Result<Child, LaunchError> {
     let log_start = fs::metadata(info.error_log()).map_or(0, |m| m.len());
@@ -179,7 +197,7 @@ pub(crate) fn launch(
         .try_clone()
         .map_err(|e| SandboxError::io(format!("cannot reopen {}", out_path.display()), e))?;
     let mut cmd = Command::new(&bins.mariadbd);
-    cmd.args(mariadbd_args(info, buffer_pool_mb))
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -277,13 +295,13 @@ pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
 }
 
 /// The text appended to a log since byte `offset`.
-fn log_since(path: &Path, offset: u64) -> String {
+pub(crate) fn log_since(path: &Path, offset: u64) -> String {
     let bytes = fs::read(path).unwrap_or_default();
     let start = usize::try_from(offset).unwrap_or(0).min(bytes.len());
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
-fn log_tail_text(text: &str, lines: usize) -> String {
+pub(crate) fn log_tail_text(text: &str, lines: usize) -> String {
     if text.trim().is_empty() {
         return "(nothing new in the log)".into();
     }

@@ -159,6 +159,7 @@ mod tests {
             dir: dir.join("db1"),
             datadir: dir.join("db1/data"),
             role: Role::Master,
+            galera: None,
         }];
         let text = proxy_config(dir, ClusterKind::Replication, 6033, &servers);
         let expected = "[proxy]\nlisten = \"127.0.0.1:6033\"\n[admin]\n\
@@ -171,5 +172,58 @@ mod tests {
             [[servers]]\nname = \"db1\"\naddress = \"127.0.0.1:40001\"\n\
             [backup]\ndir = \"/tmp/sb \\\"1\\\"/backups\"\nschedule = \"off\"\n";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn galera_config_and_state() {
+        let dir = Path::new("/tmp/sb");
+        let servers: Vec<ServerInfo> = (1..=3u16)
+            .map(|n| ServerInfo {
+                name: format!("db{n}"),
+                port: 40000 + n,
+                server_id: u32::from(n),
+                dir: dir.join(format!("db{n}")),
+                datadir: dir.join(format!("db{n}/data")),
+                role: Role::Node,
+                galera: Some(crate::server::GaleraPorts {
+                    gcomm: 41000 + n,
+                    ist: 42000 + n,
+                    sst: 43000 + n,
+                }),
+            })
+            .collect();
+        let text = proxy_config(dir, ClusterKind::Galera, 6033, &servers);
+        assert!(text.contains("[cluster]\nkind = \"galera\"\n"));
+        assert!(text.contains("[[servers]]\nname = \"db3\"\naddress = \"127.0.0.1:40003\"\n"));
+        assert!(text.contains("[monitor]\nuser = \"kohaproxy_monitor\"\n"));
+
+        let state = SandboxState {
+            kind: ClusterKind::Galera,
+            dir: dir.to_path_buf(),
+            proxy_port: 6033,
+            buffer_pool_mb: 64,
+            servers: servers
+                .iter()
+                .map(|info| ServerRecord {
+                    info: info.clone(),
+                    pid: Some(7),
+                })
+                .collect(),
+        };
+        let json = serde_json::to_string(&state).unwrap();
+        assert!(json.contains("\"kind\":\"galera\""));
+        assert!(json.contains("\"role\":\"node\""));
+        assert!(json.contains("\"galera\":{\"gcomm\":41001,\"ist\":42001,\"sst\":43001}"));
+        let back: SandboxState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.servers[2].info, servers[2]);
+
+        // A replication server's record has no "galera" key, and old files load.
+        let old = "{\"kind\":\"replication\",\"dir\":\"/tmp/sb\",\"proxy_port\":1,\
+            \"buffer_pool_mb\":64,\"servers\":[{\"name\":\"db1\",\"port\":2,\
+            \"server_id\":1,\"dir\":\"/tmp/sb/db1\",\"datadir\":\"/tmp/sb/db1/data\",\
+            \"role\":\"master\",\"pid\":null}]}";
+        let back: SandboxState = serde_json::from_str(old).unwrap();
+        assert_eq!(back.servers[0].info.galera, None);
+        assert!(!serde_json::to_string(&back).unwrap().contains("galera"));
     }
 }

@@ -83,7 +83,8 @@ impl Binaries {
     }
 }
 
-fn find_program(names: &[&str]) -> Result<PathBuf> {
+/// The first of `names` found in PATH, /usr/sbin, /usr/local/sbin or /usr/bin.
+pub(crate) fn find_program(names: &[&str]) -> Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -191,12 +192,19 @@ fn build(bins: &Binaries, dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)
         .map_err(|e| SandboxError::io(format!("cannot create {}", dir.display()), e))?;
     let install_log = dir.join("install-db.log");
+    // `--user=root` only as root: a non-root mariadb-install-db cannot chown to root (and
+    // the files are then the current user's anyway).
+    let user: &[&str] = if rustix::process::geteuid().is_root() {
+        &["--user=root"]
+    } else {
+        &[]
+    };
     let mut install = Command::new(&bins.install_db);
     install
         .arg("--no-defaults")
         .arg(prefixed("--datadir=", &datadir))
+        .args(user)
         .args([
-            "--user=root",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--skip-name-resolve",
@@ -207,7 +215,7 @@ fn build(bins: &Binaries, dir: &Path) -> Result<()> {
     let mut boot = Command::new(&bins.mariadbd);
     boot.arg("--no-defaults")
         .arg("--bootstrap")
-        .arg("--user=root")
+        .args(user)
         .arg(prefixed("--datadir=", &datadir))
         .arg(prefixed("--log-error=", &boot_log))
         .args(["--skip-log-bin", "--skip-networking"]);
