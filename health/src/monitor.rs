@@ -367,6 +367,29 @@ impl Monitor {
         if self.servers[h].maintenance {
             return;
         }
+        // Another kohaproxy may be switching over right now (it made this server
+        // read-only and is promoting another): take the topology lock it holds while it
+        // does, and look again, so that this proxy never undoes its switch.
+        let _locks = match self.lock_majority(None).await {
+            Ok(locks) => locks,
+            Err(e) => {
+                debug!(server = %self.servers[h].name, "the master is read-only; not made writable this round: {e}");
+                return;
+            }
+        };
+        self.probe().await;
+        let still = self.servers[h]
+            .status
+            .as_ref()
+            .is_some_and(|st| st.read_only && !st.replication.iter().any(|r| r.is_active()))
+            && !self.servers.iter().enumerate().any(|(i, s)| {
+                i != h
+                    && s.health.state() == ServerState::Up
+                    && s.status.as_ref().is_some_and(|st| !st.read_only)
+            });
+        if !still {
+            return;
+        }
         let slot = &self.servers[h];
         match self.open(h).await {
             Ok(mut s) => match s.exec("SET GLOBAL read_only = OFF").await {

@@ -42,7 +42,10 @@ impl Monitor {
     /// The locks are taken one server at a time in config order, and a lock held by
     /// someone else ends the attempt: two proxies never end up holding half each and
     /// retrying in step forever; the one that got the first reachable server wins.
-    async fn lock_majority(&self, except: Option<usize>) -> Result<Vec<Session>, String> {
+    pub(super) async fn lock_majority(
+        &self,
+        except: Option<usize>,
+    ) -> Result<Vec<Session>, String> {
         let voters: Vec<usize> = (0..self.servers.len())
             .filter(|&i| Some(i) != except)
             .collect();
