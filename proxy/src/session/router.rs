@@ -12,11 +12,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Buf;
-use kohaproxy_config::CausalReads;
-use kohaproxy_health::{Gtid, GtidList, Role, ServerState};
+use kohaproxy_health::{Gtid, GtidList};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info};
 
+use super::causal_read::ReadOn;
 use super::internal::{self, Reply};
 use super::{Outcome, Session, SessionError, Which};
 use crate::backend::{self, Backend};
@@ -24,7 +24,7 @@ use crate::io::fill;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::track::{Change, ClientTracking, StateOk};
 use crate::protocol::{command, status, Caps, HEADER_LEN};
-use crate::route::causal::{self, Candidate, CheckOrder, Need, Pick, ToMaster};
+use crate::route::causal::Candidate;
 use crate::route::classify::{self, Class, Hint, Route};
 use crate::route::state::{quote_identifier, SessionState};
 
@@ -62,11 +62,11 @@ pub(crate) struct Router {
     /// A read-only transaction runs on this replica (server index).
     pub(crate) read_only_txn: Option<usize>,
     /// The GTIDs of this session's own writes (causal scope `session`).
-    own: GtidList,
+    pub(super) own: GtidList,
     /// Scratch: the position the current read must see.
-    required: GtidList,
+    pub(super) required: GtidList,
     /// Scratch: the replicas that may serve the current read.
-    candidates: Vec<Candidate>,
+    pub(super) candidates: Vec<Candidate>,
 }
 
 impl Router {
@@ -230,7 +230,7 @@ impl Session {
     }
 
     /// Runs the buffered statement on the master and learns from it.
-    async fn query_on_master(
+    pub(super) async fn query_on_master(
         &mut self,
         len: usize,
         class: Option<Class>,
@@ -255,7 +255,7 @@ impl Session {
     /// Runs the buffered statement (whole in `cbuf`) on the replica `server`; if that
     /// connection fails before any byte of the answer reached the client, runs it on the
     /// master instead.
-    async fn query_on_replica(
+    pub(super) async fn query_on_replica(
         &mut self,
         server: usize,
         len: usize,
@@ -278,7 +278,7 @@ impl Session {
     /// Relays the answer to the buffered statement, already sent to replica `server`;
     /// if that connection fails before any byte of the answer reached the client, runs
     /// the statement on the master instead.
-    async fn relay_from_replica(
+    pub(super) async fn relay_from_replica(
         &mut self,
         server: usize,
         len: usize,
@@ -325,349 +325,6 @@ impl Session {
         }
     }
 
-    /// Scope `global`: runs the buffered read on replica `server` only if that replica
-    /// had applied, when the read ran there, everything the master had when the read
-    /// arrived. The messages leave at once: the master's position query (on the session's
-    /// master connection), and on the replica a wait for this proxy's own writes (if
-    /// `wait_first`), its position query and the statement, so the check costs the
-    /// longer of the two round trips, not their sum. If the replica lacked the master's
-    /// position, its answer is dropped unseen, and the statement runs there again behind
-    /// a wait for that position (`routing.causal_wait_ms`), or on the master.
-    async fn checked_read(
-        &mut self,
-        server: usize,
-        wait_first: bool,
-        len: usize,
-        start_read_only: bool,
-        class: Option<Class>,
-    ) -> Result<(), SessionError> {
-        let shared = self.shared.clone();
-        if shared.causal.check_order(server) == CheckOrder::MasterFirst {
-            return self
-                .read_after_master(server, len, start_read_only, class)
-                .await;
-        }
-        let limit = shared.config.proxy.connect_timeout + shared.config.routing.causal_wait;
-        let n = HEADER_LEN + len;
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        internal::push_query(&mut out, MASTER_POSITION);
-        let master_sent = !self.master_lost && self.master.stream.write_all(&out).await.is_ok();
-        if !master_sent {
-            self.lose_master();
-        }
-        self.out = out;
-        let local = wait_first.then(|| self.router.required.clone());
-        let first = local.as_ref().map(|p| self.wait_sql(p));
-        let sent = self
-            .send_to_replica(server, first.as_deref(), Some(REPLICA_POSITION), n)
-            .await;
-        shared.stats.causal.master_positions.fetch_add(1, Relaxed);
-        let master_position = if master_sent {
-            self.master_position(limit).await
-        } else {
-            None
-        };
-        if let Err(reason) = sent {
-            self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
-        }
-        let mut timed_out = false;
-        if let Some(local) = &local {
-            shared.stats.causal.waits.fetch_add(1, Relaxed);
-            match self.replica_reply(server, limit).await {
-                Ok(Reply::Value(Some(v))) if v == b"0" => {
-                    shared.causal.record_applied(server, local)
-                }
-                Ok(_) => {
-                    timed_out = true;
-                    shared
-                        .causal
-                        .wait_timed_out(server, shared.config.monitor.interval);
-                }
-                Err(reason) => {
-                    self.drop_replica(server, &reason);
-                    return self.query_on_master(len, class).await;
-                }
-            }
-        }
-        let replica_position = match self.replica_reply(server, limit).await {
-            Ok(reply) => parse_position(&reply),
-            Err(reason) => {
-                self.drop_replica(server, &reason);
-                return self.query_on_master(len, class).await;
-            }
-        };
-        let Some(master) = master_position else {
-            return self
-                .drop_answer(server, len, class, ToMaster::NoMasterPosition)
-                .await;
-        };
-        self.router.required.raise_all(&master);
-        self.router.required.raise_all(&self.router.own);
-        if let Some(r) = &replica_position {
-            shared.causal.record_applied(server, r);
-            if r.contains(&self.router.required) {
-                shared.stats.causal.ready.fetch_add(1, Relaxed);
-                return self.relay_from_replica(server, len, start_read_only).await;
-            }
-        }
-        // The replica lacked a write: its answer must not reach the client. Run the
-        // statement again behind a wait for the master's position, in the same write.
-        shared.causal.found_behind(server);
-        if let Err(reason) = self.discard_answer(server, limit).await {
-            self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
-        }
-        shared.stats.causal.discarded.fetch_add(1, Relaxed);
-        let behind = if timed_out {
-            ToMaster::WaitTimedOut
-        } else {
-            ToMaster::Behind
-        };
-        self.wait_then_read(server, len, start_read_only, class, behind)
-            .await
-    }
-
-    /// Scope `global`, on a replica recently found behind: reads the master's position
-    /// first, then sends the wait for it (unless the replica is known to have it) and the
-    /// statement to replica `server` in one write. The statement runs once.
-    async fn read_after_master(
-        &mut self,
-        server: usize,
-        len: usize,
-        start_read_only: bool,
-        class: Option<Class>,
-    ) -> Result<(), SessionError> {
-        let shared = self.shared.clone();
-        let limit = shared.config.proxy.connect_timeout;
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        internal::push_query(&mut out, MASTER_POSITION);
-        let master_sent = !self.master_lost && self.master.stream.write_all(&out).await.is_ok();
-        self.out = out;
-        shared.stats.causal.master_positions.fetch_add(1, Relaxed);
-        let master = if master_sent {
-            self.master_position(limit).await
-        } else {
-            self.lose_master();
-            None
-        };
-        let Some(master) = master else {
-            shared.stats.causal.to_master(ToMaster::NoMasterPosition);
-            return self.query_on_master(len, class).await;
-        };
-        self.router.required.raise_all(&master);
-        self.router.required.raise_all(&self.router.own);
-        let topology = shared.topology.load();
-        let probed = topology
-            .servers
-            .get(server)
-            .and_then(|s| s.status.as_ref())
-            .map(|st| &st.gtid_current_pos);
-        if shared
-            .causal
-            .has_applied(server, probed, &self.router.required)
-        {
-            shared.stats.causal.ready.fetch_add(1, Relaxed);
-            return self.query_on_replica(server, len, start_read_only).await;
-        }
-        self.wait_then_read(server, len, start_read_only, class, ToMaster::Behind)
-            .await
-    }
-
-    /// Sends a wait for `router.required` and the buffered statement to replica `server`
-    /// in one write and relays the statement's answer if the wait succeeded; else drops
-    /// it and runs the statement on the master. A replica that may not wait now (the
-    /// wait is 0, or one timed out there lately) is not asked: the statement goes to the
-    /// master for `behind`.
-    async fn wait_then_read(
-        &mut self,
-        server: usize,
-        len: usize,
-        start_read_only: bool,
-        class: Option<Class>,
-        behind: ToMaster,
-    ) -> Result<(), SessionError> {
-        let shared = self.shared.clone();
-        let limit = shared.config.proxy.connect_timeout + shared.config.routing.causal_wait;
-        if shared.config.routing.causal_wait.is_zero() || !shared.causal.may_wait(server) {
-            shared.stats.causal.to_master(behind);
-            return self.query_on_master(len, class).await;
-        }
-        let wait = self.wait_sql(&self.router.required);
-        if let Err(reason) = self
-            .send_to_replica(server, Some(&wait), None, HEADER_LEN + len)
-            .await
-        {
-            self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
-        }
-        shared.stats.causal.waits.fetch_add(1, Relaxed);
-        match self.replica_reply(server, limit).await {
-            Ok(Reply::Value(Some(v))) if v == b"0" => {
-                shared.causal.record_applied(server, &self.router.required);
-                self.relay_from_replica(server, len, start_read_only).await
-            }
-            Ok(_) => {
-                shared
-                    .causal
-                    .wait_timed_out(server, shared.config.monitor.interval);
-                self.drop_answer(server, len, class, ToMaster::WaitTimedOut)
-                    .await
-            }
-            Err(reason) => {
-                self.drop_replica(server, &reason);
-                self.query_on_master(len, class).await
-            }
-        }
-    }
-
-    /// `SELECT MASTER_GTID_WAIT(position, routing.causal_wait_ms)`.
-    fn wait_sql(&self, position: &GtidList) -> String {
-        let wait = self.shared.config.routing.causal_wait;
-        format!(
-            "SELECT MASTER_GTID_WAIT('{position}', {}.{:03})",
-            wait.as_secs(),
-            wait.subsec_millis()
-        )
-    }
-
-    /// Sends to replica `server`, in one write: the queries `first` and `second` (each
-    /// if given) and the buffered statement of `n` bytes.
-    async fn send_to_replica(
-        &mut self,
-        server: usize,
-        first: Option<&str>,
-        second: Option<&[u8]>,
-        n: usize,
-    ) -> Result<(), String> {
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        if let Some(sql) = first {
-            internal::push_query(&mut out, sql.as_bytes());
-        }
-        if let Some(sql) = second {
-            internal::push_query(&mut out, sql);
-        }
-        out.extend_from_slice(&self.cbuf[..n]);
-        let sent = match self.replica_mut(server) {
-            Some(conn) => conn
-                .backend
-                .stream
-                .write_all(&out)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err("no connection".into()),
-        };
-        self.out = out;
-        sent
-    }
-
-    /// Reads the answer to a query the proxy sent to replica `server`.
-    async fn replica_reply(
-        &mut self,
-        server: usize,
-        limit: std::time::Duration,
-    ) -> Result<Reply, String> {
-        match self.replica_mut(server) {
-            Some(conn) => internal::receive_within(&mut conn.backend, command::QUERY, limit).await,
-            None => Err("no connection".into()),
-        }
-    }
-
-    /// Reads and drops the answer to the client's statement sent to replica `server`.
-    async fn discard_answer(
-        &mut self,
-        server: usize,
-        limit: std::time::Duration,
-    ) -> Result<(), String> {
-        match self.replica_mut(server) {
-            Some(conn) => match ResponseTracker::for_command(command::QUERY, conn.backend.caps) {
-                Some(tracker) => internal::discard(&mut conn.backend, tracker, limit).await,
-                None => Ok(()),
-            },
-            None => Err("no connection".into()),
-        }
-    }
-
-    /// Drops the replica's answer to the statement and runs it on the master, counting
-    /// `reason`.
-    async fn drop_answer(
-        &mut self,
-        server: usize,
-        len: usize,
-        class: Option<Class>,
-        reason: ToMaster,
-    ) -> Result<(), SessionError> {
-        let limit = self.shared.config.proxy.connect_timeout;
-        match self.discard_answer(server, limit).await {
-            Ok(()) => self.shared.stats.causal.discarded.fetch_add(1, Relaxed),
-            Err(reason) => {
-                self.drop_replica(server, &reason);
-                0
-            }
-        };
-        self.shared.stats.causal.to_master(reason);
-        debug!(
-            session = self.id,
-            reason = reason.name(),
-            "causal read sent to the master"
-        );
-        self.query_on_master(len, class).await
-    }
-
-    /// Reads the answer to the master position query sent on the master connection: the
-    /// master's `gtid_binlog_pos`, if it came from a master connection of the current term.
-    async fn master_position(&mut self, limit: std::time::Duration) -> Option<GtidList> {
-        match internal::receive_within(&mut self.master, command::QUERY, limit).await {
-            Ok(Reply::Value(None)) if self.shared.topology.term() == self.master_term => {
-                // Read-only: no longer the master (another kohaproxy switched over, or
-                // is failing over), though this proxy's monitor has not seen it yet. Its
-                // position may lack writes the new master acknowledged, and so may its
-                // data: wait for the monitor to follow the change.
-                info!(session = self.id, server = %self.master.server, "the master answered read-only: waiting for the new master before this read");
-                self.lose_master();
-                self.wait_new_term().await;
-                None
-            }
-            Ok(reply) if self.shared.topology.term() == self.master_term => {
-                let position = parse_position(&reply);
-                if position.is_none() {
-                    debug!(
-                        session = self.id,
-                        "the master's position was not readable: {reply:?}"
-                    );
-                }
-                position
-            }
-            Ok(_) => {
-                // From a master of an older term: the next command moves to the new one.
-                self.lose_master();
-                None
-            }
-            Err(reason) => {
-                info!(session = self.id, server = %self.master.server, "master connection lost reading its position: {reason}");
-                self.lose_master();
-                None
-            }
-        }
-    }
-
-    /// Waits until the monitor publishes a term other than this session's master term,
-    /// at most `monitor.failover_hold`.
-    async fn wait_new_term(&mut self) {
-        let topology = &self.shared.topology;
-        let mut changes = topology.subscribe();
-        let until = tokio::time::Instant::now() + self.shared.config.monitor.failover_hold;
-        while topology.term() == self.master_term {
-            match tokio::time::timeout_at(until, changes.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return,
-            }
-        }
-    }
-
     /// Counts a statement sent to (`start`) or finished on server `server`.
     pub(super) fn count(&self, server: usize, start: bool) {
         let stats = &self.shared.stats;
@@ -687,136 +344,10 @@ impl Session {
         }
     }
 
-    /// Where this read goes: a replica opened and given the session's state, known to
-    /// have every write the read must see (or that waited for them); a replica whose
-    /// position is checked with the read (scope `global`); or the master.
-    async fn replica_for_read(&mut self) -> ReadOn {
-        let shared = self.shared.clone();
-        let routing = &shared.config.routing;
-        let topology = shared.topology.load();
-        let causal = &shared.causal;
-        if routing.causal_reads == CausalReads::Local && !causal.floor_known() {
-            if let Some(status) = topology.master().and_then(|m| m.status.as_ref()) {
-                causal.learn_floor(&status.gtid_binlog_pos);
-            }
-        }
-        match routing.causal_reads {
-            CausalReads::Local | CausalReads::Global => {
-                causal.local_into(&mut self.router.required);
-            }
-            CausalReads::Session => self.router.required.clone_from(&self.router.own),
-            CausalReads::Off => self.router.required = GtidList::default(),
-        }
-        let need = causal::need(
-            routing.causal_reads,
-            causal.floor_known(),
-            self.router.required.is_empty(),
-        );
-        let max_lag = routing.max_replication_lag.as_secs();
-        let mut candidates = std::mem::take(&mut self.router.candidates);
-        candidates.clear();
-        for (index, s) in topology.servers.iter().enumerate() {
-            let usable = s.role == Role::Replica
-                && s.state == ServerState::Up
-                && !s.maintenance
-                && s.lag
-                    .and_then(|l| l.seconds_behind_master)
-                    .is_some_and(|l| l <= max_lag);
-            if !usable {
-                continue;
-            }
-            let probed = s.status.as_ref().map(|st| &st.gtid_current_pos);
-            candidates.push(Candidate {
-                index,
-                load: shared
-                    .stats
-                    .servers
-                    .get(index)
-                    .map_or(0, |c| c.outstanding.load(Relaxed)),
-                connected: self.replica(index).is_some(),
-                known: need != Need::Nothing
-                    && causal.has_applied(index, probed, &self.router.required),
-                may_wait: causal.may_wait(index),
-            });
-        }
-        let pick = causal::pick(&candidates, need, !routing.causal_wait.is_zero(), self.id);
-        let known = |index| candidates.iter().any(|c| c.index == index && c.known);
-        let wait_first = match pick {
-            Pick::Check(index) => {
-                !known(index) && !routing.causal_wait.is_zero() && causal.may_wait(index)
-            }
-            _ => false,
-        };
-        self.router.candidates = candidates;
-        let index = match pick {
-            Pick::Master(reason) => {
-                if let Some(reason) = reason {
-                    shared.stats.causal.to_master(reason);
-                }
-                return ReadOn::Master;
-            }
-            Pick::Ready(index) | Pick::Check(index) | Pick::Wait(index) => index,
-        };
-        let address = topology.servers[index].address.clone();
-        if !self.prepare_replica(index, &address).await {
-            return ReadOn::Master;
-        }
-        match pick {
-            Pick::Check(_) => ReadOn::Checked {
-                server: index,
-                wait_first,
-            },
-            Pick::Wait(_) => match self.wait_on_replica(index).await {
-                Ok(()) => ReadOn::Replica(index),
-                Err(reason) => {
-                    if let Some(reason) = reason {
-                        shared.stats.causal.to_master(reason);
-                    }
-                    ReadOn::Master
-                }
-            },
-            _ => {
-                if need != Need::Nothing {
-                    shared.stats.causal.ready.fetch_add(1, Relaxed);
-                }
-                ReadOn::Replica(index)
-            }
-        }
-    }
-
-    /// Waits (MASTER_GTID_WAIT, at most `routing.causal_wait_ms`) until replica `index`
-    /// has applied `router.required`. `Err(Some(reason))`: the read goes to the master
-    /// for causality; `Err(None)`: the connection failed (it was dropped).
-    async fn wait_on_replica(&mut self, index: usize) -> Result<(), Option<ToMaster>> {
-        let shared = self.shared.clone();
-        shared.stats.causal.waits.fetch_add(1, Relaxed);
-        let sql = self.wait_sql(&self.router.required);
-        let limit = shared.config.routing.causal_wait + shared.config.proxy.connect_timeout;
-        let Some(conn) = self.replica_mut(index) else {
-            return Err(None);
-        };
-        match internal::query(&mut conn.backend, sql.as_bytes(), limit).await {
-            Ok(Reply::Value(Some(v))) if v == b"0" => {
-                shared.causal.record_applied(index, &self.router.required);
-                Ok(())
-            }
-            Ok(_) => {
-                shared
-                    .causal
-                    .wait_timed_out(index, shared.config.monitor.interval);
-                Err(Some(ToMaster::WaitTimedOut))
-            }
-            Err(reason) => {
-                self.drop_replica(index, &reason);
-                Err(None)
-            }
-        }
-    }
-
     /// Opens (if needed), resets (if the session was reset) and brings the session's state
     /// to this session's connection to replica `index`. False sends the read to the master
     /// (and pins the session if the state could not be replayed).
-    async fn prepare_replica(&mut self, index: usize, address: &str) -> bool {
+    pub(super) async fn prepare_replica(&mut self, index: usize, address: &str) -> bool {
         let limit = self.shared.config.proxy.connect_timeout;
         if self.replica(index).is_none() {
             let name = self.shared.config.servers[index].name.clone();
@@ -932,7 +463,7 @@ impl Session {
         self.replicas.get(index).and_then(Option::as_ref)
     }
 
-    fn replica_mut(&mut self, index: usize) -> Option<&mut ReplicaConn> {
+    pub(super) fn replica_mut(&mut self, index: usize) -> Option<&mut ReplicaConn> {
         self.replicas.get_mut(index).and_then(Option::as_mut)
     }
 
@@ -1058,40 +589,6 @@ impl Session {
                 conn.reset_pending = true;
             }
         }
-    }
-}
-
-/// Where a read goes, once replica health and causality are decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadOn {
-    /// This replica, ready: it has what the read must see.
-    Replica(usize),
-    /// This replica, if its position read with the statement contains the master's;
-    /// `wait_first`: it is not known to have this proxy's writes (`router.required`), so
-    /// it waits for them before the statement.
-    Checked {
-        /// Config index.
-        server: usize,
-        /// Wait for `router.required` first.
-        wait_first: bool,
-    },
-    /// The master.
-    Master,
-}
-
-/// What the master has committed (every write acknowledged through any proxy); NULL from
-/// a read-only server, which is not (or no longer) the master.
-const MASTER_POSITION: &[u8] = b"SELECT IF(@@GLOBAL.read_only, NULL, @@GLOBAL.gtid_binlog_pos)";
-
-/// What a replica has applied (read just before the statement it precedes).
-const REPLICA_POSITION: &[u8] = b"SELECT @@GLOBAL.gtid_current_pos";
-
-/// A GTID position from a one-value answer (`None` if it is not one).
-fn parse_position(reply: &Reply) -> Option<GtidList> {
-    match reply {
-        Reply::Value(Some(v)) => std::str::from_utf8(v).ok()?.parse().ok(),
-        Reply::Value(None) => Some(GtidList::default()),
-        _ => None,
     }
 }
 
