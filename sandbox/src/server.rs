@@ -104,25 +104,12 @@ impl ServerInfo {
 /// The mariadbd command line for a server. Deterministic, so `start` after a kill uses
 /// exactly the options of the first start.
 pub(crate) fn mariadbd_args(info: &ServerInfo, buffer_pool_mb: u32) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec![
-        "--no-defaults".into(),
-        "--user=root".into(),
-        prefixed("--datadir=", &info.datadir),
-        prefixed("--socket=", &info.socket()),
-        prefixed("--pid-file=", &info.pid_file()),
-        prefixed("--log-error=", &info.error_log()),
-    ];
+    let mut args = base_args(info, Some("root"), buffer_pool_mb);
     let owned = [
-        format!("--port={}", info.port),
-        "--bind-address=127.0.0.1".into(),
         "--report-host=127.0.0.1".into(),
         format!("--report-port={}", info.port),
-        format!("--server-id={}", info.server_id),
-        "--log-bin=mysql-bin".into(),
         "--relay-log=relay-bin".into(),
-        "--binlog-format=ROW".into(),
         "--gtid-strict-mode=ON".into(),
-        "--log-slave-updates=ON".into(),
         "--relay-log-recovery=ON".into(),
         "--rpl-semi-sync-master-enabled=ON".into(),
         "--rpl-semi-sync-slave-enabled=ON".into(),
@@ -140,6 +127,36 @@ pub(crate) fn mariadbd_args(info: &ServerInfo, buffer_pool_mb: u32) -> Vec<OsStr
         // After a crash, roll back binlogged transactions no replica acknowledged, so an
         // old master can rejoin as a replica instead of holding writes nobody else has.
         "--init-rpl-role=SLAVE".into(),
+    ];
+    args.extend(owned.into_iter().map(OsString::from));
+    args
+}
+
+/// The options every sandbox server has, replication or Galera: its files under its
+/// directory, 127.0.0.1 only, its server id, a row-based binlog that records what it
+/// applies, and the limits and character set the tests rely on. `user`: `--user=`.
+pub(crate) fn base_args(
+    info: &ServerInfo,
+    user: Option<&str>,
+    buffer_pool_mb: u32,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["--no-defaults".into()];
+    if let Some(user) = user {
+        args.push(format!("--user={user}").into());
+    }
+    args.extend([
+        prefixed("--datadir=", &info.datadir),
+        prefixed("--socket=", &info.socket()),
+        prefixed("--pid-file=", &info.pid_file()),
+        prefixed("--log-error=", &info.error_log()),
+    ]);
+    let owned = [
+        format!("--port={}", info.port),
+        "--bind-address=127.0.0.1".into(),
+        format!("--server-id={}", info.server_id),
+        "--log-bin=mysql-bin".into(),
+        "--binlog-format=ROW".into(),
+        "--log-slave-updates=ON".into(),
         "--max-allowed-packet=256M".into(),
         "--max-connections=2000".into(),
         "--local-infile=ON".into(),

@@ -1,47 +1,12 @@
 //! End to end: a real master and two replicas in a temporary directory.
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use kohaproxy_sandbox::{ProcessState, Role, Sandbox, SandboxGuard, Signal, UpOptions};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
+use common::{as_koha, processes_under, TestResult};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Runs a statement as the `koha` app user on a port; returns (success, stderr).
-fn as_koha(port: u16, sql: &str) -> Result<(bool, String), std::io::Error> {
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            "-ukoha",
-            "-pkoha",
-        ])
-        .args(["--protocol=TCP", "-N", "-B", "-e", sql])
-        .output()?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-/// Processes whose command line mentions `dir`, other than zombies.
-fn processes_under(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(&needle)
-        })
-        .collect()
-}
 
 #[test]
 fn master_two_replicas_write_replicate_kill_restart_down() -> TestResult {
