@@ -48,10 +48,7 @@ pub(crate) async fn run(
     payload: &[u8],
     limit: Duration,
 ) -> Result<Reply, String> {
-    match tokio::time::timeout(limit, exchange(backend, payload)).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
-    }
+    within(limit, exchange(backend, payload)).await
 }
 
 async fn exchange(backend: &mut Backend, payload: &[u8]) -> Result<Reply, String> {
@@ -77,7 +74,15 @@ pub(crate) async fn receive_within(
     cmd: u8,
     limit: Duration,
 ) -> Result<Reply, String> {
-    match tokio::time::timeout(limit, receive(backend, cmd)).await {
+    within(limit, receive(backend, cmd)).await
+}
+
+/// Runs `work`, or fails with "no answer" after `limit`.
+async fn within<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, work).await {
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
     }
@@ -114,10 +119,7 @@ pub(crate) async fn discard(
             }
         }
     };
-    match tokio::time::timeout(limit, drain).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
-    }
+    within(limit, drain).await
 }
 
 async fn receive(backend: &mut Backend, cmd: u8) -> Result<Reply, String> {
