@@ -76,6 +76,7 @@ pub fn servers(topology: &Topology, stats: &StatsSnapshot) -> Table {
         ("statements", Count),
         ("last_error", Text),
         ("note", Text),
+        ("wsrep", Text),
     ]);
     for s in &topology.servers {
         let role = match s.state {
@@ -103,6 +104,16 @@ pub fn servers(topology: &Topology, stats: &StatsSnapshot) -> Table {
                 (true, None) => Some("maintenance".into()),
                 (false, n) => n.clone(),
             }),
+            Cell::Text(s.status.as_ref().and_then(|st| st.wsrep.as_ref()).map(|w| {
+                format!(
+                    "{}, {}, size {}, recv queue {}{}",
+                    w.local_state_comment,
+                    w.cluster_status,
+                    w.cluster_size,
+                    w.recv_queue,
+                    if w.desync { ", desynced" } else { "" }
+                )
+            })),
         ]);
     }
     t
@@ -320,6 +331,7 @@ mod tests {
             replication: Vec::new(),
             session_track_system_variables: String::new(),
             session_track_schema: false,
+            wsrep: None,
         }
     }
 

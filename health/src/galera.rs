@@ -547,3 +547,99 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod topology_tests {
+    use super::*;
+    use crate::topology::{Role, ServerState, ServerView, Topology};
+    use std::time::Instant;
+
+    fn node(name: &str, wsrep: Option<Wsrep>, up: bool) -> ServerView {
+        let mut v = ServerView::new(name, "127.0.0.1:1", Instant::now());
+        v.state = if up {
+            ServerState::Up
+        } else {
+            ServerState::Down
+        };
+        v.status = Some(crate::probe::Status {
+            read_only: false,
+            server_id: 1,
+            gtid_current_pos: Default::default(),
+            gtid_binlog_pos: Default::default(),
+            gtid_slave_pos: Default::default(),
+            gtid_binlog_state: Default::default(),
+            semi_sync_active: None,
+            replication: Vec::new(),
+            session_track_system_variables: String::new(),
+            session_track_schema: false,
+            wsrep,
+        });
+        v
+    }
+
+    fn synced(queue: u64) -> Wsrep {
+        Wsrep {
+            local_state: SYNCED,
+            local_state_comment: "Synced".into(),
+            cluster_status: "Primary".into(),
+            ready: true,
+            cluster_size: 3,
+            recv_queue: queue,
+            reject_queries: "NONE".into(),
+            sst_method: "rsync".into(),
+            ..Wsrep::default()
+        }
+    }
+
+    #[test]
+    fn the_writer_is_master_usable_nodes_read_the_rest_get_nothing() {
+        let non_primary = Wsrep {
+            cluster_status: "non-Primary".into(),
+            ..synced(0)
+        };
+        let mut failed = node("db5", Some(synced(0)), true);
+        failed.last_error = Some("no answer within 1000 ms".into());
+        let t = Topology::galera(
+            vec![
+                node("db1", Some(synced(0)), true),
+                node("db2", Some(synced(3)), true),
+                node("db3", Some(synced(40)), true),
+                node("db4", Some(non_primary), true),
+                failed,
+                node("db6", Some(synced(0)), false),
+            ],
+            Some(0),
+            16,
+            false,
+        );
+        assert_eq!(t.master, Some(0));
+        let roles: Vec<Role> = t.servers.iter().map(|s| s.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::Master,
+                Role::Replica,
+                Role::Replica,
+                Role::Unusable,
+                Role::Unknown,
+                Role::Unknown
+            ]
+        );
+        let lag = t.servers[1].lag.unwrap();
+        assert_eq!(
+            (lag.seconds_behind_master, lag.transactions_behind),
+            (Some(0), 3)
+        );
+        // Over the queue bound: a replica that gets no reads, and says why.
+        assert_eq!(t.servers[2].lag.unwrap().seconds_behind_master, None);
+        assert!(t.servers[2]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("max_recv_queue"));
+        assert!(t.servers[3].note.as_deref().unwrap().contains("Primary"));
+        // A writer that may not serve is no writer.
+        let t = Topology::galera(vec![node("db1", Some(synced(0)), true)], Some(1), 16, false);
+        assert_eq!(t.master, None);
+    }
+}

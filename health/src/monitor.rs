@@ -8,6 +8,7 @@ use kohaproxy_config::{Config, FailoverMode, MonitorConfig, ServerConfig};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+mod galera;
 mod promote;
 
 use crate::acked::Acked;
@@ -40,9 +41,12 @@ pub struct Monitor {
     holding: bool,
     /// What is under way or was refused, for people.
     operation: Option<String>,
-    /// The cluster is MariaDB replication: the monitor may fence, rejoin, fail over and
-    /// switch over. Never on a Galera cluster (read_only there means something else).
+    /// The monitor may change the servers (fence, rejoin, fail over, switch over, claim
+    /// the Galera writer); false for tools that only look.
     acts: bool,
+    /// The cluster is Galera: the writer is recorded on the cluster and followed (see
+    /// `monitor/galera.rs`); `None` for replication.
+    galera: Option<galera::GaleraState>,
 }
 
 /// One server: its prober, its hysteresis and what the last probes said.
@@ -112,7 +116,14 @@ impl Monitor {
             .map(|s| Slot {
                 name: s.name.clone(),
                 address: s.address.clone(),
-                prober: Prober::new(&s.address, &m.user, &m.password, m.timeout),
+                prober: match config.cluster.kind {
+                    kohaproxy_config::ClusterKind::Replication => {
+                        Prober::new(&s.address, &m.user, &m.password, m.timeout)
+                    }
+                    kohaproxy_config::ClusterKind::Galera => {
+                        Prober::new(&s.address, &m.user, &m.password, m.timeout).galera()
+                    }
+                },
                 health: Hysteresis::new(m.fail_count, now),
                 status: None,
                 last_error: None,
@@ -141,7 +152,9 @@ impl Monitor {
             master: None,
             holding: false,
             operation: None,
-            acts: config.cluster.kind == kohaproxy_config::ClusterKind::Replication,
+            acts: true,
+            galera: (config.cluster.kind == kohaproxy_config::ClusterKind::Galera)
+                .then(|| galera::GaleraState::new(&config.cluster)),
         };
         (monitor, Control(tx))
     }
@@ -180,7 +193,10 @@ impl Monitor {
     /// whether a failover can lose an acknowledged write, and warns about each risky one.
     async fn check_settings(&mut self) {
         for i in 0..self.servers.len() {
-            if self.servers[i].settings_checked || self.servers[i].status.is_none() {
+            if self.servers[i].settings_checked
+                || self.servers[i].status.is_none()
+                || self.galera.is_some()
+            {
                 continue;
             }
             self.servers[i].settings_checked = true;
@@ -203,6 +219,12 @@ impl Monitor {
 
     /// The snapshot the current state makes.
     fn topology(&self) -> Topology {
+        if let Some(g) = &self.galera {
+            let mut t = self.galera_topology(g, self.master.filter(|_| !self.holding));
+            t.term = self.term;
+            t.operation = self.operation.clone();
+            return t;
+        }
         let mut t =
             Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
         if self.holding || t.master != self.master {
@@ -280,6 +302,10 @@ impl Monitor {
 
     /// Looks at the last probes and keeps the cluster whole.
     async fn act(&mut self) {
+        if self.galera.is_some() {
+            self.act_galera().await;
+            return;
+        }
         if !self.acts {
             let t = Topology::build(self.servers.iter().map(Slot::view).collect());
             if let Some(m) = t.master.filter(|&m| self.master != Some(m)) {
@@ -646,13 +672,20 @@ fn log_changes(old: &Topology, new: &Topology) {
     for (i, s) in new.servers.iter().enumerate() {
         let before = old.servers.get(i);
         if before.map(|b| b.role) != Some(s.role) {
+            let galera = s.status.as_ref().is_some_and(|st| st.wsrep.is_some());
             let reason = match s.role {
+                Role::Master if galera => "the Galera writer",
+                Role::Replica if galera => "a Synced Galera node in the Primary component: reads",
                 Role::Master => "the single writable server, replicating from nobody",
                 Role::Replica => "read-only, replicating from the master",
                 Role::Standalone => "read-only, replicating from nobody",
                 Role::Stale => {
                     "writable or replicating from a server that is not the master: kept out"
                 }
+                Role::Unusable => s
+                    .note
+                    .as_deref()
+                    .unwrap_or("a Galera node that may not serve"),
                 Role::Unknown if s.state != ServerState::Up => "not up",
                 Role::Unknown if new.problem.is_some() => "the topology makes no sense",
                 Role::Unknown => "there is no master to follow",

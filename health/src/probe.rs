@@ -9,6 +9,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
+use crate::galera::Wsrep;
 use crate::gtid::{GtidList, GtidState};
 
 /// What one good probe read from a server.
@@ -39,6 +40,8 @@ pub struct Status {
     pub session_track_system_variables: String,
     /// `@@global.session_track_schema`.
     pub session_track_schema: bool,
+    /// A Galera node's wsrep state (`None` for a replication server).
+    pub wsrep: Option<Wsrep>,
 }
 
 /// The state of a replica's IO or SQL thread.
@@ -198,6 +201,7 @@ impl Status {
             gtid_binlog_state: var(7)
                 .parse::<GtidState>()
                 .map_err(|e| format!("@@gtid_binlog_state: {e}"))?,
+            wsrep: None,
         })
     }
 }
@@ -210,6 +214,8 @@ pub(crate) struct Prober {
     timeout: Duration,
     /// False once the server refused SHOW ALL SLAVES STATUS as a syntax error (not MariaDB).
     all_slaves: bool,
+    /// The server is a Galera node: read its wsrep state, not its replication.
+    galera: bool,
 }
 
 impl Prober {
@@ -220,7 +226,15 @@ impl Prober {
             conn: None,
             timeout,
             all_slaves: true,
+            galera: false,
         }
+    }
+
+    /// A prober for a Galera node: reads its wsrep state, and reads it even when the
+    /// node refuses queries (`wsrep_dirty_reads` on the probe's connection).
+    pub(crate) fn galera(mut self) -> Prober {
+        self.galera = true;
+        self
     }
 
     /// One probe: connect if needed, read the variables and the replication status.
@@ -241,6 +255,17 @@ impl Prober {
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             self.conn = Some(conn);
+            if self.galera {
+                let conn = self.conn.as_mut().ok_or("no connection")?;
+                // A node out of the Primary component, or not ready, answers SELECTs only
+                // with dirty reads on (error 1047 otherwise); SHOW always works.
+                if let Err(e) = conn.query_drop("SET SESSION wsrep_dirty_reads = ON").await {
+                    tracing::debug!("cannot turn on wsrep_dirty_reads for the probe: {e}");
+                }
+            }
+        }
+        if self.galera {
+            return self.read_galera().await;
         }
         let conn = self.conn.as_mut().ok_or("no connection")?;
         let row: Option<Row> = conn
@@ -268,6 +293,35 @@ impl Prober {
             .map(|row| Replication::from_fields(|name| field(row, name)))
             .collect::<Result<Vec<_>, String>>()?;
         Status::from_vars(&vars, replication)
+    }
+
+    /// A Galera node's probe: the variables every server answers, then its wsrep status
+    /// and variables (it has no replication connections of its own).
+    async fn read_galera(&mut self) -> Result<Status, String> {
+        let conn = self.conn.as_mut().ok_or("no connection")?;
+        let row: Option<Row> = conn
+            .query_first(VARS_SQL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = row.ok_or("the variables query returned no row")?;
+        let vars: Vec<Option<String>> = (0..row.len())
+            .map(|i| row.as_ref(i).and_then(text))
+            .collect();
+        let mut values = std::collections::HashMap::new();
+        for sql in [crate::galera::STATUS_SQL, crate::galera::VARIABLES_SQL] {
+            let rows: Vec<Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
+            for row in &rows {
+                if let (Some(name), value) =
+                    (row.as_ref(0).and_then(text), row.as_ref(1).and_then(text))
+                {
+                    values.insert(name.to_ascii_lowercase(), value.unwrap_or_default());
+                }
+            }
+        }
+        let wsrep = Wsrep::from_values(|name| values.get(name).cloned())?;
+        let mut status = Status::from_vars(&vars, Vec::new())?;
+        status.wsrep = Some(wsrep);
+        Ok(status)
     }
 
     /// Drops the connection without the polite COM_QUIT: mysql_async's `Drop` would spawn

@@ -59,6 +59,17 @@ impl Session {
         self.finish(sql, limit, result)
     }
 
+    /// Runs one statement and returns the rows it changed.
+    pub(crate) async fn affected(&mut self, sql: &str, limit: Duration) -> Result<u64, String> {
+        let conn = self.conn()?;
+        let result = tokio::time::timeout(limit, async {
+            conn.query_drop(sql).await?;
+            Ok::<u64, mysql_async::Error>(conn.affected_rows())
+        })
+        .await;
+        self.finish(sql, limit, result)
+    }
+
     /// Runs a query returning one value (NULL and no row are `None`), with its own deadline.
     pub(crate) async fn value(
         &mut self,

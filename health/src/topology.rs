@@ -46,6 +46,9 @@ pub enum Role {
     /// Writable although another server is the master, or replicating from a server
     /// that is not the master: it gets no traffic until the monitor fences and rejoins it.
     Stale,
+    /// A Galera node that may not serve (not Synced, not in the Primary component, a
+    /// blocking Donor, desynced, ...): the reason is in the view's `note`.
+    Unusable,
 }
 
 impl std::fmt::Display for Role {
@@ -56,6 +59,7 @@ impl std::fmt::Display for Role {
             Role::Replica => "replica",
             Role::Standalone => "standalone",
             Role::Stale => "stale",
+            Role::Unusable => "unusable",
         })
     }
 }
@@ -169,6 +173,62 @@ impl Topology {
             servers,
             master: found.master,
             problem: found.problem,
+            term: 0,
+            operation: None,
+        }
+    }
+
+    /// A snapshot of a Galera cluster's nodes: `writer` (if up and usable) is the
+    /// [`Role::Master`]; every other usable node is a [`Role::Replica`] whose lag is its
+    /// receive queue (behind by `wsrep_local_recv_queue` write sets; over
+    /// `max_recv_queue` it gets no reads); an up node that may not serve is
+    /// [`Role::Unusable`], with the reason as its note.
+    pub fn galera(
+        mut servers: Vec<ServerView>,
+        writer: Option<usize>,
+        max_recv_queue: u64,
+        donor_serves_reads: bool,
+    ) -> Topology {
+        let mut master = None;
+        for (i, view) in servers.iter_mut().enumerate() {
+            view.lag = None;
+            view.role = Role::Unknown;
+            // The last probe failed: no traffic, even before `fail_count` says down (a
+            // Galera writer moves at once; nothing is lost by moving it).
+            if view.state != ServerState::Up || view.last_error.is_some() {
+                continue;
+            }
+            let Some(wsrep) = view.status.as_ref().and_then(|s| s.wsrep.as_ref()) else {
+                continue;
+            };
+            if let Some(why) = wsrep.unusable(donor_serves_reads) {
+                view.role = Role::Unusable;
+                view.note = Some(why.to_string());
+                continue;
+            }
+            let queue = wsrep.recv_queue;
+            if writer == Some(i) {
+                view.role = Role::Master;
+                master = Some(i);
+            } else {
+                view.role = Role::Replica;
+                view.lag = Some(Lag {
+                    seconds_behind_master: (queue <= max_recv_queue).then_some(0),
+                    caught_up: queue == 0,
+                    transactions_behind: queue,
+                });
+                if queue > max_recv_queue {
+                    view.note = Some(format!(
+                        "{queue} write sets queued to apply (over cluster.max_recv_queue \
+                         {max_recv_queue}): no reads"
+                    ));
+                }
+            }
+        }
+        Topology {
+            servers,
+            master,
+            problem: None,
             term: 0,
             operation: None,
         }

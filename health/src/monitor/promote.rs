@@ -444,7 +444,10 @@ impl Monitor {
     /// Runs an admin command.
     pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
         if !self.acts && !matches!(command, Command::Maintenance { .. }) {
-            return Err("switchover and failover are for replication clusters".into());
+            return Err("this monitor only observes".into());
+        }
+        if self.galera.is_some() {
+            return self.galera_command(command).await;
         }
         match command {
             Command::Switchover { target } => self.switchover(target).await,
@@ -476,15 +479,21 @@ impl Monitor {
                         "{server} is the master: SWITCHOVER to another server first"
                     ));
                 }
-                self.servers[i].maintenance = on;
-                let state = if on {
-                    "maintenance: no new traffic"
-                } else {
-                    "online"
-                };
-                info!(server = %server, "{state}");
-                Ok(format!("{server} is in {state}"))
+                Ok(self.set_maintenance(i, on))
             }
         }
+    }
+
+    /// Puts server `i` in maintenance (`on`) or back online.
+    pub(super) fn set_maintenance(&mut self, i: usize, on: bool) -> String {
+        let server = self.servers[i].name.clone();
+        self.servers[i].maintenance = on;
+        let state = if on {
+            "maintenance: no new traffic"
+        } else {
+            "online"
+        };
+        info!(server = %server, "{state}");
+        format!("{server} is in {state}")
     }
 }

@@ -38,11 +38,17 @@ impl Session {
             CausalReads::Session => self.router.required.clone_from(&self.router.own),
             CausalReads::Off => self.router.required = GtidList::default(),
         }
-        let need = causal::need(
-            routing.causal_reads,
-            causal.floor_known(),
-            self.router.required.is_empty(),
-        );
+        // On Galera the node itself waits for the cluster before each read (see
+        // `galera_sync_wait`): the proxy has no position to check.
+        let need = if super::router::galera_sync_wait(&shared.config) {
+            Need::Nothing
+        } else {
+            causal::need(
+                routing.causal_reads,
+                causal.floor_known(),
+                self.router.required.is_empty(),
+            )
+        };
         let max_lag = routing.max_replication_lag.as_secs();
         let mut candidates = std::mem::take(&mut self.router.candidates);
         candidates.clear();

@@ -27,12 +27,13 @@ use kohaproxy_health::MasterStatement;
 /// never answers; the monitor's new term is what ends the wait).
 const REPLACED_CHECK: Duration = Duration::from_millis(250);
 
-/// Whether sessions track their state on the master connection: with the split on (the
-/// router replays it on replicas) or with a replication cluster (it is restored on a new
-/// master after a failover).
+/// Whether sessions track their state on the master connection: the router replays it
+/// on replicas, and it is restored on a new master (or Galera writer) when the one in
+/// use is replaced. Both kinds of cluster can replace it.
 pub(super) fn tracks_state(shared: &Shared) -> bool {
-    shared.config.routing.read_write_split
-        || shared.config.cluster.kind == kohaproxy_config::ClusterKind::Replication
+    match shared.config.cluster.kind {
+        kohaproxy_config::ClusterKind::Replication | kohaproxy_config::ClusterKind::Galera => true,
+    }
 }
 
 /// Reads more of the master's response into its buffer; ends with an error if the

@@ -12,6 +12,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Buf;
+use kohaproxy_config::ClusterKind;
 use kohaproxy_health::{Gtid, GtidList};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info};
@@ -39,6 +40,19 @@ const TRACK_ALL: &[u8] =
 /// MariaDB's defaults, when the monitor has not read the server's own yet.
 const DEFAULT_TRACKED: &[u8] =
     b"autocommit,character_set_client,character_set_connection,character_set_results,time_zone";
+
+/// Makes every read on a Galera connection wait for the cluster's earlier commits.
+const GALERA_SYNC_WAIT: &[u8] = b"SET SESSION wsrep_sync_wait = 1";
+
+/// "WSREP has not yet prepared node for application use".
+const GALERA_NOT_READY: u16 = 1047;
+
+/// Whether reads on Galera nodes other than the writer wait for the cluster
+/// ([`GALERA_SYNC_WAIT`]): on Galera, unless causal reads are off.
+pub(super) fn galera_sync_wait(config: &kohaproxy_config::Config) -> bool {
+    config.cluster.kind == ClusterKind::Galera
+        && config.routing.causal_reads != kohaproxy_config::CausalReads::Off
+}
 
 /// Per-session router state.
 #[derive(Debug)]
@@ -285,6 +299,22 @@ impl Session {
         start_read_only: bool,
     ) -> Result<(), SessionError> {
         let n = HEADER_LEN + len;
+        if self.shared.config.cluster.kind == ClusterKind::Galera
+            && self.router.read_only_txn != Some(server)
+        {
+            match self.galera_not_ready(server).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    // Never shown to the client: the read runs on the writer instead.
+                    self.drop_replica(server, "the Galera node is not ready (1047)");
+                    return self.query_on_master(len, None).await;
+                }
+                Err(reason) => {
+                    self.drop_replica(server, &reason);
+                    return self.query_on_master(len, None).await;
+                }
+            }
+        }
         let caps = self.replica(server).map_or(self.caps, |c| c.backend.caps);
         let Some(tracker) = ResponseTracker::for_command(command::QUERY, caps) else {
             return Ok(());
@@ -355,8 +385,8 @@ impl Session {
             if let Some(schema) = self.router.state.schema() {
                 login.database = Some(schema.to_vec());
             }
-            match backend::connect(&name, address, &login, limit).await {
-                Ok((backend, _ok)) => {
+            match self.connect_replica(&name, address, &login).await {
+                Ok(backend) => {
                     if self.replicas.len() <= index {
                         self.replicas.resize_with(index + 1, || None);
                     }
@@ -456,6 +486,58 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// Opens a connection for reads to server `name`. On Galera, unless causal reads are
+    /// off, every read on it waits until the node has applied every write committed in
+    /// the cluster before the read began (`wsrep_sync_wait = 1`): the cluster's own
+    /// causal read, global across proxies, with no position to carry.
+    async fn connect_replica(
+        &self,
+        name: &str,
+        address: &str,
+        login: &backend::Login,
+    ) -> Result<Backend, String> {
+        let limit = self.shared.config.proxy.connect_timeout;
+        let (mut backend, _ok) = backend::connect(name, address, login, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        if galera_sync_wait(&self.shared.config) {
+            match internal::query(&mut backend, GALERA_SYNC_WAIT, limit).await? {
+                Reply::Ok(_) => {}
+                other => return Err(format!("{name} refused wsrep_sync_wait: {other:?}")),
+            }
+        }
+        Ok(backend)
+    }
+
+    /// Whether the answer waiting on replica `server` is Galera's 1047 ("WSREP has not
+    /// yet prepared node for application use": the node left the Primary component or
+    /// is not ready since the monitor last looked). Such an answer is read and dropped,
+    /// unseen by the client, so the statement can run elsewhere. `Err`: the connection
+    /// failed.
+    async fn galera_not_ready(&mut self, server: usize) -> Result<bool, String> {
+        let Some(conn) = self.replica_mut(server) else {
+            return Err("no connection".into());
+        };
+        let b = &mut conn.backend;
+        fill(&mut b.stream, &mut b.buf, HEADER_LEN + 1)
+            .await
+            .map_err(|e| e.to_string())?;
+        if b.buf[HEADER_LEN] != 0xFF {
+            return Ok(false);
+        }
+        let len = usize::from(b.buf[0]) | usize::from(b.buf[1]) << 8 | usize::from(b.buf[2]) << 16;
+        fill(&mut b.stream, &mut b.buf, HEADER_LEN + len)
+            .await
+            .map_err(|e| e.to_string())?;
+        let code =
+            (len >= 3).then(|| u16::from_le_bytes([b.buf[HEADER_LEN + 1], b.buf[HEADER_LEN + 2]]));
+        if code != Some(GALERA_NOT_READY) {
+            return Ok(false);
+        }
+        b.buf.advance(HEADER_LEN + len);
+        Ok(true)
     }
 
     /// This session's connection to server `index`, if open.
