@@ -264,7 +264,8 @@ fn a_backup_under_write_load_restores_and_the_restored_server_replicates_to_iden
             .find(|c| c.first() == Some(&source.as_str()))
         {
             let statements: u64 = cols.get(9).and_then(|s| s.parse().ok()).unwrap_or(0);
-            if cols.last().is_some_and(|n| n.contains("maintenance")) {
+            let note = cols.get(kohaproxy_faults::NOTE_COLUMN);
+            if note.is_some_and(|n| n.contains("maintenance")) {
                 let seen = out_of_rotation.get_or_insert((statements, statements, 0));
                 seen.1 = statements;
                 seen.2 += 1;

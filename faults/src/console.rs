@@ -38,6 +38,10 @@ pub struct ServerRow {
     pub note: String,
 }
 
+/// Where `SHOW SERVERS` puts the note (name, address, role, state, read_only, lag_s,
+/// behind_trx, gtid, connections, statements, last_error, note, wsrep).
+pub const NOTE_COLUMN: usize = 11;
+
 /// `SHOW SERVERS`'s row for server `name`.
 pub fn server_row(socket: &Path, name: &str) -> Option<ServerRow> {
     let table = admin(socket, "SHOW SERVERS").ok()?;
@@ -46,7 +50,7 @@ pub fn server_row(socket: &Path, name: &str) -> Option<ServerRow> {
         (cols.first() == Some(&name) && cols.len() > 4).then(|| ServerRow {
             role: cols[2].to_string(),
             read_only: cols[4].to_string(),
-            note: cols.last().copied().unwrap_or("").to_string(),
+            note: cols.get(NOTE_COLUMN).copied().unwrap_or("").to_string(),
         })
     })
 }

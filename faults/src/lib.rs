@@ -22,7 +22,7 @@ pub mod ledger;
 pub mod relay;
 
 pub use cluster::{checksums_equal, gtid_current_pos, wait_converged, writable_servers};
-pub use console::{admin, proxy_master, server_row, ServerRow};
+pub use console::{admin, proxy_master, server_row, ServerRow, NOTE_COLUMN};
 pub use ledger::{
     verify, verify_blocking, Attempt, Ledger, LedgerHandle, LedgerOptions, LedgerReport, Outcome,
     Verdict,

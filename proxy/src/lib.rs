@@ -123,7 +123,9 @@ impl Shared {
             return Ok(g);
         }
         let topology = self.topology.load();
-        let master = topology.master().ok_or_else(no_master_error)?;
+        let master = topology
+            .master()
+            .ok_or_else(|| no_master_error(&topology))?;
         let g = Arc::new(
             backend::greeting(
                 &master.name,
@@ -173,7 +175,7 @@ impl Shared {
                         Err(e) => e,
                     }
                 }
-                None => no_master_error(),
+                None => no_master_error(&topology),
             };
             if tokio::time::Instant::now() >= deadline {
                 return Err(error);
@@ -223,10 +225,16 @@ impl Shared {
     }
 }
 
-fn no_master_error() -> BackendError {
+/// There is no master (or Galera writer); the monitor's reason, if it gave one (a
+/// refusal, a topology problem, a Galera cluster out of its Primary component).
+fn no_master_error(topology: &kohaproxy_health::Topology) -> BackendError {
+    let why = match (&topology.operation, &topology.problem) {
+        (Some(reason), _) | (None, Some(reason)) => format!("no writable server found: {reason}"),
+        (None, None) => "no writable server found".to_string(),
+    };
     BackendError::Connect {
         server: "master".into(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no writable server found"),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, why),
     }
 }
 

@@ -341,8 +341,10 @@ fn bad_handshake() -> ErrPacket {
 }
 
 fn no_master(detail: &str) -> ErrPacket {
+    // 9001, as for the same situation later in a session: client libraries take an ERR
+    // packet with a code in their own range (2000-2999, e.g. 2003) for a malformed packet.
     ErrPacket::new(
-        2003,
+        9001,
         "HY000",
         format!("kohaproxy: no master available ({detail})"),
     )

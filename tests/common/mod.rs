@@ -74,6 +74,25 @@ impl Env {
         env
     }
 
+    /// A Galera cluster of `nodes` nodes and the proxy in front, with the config as the
+    /// sandbox writes it.
+    pub fn start_galera(nodes: usize) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("kp")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let mut opts = UpOptions::galera(dir.path().join("sb"), nodes);
+        opts.proxy_port = free_port();
+        let sandbox = SandboxGuard(Sandbox::up(&opts).expect("galera sandbox up"));
+        let mut env = Env {
+            proxy: None,
+            sandbox,
+            _dir: dir,
+        };
+        env.start_proxy();
+        env
+    }
+
     /// The sandbox.
     pub fn sb(&self) -> &Sandbox {
         &self.sandbox.0

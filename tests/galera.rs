@@ -1,0 +1,318 @@
+//! End to end on a real three-node Galera cluster behind the real kohaproxy: reads reach
+//! the nodes that are not the writer, writes one node; the write ledger under SIGKILL of
+//! the writer (twice, with a rejoin between) and SIGSTOP of the writer loses no
+//! acknowledged write; a second proxy agrees on the writer, also after its restart; with
+//! two of three nodes gone the last one is non-Primary and writes are refused with a clear
+//! error, and they resume by themselves once the cluster is Primary again.
+//!
+//! Run with `--nocapture` to see the RTO of each fault.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{free_port, spawn_proxy, Env, ProxyProcess};
+use kohaproxy_faults::{verify_blocking, Ledger, LedgerHandle, LedgerOptions, LedgerReport};
+use kohaproxy_sandbox::Signal;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A `SHOW ...` of the admin console at `socket`, as tab-separated lines.
+fn admin(socket: &Path, sql: &str) -> String {
+    kohaproxy_faults::admin(socket, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The writer and term a proxy's console shows (`SHOW TOPOLOGY`).
+fn writer(socket: &Path) -> (Option<String>, u64) {
+    let out = admin(socket, "SHOW TOPOLOGY");
+    let row: Vec<&str> = out.trim_end().split('\t').collect();
+    let name = row.first().filter(|n| **n != "NULL").map(|n| n.to_string());
+    let term = row.get(2).and_then(|t| t.parse().ok()).unwrap_or(0);
+    (name, term)
+}
+
+/// Waits until `check` holds, at most `limit`.
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `sql` through the proxy at `port` as koha (database koha); the text output or
+/// the error text.
+fn through(port: u16, sql: &str) -> Result<String, String> {
+    // The proxy holds a login up to `failover_hold_ms` (10 s) while there is no writer,
+    // then answers with the reason: wait for it.
+    let out = Env::mariadb(
+        port,
+        &["--connect-timeout=30", "-N", "-B", "koha", "-e", sql],
+        b"",
+    );
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// The error a new koha session through the proxy at `port` gets for a write (a
+/// Rust client: it shows the proxy's error as sent).
+fn write_error(port: u16) -> String {
+    use mysql_async::prelude::Queryable;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let opts = Env::opts(port, "koha", "koha", Some("koha"));
+        match mysql_async::Conn::new(opts).await {
+            Ok(mut conn) => match conn.query_drop("INSERT INTO g (v) VALUES (-1)").await {
+                Ok(()) => panic!("a write on a non-Primary cluster was accepted"),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        }
+    })
+}
+
+/// The ledger through the proxy, writing until stopped.
+fn ledger(env: &Env) -> LedgerHandle {
+    let mut opts = LedgerOptions::new(env.proxy_opts());
+    opts.clients = 4;
+    opts.duration = Duration::from_secs(300);
+    Ledger::spawn(opts)
+}
+
+/// Stops the ledger and checks every acknowledged write is on node `on`; prints the run.
+fn verify(
+    env: &Env,
+    scenario: &str,
+    ledger: LedgerHandle,
+    fault: Instant,
+    on: &str,
+) -> LedgerReport {
+    let report = ledger.stop_and_join().expect("ledger");
+    let port = env.sb().server(on).expect("node").port;
+    let verdict = verify_blocking(&report, Env::opts(port, "koha", "koha", None)).expect("verify");
+    let rto = report
+        .rto(fault)
+        .map_or("none".to_string(), |d| format!("{} ms", d.as_millis()));
+    eprintln!(
+        "RUN galera {scenario}: RTO {rto}, acknowledged {} lost {}, client errors {} ({:?})",
+        verdict.acked,
+        verdict.lost.len(),
+        report.errors().len(),
+        report.error_summary(4),
+    );
+    assert!(verdict.acked > 0, "{scenario}: nothing was acknowledged");
+    assert!(
+        verdict.lost.is_empty() && verdict.torn.is_empty() && verdict.unexpected == 0,
+        "{scenario}: {verdict}"
+    );
+    report
+}
+
+/// A second kohaproxy in front of the same cluster: own port, admin socket and log.
+struct Peer {
+    port: u16,
+    config: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    process: Option<ProxyProcess>,
+}
+
+impl Peer {
+    fn new(env: &Env) -> Peer {
+        let dir = env.sb().dir();
+        let port = free_port();
+        let socket = dir.join("admin-b.sock");
+        let text = std::fs::read_to_string(env.sb().config_path())
+            .expect("read config")
+            .replace(
+                &format!("127.0.0.1:{}", env.proxy_port()),
+                &format!("127.0.0.1:{port}"),
+            )
+            .replace(
+                &dir.join("admin.sock").to_string_lossy().to_string(),
+                &socket.to_string_lossy(),
+            );
+        let config = dir.join("kohaproxy-b.toml");
+        std::fs::write(&config, text).expect("write config");
+        let mut peer = Peer {
+            port,
+            config,
+            socket,
+            log: dir.join("proxy-b.log"),
+            process: None,
+        };
+        peer.start();
+        peer
+    }
+
+    /// Starts it (SIGKILLs the running process first, as a crash would).
+    fn start(&mut self) {
+        self.process = None;
+        self.process = Some(spawn_proxy(&self.config, self.log.clone(), self.port));
+    }
+}
+
+#[test]
+fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
+    let test_start = Instant::now();
+    let env = Env::start_galera(3);
+    let socket = env.sb().dir().join("admin.sock");
+    let port_of = |env: &Env, name: &str| env.sb().server(name).expect("node").port;
+    wait_for("a writer", DEADLINE, || writer(&socket).0.is_some());
+    let (first, term) = writer(&socket);
+    let first = first.expect("writer");
+    assert!(term >= 1, "term {term}");
+
+    // Writes go to the writer, plain reads to the other nodes (wsrep_sync_wait makes
+    // them see the write just made).
+    through(
+        env.proxy_port(),
+        "CREATE TABLE IF NOT EXISTS g (id INT PRIMARY KEY AUTO_INCREMENT, v INT)",
+    )
+    .expect("create");
+    let writer_port = port_of(&env, &first).to_string();
+    for i in 0..20 {
+        let out = through(
+            env.proxy_port(),
+            &format!(
+                "INSERT INTO g (v) VALUES ({i}); SELECT @@port, (SELECT COUNT(*) FROM g WHERE v = {i})"
+            ),
+        )
+        .expect("write then read");
+        let (port, seen) = out.split_once('\t').expect("two columns");
+        assert_ne!(port, writer_port, "a plain read went to the writer");
+        assert_eq!(seen, "1", "the read missed the write just acknowledged");
+    }
+    let servers = admin(&socket, "SHOW SERVERS");
+    assert!(servers.contains("Synced, Primary, size 3"), "{servers}");
+    let in_txn = through(
+        env.proxy_port(),
+        "BEGIN; SELECT @@port; INSERT INTO g (v) VALUES (100); COMMIT",
+    )
+    .expect("transaction");
+    assert_eq!(in_txn, writer_port, "a transaction runs on the writer");
+
+    // A second proxy follows the writer the first one recorded.
+    let mut peer = Peer::new(&env);
+    wait_for("the second proxy to follow", DEADLINE, || {
+        writer(&peer.socket) == writer(&socket)
+    });
+
+    // SIGKILL of the writer: writes move to another node, nothing acknowledged is lost.
+    let run = ledger(&env);
+    std::thread::sleep(Duration::from_secs(2));
+    let fault = Instant::now();
+    env.sb().kill(&first, Signal::Kill).expect("kill writer");
+    wait_for("a new writer", DEADLINE, || {
+        writer(&socket).0.is_some_and(|w| w != first)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let second = writer(&socket).0.expect("writer");
+    verify(&env, "SIGKILL writer", run, fault, &second);
+    wait_for("both proxies on the same writer", DEADLINE, || {
+        writer(&peer.socket).0 == writer(&socket).0
+    });
+
+    // The killed node rejoins; the writer stays where it is (no failback by default).
+    env.sb().start(&first).expect("restart the old writer");
+    env.sb()
+        .wait_galera_synced(DEADLINE)
+        .expect("three nodes Synced again");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        writer(&socket).0.as_deref(),
+        Some(second.as_str()),
+        "sticky writer"
+    );
+
+    // A restarted proxy follows the recorded writer, not its own first choice.
+    peer.start();
+    wait_for("the restarted proxy to follow", DEADLINE, || {
+        writer(&peer.socket).0 == writer(&socket).0
+    });
+
+    // SIGSTOP of the writer: the same.
+    let run = ledger(&env);
+    std::thread::sleep(Duration::from_secs(2));
+    let fault = Instant::now();
+    env.sb().kill(&second, Signal::Stop).expect("stop writer");
+    wait_for("a new writer", DEADLINE, || {
+        writer(&socket).0.is_some_and(|w| w != second)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let third = writer(&socket).0.expect("writer");
+    verify(&env, "SIGSTOP writer", run, fault, &third);
+    env.sb().kill(&second, Signal::Cont).expect("continue");
+    // The continued node first reports the state it had when stopped, then finds it was
+    // evicted and rejoins: wait past that, then for all three in one component.
+    std::thread::sleep(Duration::from_secs(3));
+    wait_for("three nodes Synced after SIGCONT", DEADLINE, || {
+        admin(&socket, "SHOW SERVERS")
+            .lines()
+            .filter(|l| l.contains("Synced, Primary, size 3"))
+            .count()
+            == 3
+    });
+
+    // Two of three nodes gone: the last is non-Primary; writes are refused, clearly.
+    let others: Vec<String> = env
+        .sb()
+        .servers()
+        .iter()
+        .map(|s| s.name.clone())
+        .filter(|n| *n != third)
+        .collect();
+    for n in &others {
+        env.sb().kill(n, Signal::Kill).expect("kill");
+    }
+    wait_for("the survivor to be non-Primary", DEADLINE, || {
+        let servers = admin(&socket, "SHOW SERVERS");
+        let survivor = servers
+            .lines()
+            .find(|l| l.starts_with(&format!("{third}\t")));
+        survivor.is_some_and(|l| l.contains("non-Primary")) && writer(&socket).0.is_none()
+    });
+    let refused = write_error(env.proxy_port());
+    if !refused.contains("no master available") {
+        eprintln!(
+            "{}\n{}\n{}",
+            admin(&socket, "SHOW SERVERS"),
+            admin(&socket, "SHOW TOPOLOGY"),
+            env.proxy_log()
+        );
+    }
+    assert!(refused.contains("no master available"), "{refused}");
+    assert!(refused.contains("Primary"), "{refused}");
+    let (_, refused_term) = writer(&socket);
+    eprintln!("RUN galera non-Primary: writes refused with: {refused}");
+
+    // The operator makes the survivor Primary again: writes resume on their own.
+    env.sb()
+        .sql(
+            &third,
+            "SET GLOBAL wsrep_provider_options = 'pc.bootstrap=YES'",
+        )
+        .expect("bootstrap the survivor");
+    wait_for("writes to resume", DEADLINE, || {
+        through(env.proxy_port(), "INSERT INTO g (v) VALUES (-2)").is_ok()
+    });
+    assert!(writer(&socket).1 >= refused_term);
+    for n in &others {
+        env.sb().start(n).expect("restart");
+    }
+    env.sb()
+        .wait_galera_synced(DEADLINE)
+        .expect("three nodes Synced at the end");
+    drop(peer);
+    eprintln!(
+        "galera end to end: {:.1} s",
+        test_start.elapsed().as_secs_f64()
+    );
+}
