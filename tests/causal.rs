@@ -12,62 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn_proxy, Env, ProxyProcess};
+use common::{Env, Peer};
 use kohaproxy_sandbox::Signal;
 
-/// A second (third, ...) kohaproxy in front of the same sandbox.
-struct Peer {
-    port: u16,
-    config: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-    process: Option<ProxyProcess>,
+/// A peer proxy with `causal_reads = scope`.
+fn peer(env: &Env, name: &str, scope: &str) -> Peer {
+    Peer::new(env, name, |text| with_scope(&text, scope))
 }
 
-impl Peer {
-    /// A proxy named `name` with the sandbox's config, its own port and admin socket, and
-    /// `causal_reads = scope`.
-    fn new(env: &Env, name: &str, scope: &str) -> Peer {
-        let dir = env.sb().dir();
-        let port = free_port();
-        let socket = dir.join(format!("admin-{name}.sock"));
-        let text = std::fs::read_to_string(env.sb().config_path()).expect("read config");
-        let text = with_scope(&text, scope)
-            .replace(
-                &format!("127.0.0.1:{}", env.proxy_port()),
-                &format!("127.0.0.1:{port}"),
-            )
-            .replace(
-                &dir.join("admin.sock").to_string_lossy().to_string(),
-                &socket.to_string_lossy(),
-            );
-        let config = dir.join(format!("kohaproxy-{name}.toml"));
-        std::fs::write(&config, text).expect("write config");
-        let mut peer = Peer {
-            port,
-            config,
-            socket,
-            log: dir.join(format!("proxy-{name}.log")),
-            process: None,
-        };
-        peer.start();
-        peer
-    }
-
-    /// Starts it (SIGKILLs the running process first, as a crash would).
-    fn start(&mut self) {
-        self.process = None;
-        self.process = Some(spawn_proxy(&self.config, self.log.clone(), self.port));
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// One counter of its SHOW STATS.
-    fn stat(&self, name: &str) -> u64 {
-        stat(&self.socket, name)
-    }
+/// One counter of a peer's SHOW STATS.
+fn peer_stat(peer: &Peer, name: &str) -> u64 {
+    stat(&peer.socket, name)
 }
 
 /// The config `text` with `[routing] causal_reads = scope`.
@@ -213,8 +168,8 @@ fn wait_for_replica_reads(env: &Env, port: u16) {
 fn reads_through_one_proxy_see_writes_through_another() {
     let env = Env::start(2);
     setup(&env);
-    let b = Peer::new(&env, "b", "global");
-    let control = Peer::new(&env, "control", "local");
+    let b = peer(&env, "b", "global");
+    let control = peer(&env, "control", "local");
     wait_for_replica_reads(&env, b.port);
     wait_for_replica_reads(&env, control.port);
 
@@ -236,10 +191,13 @@ fn reads_through_one_proxy_see_writes_through_another() {
         );
     }
     // Replicas served reads, and the late one's answers were checked and turned away.
-    assert!(b.stat("causal_master_positions") > 0);
-    assert!(b.stat("causal_ready") > 0, "no read served by a replica");
+    assert!(peer_stat(&b, "causal_master_positions") > 0);
     assert!(
-        b.stat("causal_discarded") + b.stat("causal_to_master") > 0,
+        peer_stat(&b, "causal_ready") > 0,
+        "no read served by a replica"
+    );
+    assert!(
+        peer_stat(&b, "causal_discarded") + peer_stat(&b, "causal_to_master") > 0,
         "the late replica was never caught lacking a write"
     );
 
@@ -257,8 +215,8 @@ fn restarts_switchover_and_failover_keep_reads_causal() {
     let env = Env::start(2);
     let mut env = env;
     setup(&env);
-    let mut b = Peer::new(&env, "b", "global");
-    let mut local = Peer::new(&env, "local", "local");
+    let mut b = peer(&env, "b", "global");
+    let mut local = peer(&env, "local", "local");
     wait_for_replica_reads(&env, b.port);
     wait_for_replica_reads(&env, local.port);
     delay(&env, "db3", 1);

@@ -9,10 +9,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn_proxy, Env, ProxyProcess};
+use common::{Env, Peer};
 use kohaproxy_faults::{verify_blocking, Ledger, LedgerHandle, LedgerOptions, LedgerReport};
 use kohaproxy_sandbox::Signal;
 
@@ -115,50 +115,6 @@ fn verify(
     report
 }
 
-/// A second kohaproxy in front of the same cluster: own port, admin socket and log.
-struct Peer {
-    port: u16,
-    config: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-    process: Option<ProxyProcess>,
-}
-
-impl Peer {
-    fn new(env: &Env) -> Peer {
-        let dir = env.sb().dir();
-        let port = free_port();
-        let socket = dir.join("admin-b.sock");
-        let text = std::fs::read_to_string(env.sb().config_path())
-            .expect("read config")
-            .replace(
-                &format!("127.0.0.1:{}", env.proxy_port()),
-                &format!("127.0.0.1:{port}"),
-            )
-            .replace(
-                &dir.join("admin.sock").to_string_lossy().to_string(),
-                &socket.to_string_lossy(),
-            );
-        let config = dir.join("kohaproxy-b.toml");
-        std::fs::write(&config, text).expect("write config");
-        let mut peer = Peer {
-            port,
-            config,
-            socket,
-            log: dir.join("proxy-b.log"),
-            process: None,
-        };
-        peer.start();
-        peer
-    }
-
-    /// Starts it (SIGKILLs the running process first, as a crash would).
-    fn start(&mut self) {
-        self.process = None;
-        self.process = Some(spawn_proxy(&self.config, self.log.clone(), self.port));
-    }
-}
-
 #[test]
 fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
     let test_start = Instant::now();
@@ -200,7 +156,7 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
     assert_eq!(in_txn, writer_port, "a transaction runs on the writer");
 
     // A second proxy follows the writer the first one recorded.
-    let mut peer = Peer::new(&env);
+    let mut peer = Peer::new(&env, "b", |text| text);
     wait_for("the second proxy to follow", DEADLINE, || {
         writer(&peer.socket) == writer(&socket)
     });

@@ -268,14 +268,7 @@ impl Prober {
             return self.read_galera().await;
         }
         let conn = self.conn.as_mut().ok_or("no connection")?;
-        let row: Option<Row> = conn
-            .query_first(VARS_SQL)
-            .await
-            .map_err(|e| e.to_string())?;
-        let row = row.ok_or("the variables query returned no row")?;
-        let vars: Vec<Option<String>> = (0..row.len())
-            .map(|i| row.as_ref(i).and_then(text))
-            .collect();
+        let vars = read_vars(conn).await?;
         let rows: Vec<Row> = if self.all_slaves {
             match conn.query::<Row, _>("SHOW ALL SLAVES STATUS").await {
                 Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
@@ -299,14 +292,7 @@ impl Prober {
     /// and variables (it has no replication connections of its own).
     async fn read_galera(&mut self) -> Result<Status, String> {
         let conn = self.conn.as_mut().ok_or("no connection")?;
-        let row: Option<Row> = conn
-            .query_first(VARS_SQL)
-            .await
-            .map_err(|e| e.to_string())?;
-        let row = row.ok_or("the variables query returned no row")?;
-        let vars: Vec<Option<String>> = (0..row.len())
-            .map(|i| row.as_ref(i).and_then(text))
-            .collect();
+        let vars = read_vars(conn).await?;
         let mut values = std::collections::HashMap::new();
         for sql in [crate::galera::STATUS_SQL, crate::galera::VARIABLES_SQL] {
             let rows: Vec<Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
@@ -337,6 +323,18 @@ impl Prober {
             }
         }
     }
+}
+
+/// The [`VARS_SQL`] row, as text per column.
+async fn read_vars(conn: &mut mysql_async::Conn) -> Result<Vec<Option<String>>, String> {
+    let row: Option<Row> = conn
+        .query_first(VARS_SQL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = row.ok_or("the variables query returned no row")?;
+    Ok((0..row.len())
+        .map(|i| row.as_ref(i).and_then(text))
+        .collect())
 }
 
 /// Connection options for `address` (host:port) as `user`, over TCP only (mysql_async

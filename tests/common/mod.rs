@@ -53,37 +53,36 @@ impl Env {
 
     /// Like `start`, letting the test edit the proxy config text before the proxy starts.
     pub fn start_with(replicas: usize, edit: impl FnOnce(&mut String)) -> Env {
+        Env::up(
+            |dir| {
+                let mut opts = UpOptions::new(dir);
+                opts.replicas = replicas;
+                opts
+            },
+            edit,
+        )
+    }
+
+    /// A Galera cluster of `nodes` nodes and the proxy in front, with the config as the
+    /// sandbox writes it.
+    pub fn start_galera(nodes: usize) -> Env {
+        Env::up(|dir| UpOptions::galera(dir, nodes), |_| {})
+    }
+
+    /// Starts the sandbox `options` makes for a directory (on a free proxy port), lets
+    /// `edit` change the proxy config text, and starts the proxy.
+    fn up(options: impl FnOnce(PathBuf) -> UpOptions, edit: impl FnOnce(&mut String)) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("kp")
             .tempdir_in("/tmp")
             .expect("tempdir");
-        let mut opts = UpOptions::new(dir.path().join("sb"));
-        opts.replicas = replicas;
+        let mut opts = options(dir.path().join("sb"));
         opts.proxy_port = free_port();
         let sandbox = SandboxGuard(Sandbox::up(&opts).expect("sandbox up"));
         let config = sandbox.0.config_path();
         let mut text = std::fs::read_to_string(&config).expect("read proxy config");
         edit(&mut text);
         std::fs::write(&config, text).expect("write proxy config");
-        let mut env = Env {
-            proxy: None,
-            sandbox,
-            _dir: dir,
-        };
-        env.start_proxy();
-        env
-    }
-
-    /// A Galera cluster of `nodes` nodes and the proxy in front, with the config as the
-    /// sandbox writes it.
-    pub fn start_galera(nodes: usize) -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("kp")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
-        let mut opts = UpOptions::galera(dir.path().join("sb"), nodes);
-        opts.proxy_port = free_port();
-        let sandbox = SandboxGuard(Sandbox::up(&opts).expect("galera sandbox up"));
         let mut env = Env {
             proxy: None,
             sandbox,
@@ -262,4 +261,59 @@ pub fn ok(out: Output, what: &str) -> Vec<u8> {
 /// The repository's shared/ folder (Koha schema and sample data), beside the repo.
 pub fn shared_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// A second (third, ...) kohaproxy in front of an `Env`'s sandbox: the sandbox's config
+/// with its own port, admin socket and log, changed by the test's `edit`.
+pub struct Peer {
+    /// Its client port.
+    pub port: u16,
+    /// Its config file.
+    pub config: PathBuf,
+    /// Its admin socket.
+    pub socket: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    process: Option<ProxyProcess>,
+}
+
+impl Peer {
+    /// Starts a proxy called `name` with the sandbox's config as `edit` changes it.
+    pub fn new(env: &Env, name: &str, edit: impl FnOnce(String) -> String) -> Peer {
+        let dir = env.sb().dir();
+        let port = free_port();
+        let socket = dir.join(format!("admin-{name}.sock"));
+        let text = std::fs::read_to_string(env.sb().config_path()).expect("read config");
+        let text = edit(text)
+            .replace(
+                &format!("127.0.0.1:{}", env.proxy_port()),
+                &format!("127.0.0.1:{port}"),
+            )
+            .replace(
+                &dir.join("admin.sock").to_string_lossy().to_string(),
+                &socket.to_string_lossy(),
+            );
+        let config = dir.join(format!("kohaproxy-{name}.toml"));
+        std::fs::write(&config, text).expect("write config");
+        let mut peer = Peer {
+            port,
+            config,
+            socket,
+            log: dir.join(format!("proxy-{name}.log")),
+            process: None,
+        };
+        peer.start();
+        peer
+    }
+
+    /// Starts it (SIGKILLs the running process first, as a crash would).
+    pub fn start(&mut self) {
+        self.process = None;
+        self.process = Some(spawn_proxy(&self.config, self.log.clone(), self.port));
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }

@@ -356,11 +356,7 @@ impl Monitor {
             .ok_or("there is no writer to switch over from")?;
         let c = match target {
             Some(name) => {
-                let i = self
-                    .servers
-                    .iter()
-                    .position(|s| s.name == name)
-                    .ok_or_else(|| format!("no server is called {name}"))?;
+                let i = self.index_of(&name)?;
                 if i == h {
                     return Ok(format!("{name} is already the writer"));
                 }
@@ -416,11 +412,7 @@ impl Monitor {
                     .into(),
             ),
             Command::Maintenance { server, on } => {
-                let i = self
-                    .servers
-                    .iter()
-                    .position(|s| s.name == server)
-                    .ok_or_else(|| format!("no server is called {server}"))?;
+                let i = self.index_of(&server)?;
                 let mut moved = String::new();
                 if on && self.master == Some(i) {
                     // The writer is moved first, with writes held, then drained.

@@ -314,11 +314,7 @@ impl Monitor {
         };
         let c = match target {
             Some(name) => {
-                let i = self
-                    .servers
-                    .iter()
-                    .position(|s| s.name == name)
-                    .ok_or_else(|| format!("no server is called {name}"))?;
+                let i = self.index_of(&name)?;
                 if t.servers[i].role != Role::Replica || t.servers[i].state != ServerState::Up {
                     return Err(format!("{name} is not an up replica of the master"));
                 }
@@ -469,11 +465,7 @@ impl Monitor {
                 self.master_down(&t, h, true).await
             }
             Command::Maintenance { server, on } => {
-                let i = self
-                    .servers
-                    .iter()
-                    .position(|s| s.name == server)
-                    .ok_or_else(|| format!("no server is called {server}"))?;
+                let i = self.index_of(&server)?;
                 if on && self.master == Some(i) {
                     return Err(format!(
                         "{server} is the master: SWITCHOVER to another server first"
@@ -482,6 +474,14 @@ impl Monitor {
                 Ok(self.set_maintenance(i, on))
             }
         }
+    }
+
+    /// The config index of the server called `name`.
+    pub(super) fn index_of(&self, name: &str) -> Result<usize, String> {
+        self.servers
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| format!("no server is called {name}"))
     }
 
     /// Puts server `i` in maintenance (`on`) or back online.
