@@ -308,7 +308,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn synced() -> Wsrep {
+    pub(super) fn synced() -> Wsrep {
         Wsrep {
             local_state: SYNCED,
             local_state_comment: "Synced".into(),
@@ -579,15 +579,8 @@ mod topology_tests {
 
     fn synced(queue: u64) -> Wsrep {
         Wsrep {
-            local_state: SYNCED,
-            local_state_comment: "Synced".into(),
-            cluster_status: "Primary".into(),
-            ready: true,
-            cluster_size: 3,
             recv_queue: queue,
-            reject_queries: "NONE".into(),
-            sst_method: "rsync".into(),
-            ..Wsrep::default()
+            ..super::tests::synced()
         }
     }
 
