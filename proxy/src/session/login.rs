@@ -1,0 +1,326 @@
+//! The connection phase: the greeting, authentication against the configured users, the
+//! login on the master as the same user, and COM_CHANGE_USER (a login again, mid-session).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::master::tracks_state;
+use super::router::{self, Router};
+use super::{Session, SessionError, Which, MAX_LOGIN_PACKET};
+use crate::auth;
+use crate::backend::{self, BackendError, Login};
+use crate::io::{read_packet, read_packet_exact, write_packet, ReadError};
+use crate::protocol::handshake::{
+    AuthSwitchRequest, ChangeUser, HandshakeResponse, HandshakeV10, NATIVE_PASSWORD,
+};
+use crate::protocol::packets::{ErrPacket, ERR};
+use crate::protocol::Caps;
+use crate::stats::SessionEntry;
+use crate::tls::ClientStream;
+use crate::Shared;
+
+/// Sends `err` with sequence id `seq` and reports `reason`.
+async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
+    client: &mut W,
+    seq: u8,
+    err: ErrPacket,
+) -> SessionError {
+    let _ = client.write_all(&err.to_packet(seq)).await;
+    SessionError::Login(err.message)
+}
+
+/// The connection phase: greet, authenticate against the configured users, log into the
+/// master as the same user, and pass the master's OK on.
+pub(super) async fn login(
+    shared: &Arc<Shared>,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    id: u32,
+) -> Result<Session, SessionError> {
+    let template = match shared.greeting().await {
+        Ok(g) => g,
+        Err(e) => return Err(refuse(&mut tcp, 0, no_master(&e.to_string())).await),
+    };
+    let salt = auth::new_salt();
+    let mut advertised = Caps(template.caps.0 & Caps::PROXYABLE);
+    if shared.tls.is_some() {
+        advertised = Caps(advertised.0 | Caps::SSL);
+    }
+    let greeting = HandshakeV10 {
+        server_version: template.server_version.clone(),
+        connection_id: id,
+        scramble: salt.to_vec(),
+        caps: advertised,
+        collation: template.collation,
+        status: template.status,
+        auth_plugin: NATIVE_PASSWORD.to_vec(),
+    };
+    write_packet(&mut tcp, 0, &greeting.encode()).await?;
+
+    let mut cbuf = BytesMut::with_capacity(crate::io::INITIAL_BUFFER);
+    let (mut seq, mut payload) = match read_packet_exact(&mut tcp, MAX_LOGIN_PACKET).await {
+        Ok(p) => p,
+        Err(ReadError::TooLarge(_)) => return Err(refuse(&mut tcp, 2, bad_handshake()).await),
+        Err(e) => return Err(SessionError::Client(e)),
+    };
+    let mut client = ClientStream::Plain(tcp);
+    if HandshakeResponse::is_ssl_request(&payload) {
+        // TLS starts right after the SSL request (read exactly, so the ClientHello is
+        // still in the socket).
+        let Some(acceptor) = &shared.tls else {
+            let msg = "TLS is not configured on this kohaproxy (proxy.tls_cert)";
+            let err = ErrPacket::new(1043, "08S01", msg);
+            return Err(refuse(&mut client, seq.wrapping_add(1), err).await);
+        };
+        let ClientStream::Plain(tcp) = client else {
+            return Err(SessionError::ClientProtocol("second SSL request"));
+        };
+        let tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| SessionError::Login(format!("TLS handshake failed: {e}")))?;
+        client = ClientStream::Tls(Box::new(tls));
+        (seq, payload) = match read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET).await {
+            Ok(p) => p,
+            Err(ReadError::TooLarge(_)) => {
+                return Err(refuse(&mut client, 3, bad_handshake()).await)
+            }
+            Err(e) => return Err(SessionError::Client(e)),
+        };
+    }
+    let Ok(mut response) = HandshakeResponse::decode(&payload) else {
+        return Err(refuse(&mut client, seq.wrapping_add(1), bad_handshake()).await);
+    };
+    let mut seq = seq.wrapping_add(1);
+    // TLS is the proxy's business with this client, never carried to a backend.
+    response.caps = Caps(response.caps.0 & advertised.0 & !Caps::SSL);
+    let user_name = String::from_utf8_lossy(&response.user).into_owned();
+
+    // The client may have answered for another plugin: ask again for a native response.
+    let native = response
+        .auth_plugin
+        .as_deref()
+        .is_none_or(|p| p == NATIVE_PASSWORD);
+    if !native || !matches!(response.auth_response.len(), 0 | 20) {
+        let switch = AuthSwitchRequest {
+            plugin: NATIVE_PASSWORD.to_vec(),
+            data: salt.to_vec(),
+        };
+        write_packet(&mut client, seq, &switch.encode()).await?;
+        let (s, data) = read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET)
+            .await
+            .map_err(SessionError::Client)?;
+        response.auth_response = data.to_vec();
+        seq = s.wrapping_add(1);
+    }
+
+    let Some(credential) = shared.authenticate(&user_name, &salt, &response.auth_response) else {
+        let err = access_denied(&user_name, peer, !response.auth_response.is_empty());
+        return Err(refuse(&mut client, seq, err).await);
+    };
+
+    let login = Login {
+        caps: response.caps,
+        collation: response.collation,
+        max_packet: response.max_packet,
+        user: response.user.clone(),
+        credential,
+        database: response.database.clone(),
+        attrs: response.attrs.clone(),
+    };
+    let split = shared.config.routing.read_write_split;
+    let track = tracks_state(shared);
+    let mut master_login = login.clone();
+    if track {
+        // The master connection tracks session state (for the router, and to restore it
+        // on a new master after a failover); the client is shown only what it tracks.
+        master_login.caps = Caps(master_login.caps.0 | Caps::SESSION_TRACK);
+    }
+    let (backend, ok, master_term, master_index) = match shared.connect_master(&master_login).await
+    {
+        Ok(b) => b,
+        Err(BackendError::Refused { err, .. }) => {
+            client
+                .write_all(&crate::protocol::packets::packet(seq, &err))
+                .await?;
+            return Err(SessionError::Login("the master refused the login".into()));
+        }
+        Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
+    };
+    let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
+    let entry = Arc::new(SessionEntry::new(
+        id,
+        peer,
+        &user_name,
+        &backend.server,
+        backend.greeting.connection_id,
+    ));
+    shared.sessions.insert(entry.clone());
+    if let Some(s) = master_index.and_then(|i| shared.stats.servers.get(i)) {
+        s.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let mut session = Session {
+        id,
+        peer,
+        client,
+        cbuf,
+        caps: login.caps,
+        salt,
+        user: login.user.clone(),
+        login,
+        master: backend,
+        master_index,
+        master_term,
+        master_lost: false,
+        server_prepared: false,
+        topology_changes: shared.topology.subscribe(),
+        replicas: Vec::new(),
+        last: Which::Master,
+        status,
+        router: Router::new(track, split, router::default_tracking(shared)),
+        entry,
+        scratch: Vec::new(),
+        out: Vec::new(),
+        shutdown: shared.shutdown.subscribe(),
+        shared: shared.clone(),
+    };
+    // The login OK may carry session state the client did not ask for.
+    session.send_ok(seq, &ok).await?;
+    session.track_state().await?;
+    Ok(session)
+}
+
+fn bad_handshake() -> ErrPacket {
+    ErrPacket::new(1043, "08S01", "Bad handshake")
+}
+
+fn no_master(detail: &str) -> ErrPacket {
+    // 9001, as for the same situation later in a session: client libraries take an ERR
+    // packet with a code in their own range (2000-2999, e.g. 2003) for a malformed packet.
+    ErrPacket::new(
+        9001,
+        "HY000",
+        format!("kohaproxy: no master available ({detail})"),
+    )
+}
+
+/// MariaDB's own text for a refused login.
+fn access_denied(user: &str, peer: SocketAddr, with_password: bool) -> ErrPacket {
+    ErrPacket::new(
+        1045,
+        "28000",
+        format!(
+            "Access denied for user '{}'@'{}' (using password: {})",
+            user,
+            peer.ip(),
+            if with_password { "YES" } else { "NO" }
+        ),
+    )
+}
+
+// === impl Session ===
+
+impl Session {
+    /// COM_CHANGE_USER: authenticated by the proxy like a login, then replayed on the
+    /// backend with the recovered credential. A refused change closes the session: it
+    /// must not carry on as the previous user.
+    pub(super) async fn change_user(&mut self, len: usize) -> Result<(), SessionError> {
+        if len > MAX_LOGIN_PACKET {
+            let err = ErrPacket::new(
+                1153,
+                "08S01",
+                "Got a packet bigger than 'max_allowed_packet' bytes",
+            );
+            self.client.write_all(&err.to_packet(1)).await?;
+            return Err(SessionError::ClientProtocol("oversized COM_CHANGE_USER"));
+        }
+        let (_, payload) = read_packet(&mut self.client, &mut self.cbuf, MAX_LOGIN_PACKET)
+            .await
+            .map_err(SessionError::Client)?;
+        let Ok(mut request) = ChangeUser::decode(&payload, self.caps) else {
+            let err = ErrPacket::new(1835, "HY000", "Malformed communication packet");
+            self.client.write_all(&err.to_packet(1)).await?;
+            return Err(SessionError::ClientProtocol("malformed COM_CHANGE_USER"));
+        };
+        let mut seq = 1u8;
+        let native = request
+            .auth_plugin
+            .as_deref()
+            .is_none_or(|p| p == NATIVE_PASSWORD);
+        let mut salt = self.salt;
+        if !native || !matches!(request.auth_response.len(), 0 | 20) {
+            salt = auth::new_salt();
+            let switch = AuthSwitchRequest {
+                plugin: NATIVE_PASSWORD.to_vec(),
+                data: salt.to_vec(),
+            };
+            write_packet(&mut self.client, seq, &switch.encode()).await?;
+            let (s, data) = read_packet(&mut self.client, &mut self.cbuf, MAX_LOGIN_PACKET)
+                .await
+                .map_err(SessionError::Client)?;
+            request.auth_response = data.to_vec();
+            seq = s.wrapping_add(1);
+        }
+        let user_name = String::from_utf8_lossy(&request.user).into_owned();
+        let Some(credential) = self
+            .shared
+            .authenticate(&user_name, &salt, &request.auth_response)
+        else {
+            let err = access_denied(&user_name, self.peer, !request.auth_response.is_empty());
+            self.client.write_all(&err.to_packet(seq)).await?;
+            return Err(SessionError::Login(err.message));
+        };
+        // Replay on the backend against its own scramble.
+        request.auth_response = credential.scramble(&self.master.greeting.scramble);
+        request.auth_plugin = Some(NATIVE_PASSWORD.to_vec());
+        write_packet(
+            &mut self.master.stream,
+            0,
+            &request.encode(self.master.caps),
+        )
+        .await
+        .map_err(|e| self.backend_error(e.to_string()))?;
+        let server = self.master.server.clone();
+        let result = backend::finish_auth(
+            &server,
+            &mut self.master.stream,
+            &mut self.master.buf,
+            &credential,
+        )
+        .await;
+        match result {
+            Ok(ok) => {
+                self.status = crate::protocol::packets::ok_status(&ok).unwrap_or(self.status);
+                // The new user's session starts from the server's defaults; replica
+                // connections are opened again as that user.
+                self.forget_state(true);
+                self.login.user = request.user.clone();
+                self.login.credential = credential;
+                self.login.database =
+                    (!request.database.is_empty()).then(|| request.database.clone());
+                if let Ok(mut u) = self.entry.user.lock() {
+                    *u = user_name;
+                }
+                self.user = request.user;
+                self.send_ok(seq, &ok).await?;
+                self.track_state().await?;
+                Ok(())
+            }
+            Err(BackendError::Refused { err, .. }) => {
+                debug_assert_eq!(err.first(), Some(&ERR));
+                self.client
+                    .write_all(&crate::protocol::packets::packet(seq, &err))
+                    .await?;
+                Err(SessionError::Login(
+                    "the backend refused COM_CHANGE_USER".into(),
+                ))
+            }
+            Err(e) => Err(self.backend_error(e.to_string())),
+        }
+    }
+}
