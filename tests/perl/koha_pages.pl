@@ -218,9 +218,12 @@ sub worker {
                     $item_k = $item_k % ITEMS_PER_WORKER + 1;
                     # Setup made items for workers 1..N of run 0 only: create a missing one
                     # outside the transaction (inside, the gap locks of two workers'
-                    # inserts deadlock).
-                    $wd->do('INSERT IGNORE INTO kp_items (itemnumber) VALUES (?)', undef, $item)
-                        unless $have_item{$item}++;
+                    # inserts deadlock). Marked made only once the insert succeeded: one
+                    # lost with its connection is made again next time round.
+                    unless ($have_item{$item}) {
+                        $wd->do('INSERT IGNORE INTO kp_items (itemnumber) VALUES (?)', undef, $item);
+                        $have_item{$item} = 1;
+                    }
                     $wd->do('SET autocommit=0');
                     my ($issues) = $wd->selectrow_array(
                         'SELECT issues FROM kp_items WHERE itemnumber = ? FOR UPDATE', undef, $item);
