@@ -219,6 +219,8 @@ pub fn stats(stats: &StatsSnapshot) -> Table {
     );
     row("causal_discarded".into(), stats.causal_discarded);
     row("causal_waits".into(), stats.causal_waits);
+    row("causal_master_checked".into(), stats.causal_master_checked);
+    row("causal_master_demoted".into(), stats.causal_master_demoted);
     row("causal_to_master".into(), stats.causal_to_master);
     for (reason, n) in &stats.causal_to_master_by {
         row(format!("causal_to_master.{reason}"), *n);
@@ -462,7 +464,7 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            &names[..14],
+            &names[..16],
             [
                 "routed_master",
                 "routed_replica",
@@ -470,6 +472,8 @@ mod tests {
                 "causal_master_positions",
                 "causal_discarded",
                 "causal_waits",
+                "causal_master_checked",
+                "causal_master_demoted",
                 "causal_to_master",
                 "causal_to_master.starting",
                 "causal_to_master.behind",

@@ -83,9 +83,14 @@ impl Monitor {
             let mut tick = tokio::time::interval(monitor.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
+            let requests = monitor.handle.clone();
             loop {
                 tokio::select! {
                     _ = tick.tick() => monitor.round().await,
+                    () = requests.probe_requested() => {
+                        monitor.round().await;
+                        tick.reset();
+                    }
                     Some((command, reply)) = monitor.commands.recv() => {
                         let answer = monitor.command(command).await;
                         let _ = reply.send(answer);

@@ -6,7 +6,7 @@ use std::time::Instant;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::probe::Status;
 use crate::roles;
@@ -276,6 +276,9 @@ pub(crate) struct Published {
     holding: AtomicBool,
     /// Statements of this proxy between their look at the master and their answer.
     master_statements: AtomicU64,
+    /// A session saw something the last probes did not (the master answered read-only):
+    /// probe again now rather than at the next tick.
+    probe_now: Notify,
 }
 
 impl TopologyHandle {
@@ -288,6 +291,7 @@ impl TopologyHandle {
             changes: watch::channel(0).0,
             holding: AtomicBool::new(false),
             master_statements: AtomicU64::new(0),
+            probe_now: Notify::new(),
         }))
     }
 
@@ -301,6 +305,18 @@ impl TopologyHandle {
     /// monitor acted on the new one.
     pub fn term(&self) -> u64 {
         self.0.term.load(SeqCst)
+    }
+
+    /// Asks the monitor for a round of probes now (a session saw the master answer
+    /// read-only: another proxy switched over). Requests made before that round starts
+    /// are served by it.
+    pub fn request_probe(&self) {
+        self.0.probe_now.notify_one();
+    }
+
+    /// Resolves when a session asked for a round of probes.
+    pub(crate) async fn probe_requested(&self) {
+        self.0.probe_now.notified().await;
     }
 
     /// A receiver that changes on every publish (for waiting on a new master or term).

@@ -41,6 +41,11 @@ pub struct CausalStats {
     pub discarded: AtomicU64,
     /// Reads that first waited (MASTER_GTID_WAIT) for a replica to apply the writes.
     pub waits: AtomicU64,
+    /// Reads run on the master with a check that it still is the master (scope `global`).
+    pub master_checked: AtomicU64,
+    /// Of those, the ones the master answered read-only (another proxy had demoted it):
+    /// the answer was dropped unseen and the read ran on the new master.
+    pub master_demoted: AtomicU64,
     /// Reads sent to the master for causality, per `ToMaster` reason.
     pub to_master: [AtomicU64; ToMaster::ALL.len()],
 }
@@ -163,6 +168,10 @@ pub struct StatsSnapshot {
     pub causal_discarded: u64,
     /// Reads that waited for a replica.
     pub causal_waits: u64,
+    /// Reads run on the master with a check that it still is the master.
+    pub causal_master_checked: u64,
+    /// Reads whose master had been demoted by another proxy: run again on the new one.
+    pub causal_master_demoted: u64,
     /// Reads sent to the master for causality.
     pub causal_to_master: u64,
     /// The same, per reason (`ToMaster::name`).
@@ -341,6 +350,8 @@ impl Stats {
             causal_master_positions: self.causal.master_positions.load(Relaxed),
             causal_discarded: self.causal.discarded.load(Relaxed),
             causal_waits: self.causal.waits.load(Relaxed),
+            causal_master_checked: self.causal.master_checked.load(Relaxed),
+            causal_master_demoted: self.causal.master_demoted.load(Relaxed),
             causal_to_master: self.causal.to_master_total(),
             causal_to_master_by: ToMaster::ALL
                 .iter()

@@ -5,7 +5,8 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use kohaproxy_config::CausalReads;
+use bytes::Buf;
+use kohaproxy_config::{CausalReads, ClusterKind};
 use kohaproxy_health::{GtidList, Role, ServerState};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info};
@@ -13,7 +14,7 @@ use tracing::{debug, info};
 use super::internal::{self, Reply};
 use super::{Session, SessionError};
 use crate::protocol::response::ResponseTracker;
-use crate::protocol::{command, HEADER_LEN};
+use crate::protocol::{command, status, HEADER_LEN};
 use crate::route::causal::{self, Candidate, CheckOrder, Need, Pick, ToMaster};
 use crate::route::classify::Class;
 
@@ -188,7 +189,7 @@ impl Session {
         };
         if let Err(reason) = sent {
             self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
+            return self.read_to_master(len, class).await;
         }
         let mut timed_out = false;
         if let Some(local) = &local {
@@ -205,7 +206,7 @@ impl Session {
                 }
                 Err(reason) => {
                     self.drop_replica(server, &reason);
-                    return self.query_on_master(len, class).await;
+                    return self.read_to_master(len, class).await;
                 }
             }
         }
@@ -213,7 +214,7 @@ impl Session {
             Ok(reply) => parse_position(&reply),
             Err(reason) => {
                 self.drop_replica(server, &reason);
-                return self.query_on_master(len, class).await;
+                return self.read_to_master(len, class).await;
             }
         };
         let Some(master) = master_position else {
@@ -235,7 +236,7 @@ impl Session {
         shared.causal.found_behind(server);
         if let Err(reason) = self.discard_answer(server, limit).await {
             self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
+            return self.read_to_master(len, class).await;
         }
         shared.stats.causal.discarded.fetch_add(1, Relaxed);
         let behind = if timed_out {
@@ -268,7 +269,7 @@ impl Session {
         };
         let Some(master) = master else {
             shared.stats.causal.to_master(ToMaster::NoMasterPosition);
-            return self.query_on_master(len, class).await;
+            return self.read_to_master(len, class).await;
         };
         self.router.required.raise_all(&master);
         self.router.required.raise_all(&self.router.own);
@@ -306,7 +307,7 @@ impl Session {
         let limit = shared.config.proxy.connect_timeout + shared.config.routing.causal_wait;
         if shared.config.routing.causal_wait.is_zero() || !shared.causal.may_wait(server) {
             shared.stats.causal.to_master(behind);
-            return self.query_on_master(len, class).await;
+            return self.read_to_master(len, class).await;
         }
         let wait = self.wait_sql(&self.router.required);
         if let Err(reason) = self
@@ -314,7 +315,7 @@ impl Session {
             .await
         {
             self.drop_replica(server, &reason);
-            return self.query_on_master(len, class).await;
+            return self.read_to_master(len, class).await;
         }
         shared.stats.causal.waits.fetch_add(1, Relaxed);
         match self.replica_reply(server, limit).await {
@@ -331,7 +332,7 @@ impl Session {
             }
             Err(reason) => {
                 self.drop_replica(server, &reason);
-                self.query_on_master(len, class).await
+                self.read_to_master(len, class).await
             }
         }
     }
@@ -427,7 +428,7 @@ impl Session {
             reason = reason.name(),
             "causal read sent to the master"
         );
-        self.query_on_master(len, class).await
+        self.read_to_master(len, class).await
     }
 
     /// Sends the master position query on the session's master connection; false (and
@@ -481,10 +482,104 @@ impl Session {
         }
     }
 
-    /// Waits until the monitor publishes a term other than this session's master term,
-    /// at most `monitor.failover_hold`.
+    /// Whether a read that runs on the master checks, with the read, that the server
+    /// still is the master ([`Session::read_on_master`]): scope `global` on replication,
+    /// outside a transaction.
+    pub(super) fn master_reads_checked(&self) -> bool {
+        let config = &self.shared.config;
+        config.routing.causal_reads == CausalReads::Global
+            && config.cluster.kind == ClusterKind::Replication
+            && self.status & status::IN_TRANS == 0
+            && self.status & status::AUTOCOMMIT != 0
+    }
+
+    /// A read that falls back to the master: checked there under
+    /// [`Session::master_reads_checked`], else run as any statement.
+    pub(super) async fn read_to_master(
+        &mut self,
+        len: usize,
+        class: Option<Class>,
+    ) -> Result<(), SessionError> {
+        if self.master_reads_checked() {
+            self.read_on_master(len, class).await
+        } else {
+            self.query_on_master(len, class).await
+        }
+    }
+
+    /// Scope `global`: a read that runs on the master. Another proxy may have demoted the
+    /// server this proxy still knows as the master a moment ago (the monitor follows
+    /// within an interval); a demoted master lacks what the new one acknowledged since.
+    /// So a check that it is still writable leaves with the statement, in the same write,
+    /// and costs no round trip. A switchover makes the old master read-only before the
+    /// new one acknowledges anything, so a check that runs after the read arrived sees
+    /// every demotion that matters. If it answers read-only, the statement's answer is
+    /// dropped unseen and the statement runs on the new master, once the monitor has
+    /// followed it.
+    pub(super) async fn read_on_master(
+        &mut self,
+        len: usize,
+        class: Option<Class>,
+    ) -> Result<(), SessionError> {
+        if self.master_lost {
+            return self.query_on_master(len, class).await;
+        }
+        let shared = self.shared.clone();
+        let n = HEADER_LEN + len;
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        internal::push_query(&mut out, STILL_MASTER);
+        out.extend_from_slice(&self.cbuf[..n]);
+        let sent = self.master.stream.write_all(&out).await.is_ok();
+        self.out = out;
+        if !sent {
+            // Not sent, so not run: on the current master.
+            self.lose_master();
+            return self.query_on_master(len, class).await;
+        }
+        shared.stats.causal.master_checked.fetch_add(1, Relaxed);
+        let limit = shared.config.proxy.connect_timeout;
+        let checked = internal::receive_within(&mut self.master, command::QUERY, limit).await;
+        let writable = matches!(&checked, Ok(Reply::Value(Some(v))) if v == b"0");
+        if writable {
+            let first_seq = self.cbuf[3].wrapping_add(1);
+            self.cbuf.advance(n);
+            self.last = super::Which::Master;
+            let Some(tracker) = ResponseTracker::for_command(command::QUERY, self.master.caps)
+            else {
+                return Ok(());
+            };
+            self.relay_master(tracker, first_seq).await?;
+            return self.after_master_response().await;
+        }
+        match checked {
+            Ok(Reply::Value(Some(_))) => {
+                shared.stats.causal.master_demoted.fetch_add(1, Relaxed);
+                info!(session = self.id, server = %self.master.server, "the master answered read-only: waiting for the new master before this read");
+                if let Some(tracker) =
+                    ResponseTracker::for_command(command::QUERY, self.master.caps)
+                {
+                    // The read's answer from the demoted server: never shown.
+                    let _ = internal::discard(&mut self.master, tracker, limit).await;
+                }
+                self.lose_master();
+                self.wait_new_term().await;
+            }
+            other => {
+                // The connection failed, or the check was refused: the read, safe to run
+                // again, runs on a fresh connection to the current master.
+                debug!(session = self.id, "the master check failed: {other:?}");
+                self.lose_master();
+            }
+        }
+        self.query_on_master(len, class).await
+    }
+
+    /// Asks the monitor to probe now and waits until it publishes a term other than this
+    /// session's master term, at most `monitor.failover_hold`.
     async fn wait_new_term(&mut self) {
         let topology = &self.shared.topology;
+        topology.request_probe();
         let mut changes = topology.subscribe();
         let until = tokio::time::Instant::now() + self.shared.config.monitor.failover_hold;
         while topology.term() == self.master_term {
@@ -517,6 +612,9 @@ pub(super) enum ReadOn {
 /// What the master has committed (every write acknowledged through any proxy); NULL from
 /// a read-only server, which is not (or no longer) the master.
 const MASTER_POSITION: &[u8] = b"SELECT IF(@@GLOBAL.read_only, NULL, @@GLOBAL.gtid_binlog_pos)";
+
+/// Whether the server this proxy knows as the master still is writable (`0`).
+const STILL_MASTER: &[u8] = b"SELECT @@GLOBAL.read_only";
 
 /// What a replica has applied (read just before the statement it precedes).
 const REPLICA_POSITION: &[u8] = b"SELECT @@GLOBAL.gtid_current_pos";

@@ -191,6 +191,9 @@ impl Session {
             }
         }
         match target {
+            Target::Master if class.is_some_and(|c| c.route == Route::Read && !c.pin) => {
+                self.read_to_master(len, class).await
+            }
             Target::Master => self.query_on_master(len, class).await,
             Target::Read { start_read_only } => match self.replica_for_read().await {
                 ReadOn::Replica(server) => {
@@ -200,7 +203,7 @@ impl Session {
                     self.checked_read(server, wait_first, len, start_read_only, class)
                         .await
                 }
-                ReadOn::Master => self.query_on_master(len, class).await,
+                ReadOn::Master => self.read_to_master(len, class).await,
             },
             Target::Replica(server) => self.query_on_replica(server, len, false).await,
         }
@@ -278,13 +281,13 @@ impl Session {
         let n = HEADER_LEN + len;
         let sent = {
             let Some(conn) = self.replicas.get_mut(server).and_then(Option::as_mut) else {
-                return self.query_on_master(len, None).await;
+                return self.read_to_master(len, None).await;
             };
             conn.backend.stream.write_all(&self.cbuf[..n]).await
         };
         if let Err(e) = sent {
             self.drop_replica(server, &e.to_string());
-            return self.query_on_master(len, None).await;
+            return self.read_to_master(len, None).await;
         }
         self.relay_from_replica(server, len, start_read_only).await
     }
@@ -307,11 +310,11 @@ impl Session {
                 Ok(true) => {
                     // Never shown to the client: the read runs on the writer instead.
                     self.drop_replica(server, "the Galera node is not ready (1047)");
-                    return self.query_on_master(len, None).await;
+                    return self.read_to_master(len, None).await;
                 }
                 Err(reason) => {
                     self.drop_replica(server, &reason);
-                    return self.query_on_master(len, None).await;
+                    return self.read_to_master(len, None).await;
                 }
             }
         }
@@ -350,7 +353,7 @@ impl Session {
                     self.send_error(&err, 1).await?;
                     return Ok(());
                 }
-                self.query_on_master(len, None).await
+                self.read_to_master(len, None).await
             }
         }
     }
