@@ -3,7 +3,10 @@
 //! the writer (twice, with a rejoin between) and SIGSTOP of the writer loses no
 //! acknowledged write; a second proxy agrees on the writer, also after its restart; with
 //! two of three nodes gone the last one is non-Primary and writes are refused with a clear
-//! error, and they resume by themselves once the cluster is Primary again.
+//! error, and they resume by themselves once the cluster is Primary again; Koha-shaped
+//! pages written through one proxy and read through another see no stale read; sysbench
+//! writes through the proxy while a backup is taken off a node (held with FLUSH TABLES
+//! WITH READ LOCK, then resynced), which is restored and verified.
 //!
 //! Run with `--nocapture` to see the RTO of each fault.
 
@@ -115,6 +118,98 @@ fn verify(
     report
 }
 
+/// Certification failures and brute-force aborts summed over the nodes: both count a
+/// write set that met a conflicting one from another node, which one writer never causes.
+fn certification_conflicts(env: &Env) -> u64 {
+    env.sb()
+        .servers()
+        .iter()
+        .map(|node| {
+            env.sb()
+                .sql(
+                    &node.name,
+                    "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS \
+                     WHERE VARIABLE_NAME IN ('WSREP_LOCAL_CERT_FAILURES', 'WSREP_LOCAL_BF_ABORTS')",
+                )
+                .expect("wsrep counters")
+                .trim()
+                .parse::<u64>()
+                .expect("a count")
+        })
+        .sum()
+}
+
+/// `BACKUP NOW` under load: the source is a node other than `writer`, held out of read
+/// rotation while it is dumped and Synced and back afterwards. Returns the backup's id.
+fn backup_from_a_node(env: &Env, socket: &Path, writer: &str) -> String {
+    let said = admin(socket, "BACKUP NOW");
+    eprintln!("RUN galera {}", said.trim());
+    let words: Vec<&str> = said.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"backup"), "{said}");
+    let (id, source) = (words[1].to_owned(), words[4].trim_end_matches(';'));
+    assert_ne!(source, writer, "a backup from the writer: {said}");
+    let started = Instant::now();
+    let mut held = false;
+    wait_for("the backup to finish", DEADLINE, || {
+        let servers = admin(socket, "SHOW SERVERS");
+        held |= servers
+            .lines()
+            .any(|l| l.starts_with(&format!("{source}\t")) && l.contains("maintenance"));
+        let backups = admin(socket, "SHOW BACKUPS");
+        backups
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .is_some_and(|row| !row.contains("\trunning\t"))
+    });
+    let row = admin(socket, "SHOW BACKUPS");
+    assert!(row.contains("\tok\t"), "the backup failed: {row}");
+    eprintln!(
+        "RUN galera backup {id} from {source} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(held, "{source} was never seen out of read rotation");
+    wait_for("the source Synced and serving again", DEADLINE, || {
+        admin(socket, "SHOW SERVERS").lines().any(|l| {
+            l.starts_with(&format!("{source}\t"))
+                && l.contains("\treplica\t")
+                && l.contains("Synced")
+                && !l.contains("maintenance")
+        })
+    });
+    let manifest = kohaproxy_backup::Manifest::read(&env.sb().dir().join("backups").join(&id))
+        .expect("manifest");
+    assert_eq!(manifest.source_role, "galera node", "{manifest:?}");
+    assert!(
+        manifest
+            .galera_position
+            .as_ref()
+            .is_some_and(|p| p.contains(':')),
+        "{manifest:?}"
+    );
+    assert!(
+        manifest.tables.iter().any(|t| t.table == "sbtest1"),
+        "{manifest:?}"
+    );
+    id
+}
+
+/// `kohaproxy backup verify --restore-test`: the backup loads into a fresh server and
+/// every table's count and checksum match the manifest.
+fn verify_backup(env: &Env, id: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kohaproxy"))
+        .args(["backup", "verify", id, "--restore-test", "--config"])
+        .arg(env.sb().config_path())
+        .output()
+        .expect("run kohaproxy backup verify");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("counts and checksums match"), "{text}");
+}
+
 #[test]
 fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
     let test_start = Instant::now();
@@ -179,7 +274,8 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
     );
     assert!(pages.contains(" stale=0 errors=0 "), "{pages}");
 
-    // sysbench oltp_read_write through the proxy: no error.
+    // sysbench oltp_read_write through the proxy: no error; meanwhile a backup is taken
+    // from a node that is not the writer.
     env.sb()
         .sql(&first, "CREATE DATABASE IF NOT EXISTS sbtest")
         .expect("sbtest");
@@ -197,7 +293,14 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
         text
     };
     bench(&["prepare"]);
-    let run = bench(&["--threads=4", "--time=5", "run"]);
+    let conflicts_before = certification_conflicts(&env);
+    let (run, backup) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| bench(&["--threads=4", "--time=8", "run"]));
+        std::thread::sleep(Duration::from_millis(1500));
+        let backup = backup_from_a_node(&env, &socket, &first);
+        (load.join().expect("sysbench thread"), backup)
+    });
+    let conflicts = certification_conflicts(&env) - conflicts_before;
     let line = |key: &str| {
         run.lines()
             .find(|l| l.trim_start().starts_with(key))
@@ -210,12 +313,11 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
         line("transactions:"),
         line("ignored errors:")
     );
-    let ignored = line("ignored errors:");
-    assert_eq!(
-        ignored.split_whitespace().nth(2),
-        Some("0"),
-        "sysbench saw errors: {run}"
-    );
+    // sysbench stops on any error but the three it retries (1213, 1205, 1020); a 1213 can
+    // be InnoDB's own deadlock between its threads on one node, which a direct connection
+    // sees too. Writes on two nodes would show as certification conflicts: there are none.
+    assert_eq!(conflicts, 0, "writes reached two nodes: {run}");
+    verify_backup(&env, &backup);
 
     // SIGKILL of the writer: writes move to another node, nothing acknowledged is lost.
     let run = ledger(&env);

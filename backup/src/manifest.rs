@@ -37,7 +37,8 @@ pub struct Manifest {
     pub source: String,
     /// Its address.
     pub source_address: String,
-    /// Whether the source was a paused replica (`replica`) or the master (`master`).
+    /// Whether the source was a paused replica (`replica`), a held Galera node
+    /// (`galera node`) or the master (`master`).
     pub source_role: String,
     /// The master's name when the backup began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +50,10 @@ pub struct Manifest {
     pub gtid_slave_pos: String,
     /// See `gtid_slave_pos`.
     pub gtid_binlog_pos: String,
+    /// A Galera source's `wsrep_local_state_uuid:wsrep_last_committed` while held: the
+    /// cluster's history and the last write set in the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera_position: Option<String>,
     /// `@@version` of the source.
     pub server_version: String,
     /// When it began (RFC 3339, local time with offset).

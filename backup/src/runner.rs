@@ -327,9 +327,15 @@ impl Backups {
         let (i, from_master) = source::choose(topology, from, b.allow_master)?;
         let view = &topology.servers[i];
         let src = self.endpoint(&view.name, &view.address);
+        let galera = view.status.as_ref().is_some_and(|s| s.wsrep.is_some());
         m.source = view.name.clone();
         m.source_address = view.address.clone();
-        m.source_role = if from_master { "master" } else { "replica" }.into();
+        m.source_role = match (from_master, galera) {
+            (true, _) => "master",
+            (false, true) => "galera node",
+            (false, false) => "replica",
+        }
+        .into();
         m.master = topology.master.map(|h| topology.servers[h].name.clone());
         m.compression_level = b.compression_level;
         m.write(&store.partial(&m.id))?;
@@ -358,28 +364,44 @@ impl Backups {
         }
 
         let took_out = self.take_out(i, &view.name, view.maintenance).await;
-        store.mark_paused(&PausedMark {
-            id: m.id.clone(),
-            server: src.name.clone(),
-            address: src.address(),
-        })?;
+        // A replica stays paused if this process dies: the marker lets the next one
+        // resume it. A held Galera node is released when the connection closes.
+        if !galera {
+            store.mark_paused(&PausedMark {
+                id: m.id.clone(),
+                server: src.name.clone(),
+                address: src.address(),
+            })?;
+        }
         let paused_at = Instant::now();
+        let mut held = None;
         let dumped = async {
-            let pos = source::pause(&src).await?;
+            let pos = if galera {
+                let (pos, node) = source::hold_node(&src).await?;
+                held = Some(node);
+                pos
+            } else {
+                source::pause(&src).await?
+            };
             m.gtid_position = pos.current;
             m.gtid_slave_pos = pos.slave;
             m.gtid_binlog_pos = pos.binlog;
+            m.galera_position = pos.galera;
             m.server_version = pos.version;
             m.write(&store.partial(&m.id))?;
             let dumped = dump::dump(job(false)).await?;
             // The data must not have moved while it was dumped (someone started the SQL
-            // thread, or a failover re-pointed the replica): the tables would not be of
-            // one moment.
+            // thread, a failover re-pointed the replica, the node's lock was lost): the
+            // tables would not be of one moment.
             let mut conn = src.connect().await?;
             let after = source::position(&mut conn, &src.name).await?;
-            if after.current != m.gtid_position {
+            let galera_after = match galera {
+                true => source::galera_position(&src).await?,
+                false => None,
+            };
+            if after.current != m.gtid_position || galera_after != m.galera_position {
                 return Err(BackupError::Stopped(format!(
-                    "the replica's data changed during the dump (GTID position {} became {}): \
+                    "the source's data changed during the dump (GTID position {} became {}): \
                      the backup would not be consistent",
                     m.gtid_position, after.current
                 )));
@@ -387,14 +409,23 @@ impl Backups {
             Ok(dumped)
         }
         .await;
-        let resumed = self.resume(store, &src).await;
+        let resumed = match held {
+            Some(node) => source::release_node(node, &src.name).await,
+            None if galera => Ok(()),
+            None => self.resume(store, &src).await,
+        };
         m.paused_ms = paused_at.elapsed().as_millis() as u64;
         if took_out {
             let master = topology
                 .master
                 .map(|h| self.endpoint(&topology.servers[h].name, &topology.servers[h].address));
-            let master = master.filter(|_| !stopped.load(Ordering::Relaxed));
-            self.put_back(&view.name, &src, master.as_ref()).await;
+            let master = master.filter(|_| !stopped.load(Ordering::Relaxed) && !galera);
+            let wait = if galera && !stopped.load(Ordering::Relaxed) {
+                CatchUp::Resync
+            } else {
+                master.as_ref().map_or(CatchUp::No, CatchUp::Master)
+            };
+            self.put_back(&view.name, &src, wait).await;
         }
         if stopped.load(Ordering::Relaxed) {
             resumed?;
@@ -456,11 +487,19 @@ impl Backups {
     }
 
     /// Returns the source to read rotation once it caught up (bounded).
-    async fn put_back(&self, name: &str, src: &Endpoint, master: Option<&Endpoint>) {
-        if let Some(master) = master {
-            if !source::catch_up(src, master, CATCH_UP).await {
-                warn!(server = %name, "replica not caught up {} s after the backup; back in rotation (the lag limit still applies)", CATCH_UP.as_secs());
+    async fn put_back(&self, name: &str, src: &Endpoint, wait: CatchUp<'_>) {
+        match wait {
+            CatchUp::Master(master) => {
+                if !source::catch_up(src, master, CATCH_UP).await {
+                    warn!(server = %name, "replica not caught up {} s after the backup; back in rotation (the lag limit still applies)", CATCH_UP.as_secs());
+                }
             }
+            CatchUp::Resync => {
+                if !source::resynced(src, CATCH_UP).await {
+                    warn!(server = %name, "Galera node not Synced {} s after the backup; back in rotation (it serves reads once Synced)", CATCH_UP.as_secs());
+                }
+            }
+            CatchUp::No => {}
         }
         if let Some(control) = self.0.proxy.as_ref().map(|p| &p.control) {
             let command = Command::Maintenance {
@@ -472,6 +511,16 @@ impl Backups {
             }
         }
     }
+}
+
+/// What a source waits for before it returns to read rotation after a backup.
+enum CatchUp<'a> {
+    /// A replica: the master's position as it is now.
+    Master(&'a Endpoint),
+    /// A Galera node: Synced with its cluster again.
+    Resync,
+    /// Nothing (shutting down, or no master known).
+    No,
 }
 
 /// A manifest with only its id, before anything is known.
@@ -490,6 +539,7 @@ pub(crate) fn blank_manifest(id: &str) -> Manifest {
         gtid_position: String::new(),
         gtid_slave_pos: String::new(),
         gtid_binlog_pos: String::new(),
+        galera_position: None,
         server_version: String::new(),
         started: String::new(),
         finished: None,

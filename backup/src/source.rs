@@ -1,5 +1,13 @@
-//! The server a backup reads: chosen among the healthy replicas, paused (SQL thread
-//! stopped, IO thread still receiving) so its data stands still, and resumed.
+//! The server a backup reads: chosen among the healthy replicas (or, on Galera, the
+//! Synced nodes that are not the writer), held still while it is dumped, and let go.
+//!
+//! A replica is paused by stopping its SQL thread (the IO thread keeps receiving). A
+//! Galera node has no SQL thread: it is held by `FLUSH TABLES WITH READ LOCK` on a
+//! connection of the backup's own, which makes the node desync from the cluster (the
+//! cluster stops waiting for it: no flow control) and pause applying write sets, which it
+//! queues and applies once the lock is released; the node resyncs by itself. The lock
+//! belongs to that connection, so a backup process that dies releases it with nothing to
+//! recover.
 
 use std::time::Duration;
 
@@ -85,15 +93,18 @@ pub fn choose(
     from: Option<&str>,
     allow_master: bool,
 ) -> Result<(usize, bool), BackupError> {
+    // A Galera node is a Replica in the topology only when it may serve reads (Synced,
+    // Primary, ready, not desynced: see `Topology::galera`).
     let healthy = |i: usize| {
         let v = &t.servers[i];
         v.state == ServerState::Up
             && v.role == Role::Replica
             && !v.maintenance
             && v.status.as_ref().is_some_and(|s| {
-                s.replication.iter().any(|r| {
-                    r.io_thread == ThreadState::Running && r.sql_thread == ThreadState::Running
-                })
+                s.wsrep.is_some()
+                    || s.replication.iter().any(|r| {
+                        r.io_thread == ThreadState::Running && r.sql_thread == ThreadState::Running
+                    })
             })
     };
     if let Some(name) = from {
@@ -155,6 +166,65 @@ pub struct Position {
     pub binlog: String,
     /// `@@version`.
     pub version: String,
+    /// A Galera node's `wsrep_local_state_uuid:wsrep_last_committed`: the cluster's
+    /// history and the last write set the node committed (None off Galera).
+    pub galera: Option<String>,
+}
+
+/// A Galera node's position: `wsrep_local_state_uuid:wsrep_last_committed`.
+const GALERA_POSITION: &str = "SELECT CONCAT(\
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+     WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE_UUID'), ':', \
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+     WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED'))";
+
+/// A Galera node held still: `FLUSH TABLES WITH READ LOCK` on this connection.
+pub struct HeldNode(Conn);
+
+/// Holds a Galera node still (see the module comment) and reads where it stopped.
+pub async fn hold_node(source: &Endpoint) -> Result<(Position, HeldNode), BackupError> {
+    let mut conn = source.connect().await?;
+    exec(&mut conn, &source.name, "FLUSH TABLES WITH READ LOCK").await?;
+    let mut pos = position(&mut conn, &source.name).await?;
+    pos.galera = value(&mut conn, &source.name, GALERA_POSITION).await?;
+    Ok((pos, HeldNode(conn)))
+}
+
+/// Releases a held Galera node. A connection that broke released the lock as it closed.
+pub async fn release_node(held: HeldNode, name: &str) -> Result<(), BackupError> {
+    let mut conn = held.0;
+    exec(&mut conn, name, "UNLOCK TABLES").await?;
+    let _ = conn.disconnect().await;
+    Ok(())
+}
+
+/// The Galera position of a node now (`uuid:seqno`, as in [`Position::galera`]).
+pub async fn galera_position(source: &Endpoint) -> Result<Option<String>, BackupError> {
+    let mut conn = source.connect().await?;
+    value(&mut conn, &source.name, GALERA_POSITION).await
+}
+
+/// Waits (at most `bound`) until a released Galera node is Synced again (it applied
+/// what it queued while held). False if it did not in time.
+pub async fn resynced(source: &Endpoint, bound: Duration) -> bool {
+    let until = tokio::time::Instant::now() + bound;
+    let sql = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+               WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE'";
+    while tokio::time::Instant::now() < until {
+        if let Ok(mut conn) = source.connect().await {
+            if value(&mut conn, &source.name, sql)
+                .await
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some(kohaproxy_health::galera::SYNCED.to_string().as_str())
+            {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Stops the replica's SQL thread (the IO thread keeps receiving) and reads where it
@@ -179,6 +249,7 @@ pub async fn position(conn: &mut Conn, name: &str) -> Result<Position, BackupErr
         slave: slave.unwrap_or_default(),
         binlog: binlog.unwrap_or_default(),
         version,
+        galera: None,
     })
 }
 
