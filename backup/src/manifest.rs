@@ -211,6 +211,7 @@ mod tests {
             gtid_position: "0-1-42".into(),
             gtid_slave_pos: "0-1-42".into(),
             gtid_binlog_pos: "0-1-42".into(),
+            galera_position: None,
             server_version: "10.11".into(),
             started: "2026-11-25T02:30:00+01:00".into(),
             finished: Some("2026-11-25T02:30:09+01:00".into()),
