@@ -484,10 +484,10 @@ mod tests {
                 "server.db1.statements"
             ]
         );
-        assert_eq!(names.len(), 13 + 3 * 4);
+        assert_eq!(names.len(), 15 + 3 * 4);
         assert!(names.contains(&"server.db3.failures".to_string()));
         assert_eq!(t.rows[0][1], Cell::Count(Some(7)));
-        assert_eq!(t.rows[12][1], Cell::Count(Some(1)));
+        assert_eq!(t.rows[14][1], Cell::Count(Some(1)));
     }
 
     #[test]

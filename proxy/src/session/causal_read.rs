@@ -483,12 +483,13 @@ impl Session {
     }
 
     /// Whether a read that runs on the master checks, with the read, that the server
-    /// still is the master ([`Session::read_on_master`]): scope `global` on replication,
-    /// outside a transaction.
+    /// still is the master ([`Session::read_on_master`]): scope `global` on replication
+    /// with more than one server (one alone is never demoted), outside a transaction.
     pub(super) fn master_reads_checked(&self) -> bool {
         let config = &self.shared.config;
         config.routing.causal_reads == CausalReads::Global
             && config.cluster.kind == ClusterKind::Replication
+            && config.servers.len() > 1
             && self.status & status::IN_TRANS == 0
             && self.status & status::AUTOCOMMIT != 0
     }
