@@ -428,10 +428,16 @@ impl Session {
             self.send_error(&err, next_seq).await?;
             return Ok(true);
         }
+        self.answer_from_master(cmd, next_seq).await
+    }
+
+    /// Relays the master's answer to command `cmd` (its first packet numbered
+    /// `first_seq`) and learns from it; true if the answer was an error.
+    async fn answer_from_master(&mut self, cmd: u8, first_seq: u8) -> Result<bool, SessionError> {
         let Some(tracker) = ResponseTracker::for_command(cmd, self.master.caps) else {
             return Ok(false);
         };
-        let failed = self.relay_master(tracker, next_seq).await?;
+        let failed = self.relay_master(tracker, first_seq).await?;
         self.after_master_response().await?;
         Ok(failed)
     }

@@ -546,12 +546,8 @@ impl Session {
             let first_seq = self.cbuf[3].wrapping_add(1);
             self.cbuf.advance(n);
             self.last = super::Which::Master;
-            let Some(tracker) = ResponseTracker::for_command(command::QUERY, self.master.caps)
-            else {
-                return Ok(());
-            };
-            self.relay_master(tracker, first_seq).await?;
-            return self.after_master_response().await;
+            self.answer_from_master(command::QUERY, first_seq).await?;
+            return Ok(());
         }
         match checked {
             Ok(Reply::Value(Some(_))) => {
