@@ -276,11 +276,13 @@ fn restarts_switchover_and_failover_keep_reads_causal() {
     );
 }
 
-/// A proxy whose monitor has not yet seen a switchover that another proxy made still
-/// knows the old master as the master. A read it sends there (here: the split is off, so
-/// every read goes to the master) must not be answered by the demoted server, which
-/// lacks what the new master acknowledged since: the check that travels with the read
-/// finds it read-only, and the read runs on the new master.
+/// Another proxy switched over, and this one's monitor has not looked yet: it still
+/// knows the old master as the master. What it sends there must not be answered by the
+/// demoted server, which lacks what the new master acknowledged since; the check that
+/// travels with the statement finds it read-only. Three rounds, one switchover each (the
+/// split is off, so every read goes to the master): a plain read and a `BEGIN` (with the
+/// transaction's read after it) run on the new master; a pinned session's read (its
+/// temporary table lives on the demoted server) gets an error, never the old row.
 #[test]
 fn a_read_through_a_proxy_that_missed_a_switchover_runs_on_the_new_master() {
     let env = Env::start(2);
@@ -289,8 +291,9 @@ fn a_read_through_a_proxy_that_missed_a_switchover_runs_on_the_new_master() {
         with_scope(&text, "global").replace("interval_ms = 500", "interval_ms = 60000")
             + "read_write_split = false\n"
     });
+    let run = |port: u16, stmt: &str| Env::mariadb(port, &["-N", "-e", stmt], b"");
     let sql = |port: u16, stmt: &str| -> String {
-        let out = Env::mariadb(port, &["-N", "-e", stmt], b"");
+        let out = run(port, stmt);
         assert!(
             out.status.success(),
             "{stmt}: {}\n--- the writers' proxy:\n{}\n--- b:\n{}",
@@ -300,43 +303,91 @@ fn a_read_through_a_proxy_that_missed_a_switchover_runs_on_the_new_master() {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    let socket = env.sb().dir().join("admin.sock");
+    // Switches the writers' proxy over from `old` to `new`, then stops `old` applying
+    // (so it keeps the old row) and writes `v` through the writers' proxy.
+    let switch_and_write = |old: &str, new: &str, v: u32| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while kohaproxy_faults::server_row(&socket, new)
+            .is_none_or(|row| row.role != "replica" || row.read_only != "ON")
+        {
+            assert!(Instant::now() < deadline, "{new} never became a replica");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let switched = kohaproxy_faults::admin(&socket, &format!("SWITCHOVER TO {new}"));
+        assert!(switched.is_ok(), "{switched:?}\n{}", env.proxy_log());
+        let new_port = env.sb().server(new).expect("server").port.to_string();
+        loop {
+            let status = env.sb().sql(old, "SHOW SLAVE STATUS").unwrap_or_default();
+            if status.contains(&new_port) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{old} never followed {new}: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        env.sb().sql(old, "STOP SLAVE SQL_THREAD").unwrap();
+        sql(
+            env.proxy_port(),
+            &format!("UPDATE koha.flip SET v = {v} WHERE id = 1"),
+        );
+        assert_eq!(
+            env.sb()
+                .sql(old, "SELECT v FROM koha.flip WHERE id = 1")
+                .unwrap()
+                .trim(),
+            (v - 1).to_string(),
+            "{old} should lack the update (else this test proves nothing)"
+        );
+    };
     sql(
         env.proxy_port(),
         "CREATE TABLE koha.flip (id INT PRIMARY KEY, v INT); INSERT INTO koha.flip VALUES (1, 0)",
     );
     assert_eq!(sql(b.port, "SELECT v FROM koha.flip WHERE id = 1"), "0");
 
-    let socket = env.sb().dir().join("admin.sock");
-    let switched = kohaproxy_faults::admin(&socket, "SWITCHOVER TO db2");
-    assert!(switched.is_ok(), "{switched:?}\n{}", env.proxy_log());
-    // db1, now a replica of db2, stops applying: it keeps the old row.
-    let db2_port = env.sb().servers()[1].port.to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = env.sb().sql("db1", "SHOW SLAVE STATUS").unwrap_or_default();
-        if status.contains(&db2_port) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "db1 never followed db2: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    env.sb().sql("db1", "STOP SLAVE SQL_THREAD").unwrap();
-    sql(env.proxy_port(), "UPDATE koha.flip SET v = 1 WHERE id = 1");
-    assert_eq!(
-        env.sb()
-            .sql("db1", "SELECT v FROM koha.flip WHERE id = 1")
-            .unwrap()
-            .trim(),
-        "0",
-        "db1 should lack the update (else this test proves nothing)"
-    );
-
+    // A plain read.
+    switch_and_write("db1", "db2", 1);
     let seen = sql(b.port, "SELECT v FROM koha.flip WHERE id = 1");
     env.sb().sql("db1", "START SLAVE SQL_THREAD").unwrap();
     assert_eq!(seen, "1", "stale read through b:\n{}", b.log());
     assert!(peer_stat(&b, "causal_master_demoted") >= 1, "{}", b.log());
     assert!(b.log().contains("following it master=db2"), "{}", b.log());
+
+    // A transaction: its start is checked, its read follows it to the new master.
+    switch_and_write("db2", "db1", 2);
+    let seen = sql(
+        b.port,
+        "BEGIN; SELECT v FROM koha.flip WHERE id = 1; COMMIT",
+    );
+    env.sb().sql("db2", "START SLAVE SQL_THREAD").unwrap();
+    assert_eq!(
+        seen,
+        "2",
+        "stale read in a transaction through b:\n{}",
+        b.log()
+    );
+    assert!(peer_stat(&b, "causal_master_demoted") >= 2, "{}", b.log());
+
+    // A pinned session: its state cannot follow, so its read fails instead.
+    switch_and_write("db1", "db2", 3);
+    let out = run(
+        b.port,
+        "CREATE TEMPORARY TABLE koha.pinned (x INT); SELECT v FROM koha.flip WHERE id = 1",
+    );
+    env.sb().sql("db1", "START SLAVE SQL_THREAD").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stdout.trim().is_empty() && stderr.contains("reconnect"),
+        "a pinned read through b after a switchover elsewhere: status {}, stdout {stdout:?}, \
+         stderr {stderr:?}\n{}",
+        out.status,
+        b.log()
+    );
+    assert!(peer_stat(&b, "causal_master_demoted") >= 3, "{}", b.log());
+    // A new session through b runs on the new master.
+    assert_eq!(sql(b.port, "SELECT v FROM koha.flip WHERE id = 1"), "3");
 }

@@ -209,12 +209,7 @@ impl Session {
             if cmd != command::QUIT {
                 if let Some(err) = self.ensure_master().await? {
                     let next_seq = self.pass_message(false).await?;
-                    self.send_error(&err, next_seq).await?;
-                    if self.master_lost && self.unrestorable() {
-                        return Err(SessionError::ClientProtocol(
-                            "the master changed and this session's state could not follow",
-                        ));
-                    }
+                    self.refuse_after_master_change(&err, next_seq).await?;
                     continue;
                 }
             }
@@ -429,6 +424,23 @@ impl Session {
             return Ok(true);
         }
         self.answer_from_master(cmd, next_seq).await
+    }
+
+    /// Answers the command just consumed (its answer numbered from `next_seq`) with `err`
+    /// from [`Session::ensure_master`]; a session whose state could not follow the master
+    /// to a new server ends after it.
+    async fn refuse_after_master_change(
+        &mut self,
+        err: &ErrPacket,
+        next_seq: u8,
+    ) -> Result<(), SessionError> {
+        self.send_error(err, next_seq).await?;
+        if self.master_lost && self.unrestorable() {
+            return Err(SessionError::ClientProtocol(
+                "the master changed and this session's state could not follow",
+            ));
+        }
+        Ok(())
     }
 
     /// Relays the master's answer to command `cmd` (its first packet numbered

@@ -47,8 +47,9 @@ pub struct Class {
     /// sides (numbers, quoted strings, NULL, TRUE/FALSE): the proxy replays its text on
     /// replicas. System variables it sets are learned from the server, not from the text.
     pub replay: bool,
-    /// `START TRANSACTION READ ONLY` (possibly with WITH CONSISTENT SNAPSHOT).
-    pub read_only_transaction: bool,
+    /// The statement starts a transaction (`BEGIN [WORK]`, `START TRANSACTION ...`), and
+    /// which kind.
+    pub starts: Option<TransactionStart>,
     /// A hint comment, if the statement has one.
     pub hint: Option<Hint>,
 }
@@ -79,12 +80,22 @@ pub fn classify(sql: &[u8]) -> Class {
     }
 }
 
+/// The kind of transaction a statement starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStart {
+    /// `START TRANSACTION READ ONLY` (possibly WITH CONSISTENT SNAPSHOT): a replica may
+    /// run it.
+    ReadOnly,
+    /// Any other `BEGIN [WORK]` or `START TRANSACTION`.
+    ReadWrite,
+}
+
 /// The answer for text the classifier cannot vouch for.
 const MASTER: Class = Class {
     route: Route::Master,
     pin: false,
     replay: false,
-    read_only_transaction: false,
+    starts: None,
     hint: None,
 };
 
@@ -101,7 +112,14 @@ fn stricter(a: Class, b: Class) -> Class {
         },
         pin: a.pin || b.pin || a.replay != b.replay,
         replay: a.replay && b.replay,
-        read_only_transaction: a.read_only_transaction && b.read_only_transaction,
+        starts: match (a.starts, b.starts) {
+            (None, None) => None,
+            (Some(TransactionStart::ReadOnly), Some(TransactionStart::ReadOnly)) => {
+                Some(TransactionStart::ReadOnly)
+            }
+            // A start under either reading counts as one (the master checks it).
+            _ => Some(TransactionStart::ReadWrite),
+        },
         hint: match (a.hint, b.hint) {
             (Some(Hint::Master), _) | (_, Some(Hint::Master)) => Some(Hint::Master),
             (first, second) => first.or(second),
@@ -493,6 +511,7 @@ enum Keyword {
     Alter,
     As,
     Backup,
+    Begin,
     Call,
     Character,
     Charset,
@@ -557,6 +576,7 @@ enum Keyword {
     Value,
     Warnings,
     With,
+    Work,
     Write,
 }
 
@@ -574,6 +594,7 @@ fn keyword(word: &[u8]) -> Keyword {
         b"ALTER" => Keyword::Alter,
         b"AS" => Keyword::As,
         b"BACKUP" => Keyword::Backup,
+        b"BEGIN" => Keyword::Begin,
         b"CALL" => Keyword::Call,
         b"CHARACTER" => Keyword::Character,
         b"CHARSET" => Keyword::Charset,
@@ -638,6 +659,7 @@ fn keyword(word: &[u8]) -> Keyword {
         b"VALUE" => Keyword::Value,
         b"WARNINGS" => Keyword::Warnings,
         b"WITH" => Keyword::With,
+        b"WORK" => Keyword::Work,
         b"WRITE" => Keyword::Write,
         _ => Keyword::None,
     }
@@ -1100,7 +1122,7 @@ enum Candidate {
 struct Shape {
     candidate: Candidate,
     replay: bool,
-    read_only_transaction: bool,
+    starts: Option<TransactionStart>,
 }
 
 impl Shape {
@@ -1110,7 +1132,7 @@ impl Shape {
         Shape {
             candidate,
             replay: false,
-            read_only_transaction: false,
+            starts: None,
         }
     }
 }
@@ -1185,7 +1207,7 @@ impl<'a> Classifier<'a> {
             route: Route::Master,
             pin: true,
             replay: false,
-            read_only_transaction: false,
+            starts: None,
             hint,
         };
         let class = match classifier.lexer.error {
@@ -1214,7 +1236,7 @@ impl<'a> Classifier<'a> {
             route,
             pin: self.pin,
             replay: shape.replay,
-            read_only_transaction: shape.read_only_transaction,
+            starts: shape.starts,
             hint,
         }
     }
@@ -1417,7 +1439,11 @@ impl<'a> Classifier<'a> {
             Keyword::Show => Shape::candidate(self.show()),
             Keyword::Set => self.set_statement(),
             Keyword::Start => Shape {
-                read_only_transaction: self.start_transaction(),
+                starts: self.start_transaction(),
+                ..Shape::MASTER
+            },
+            Keyword::Begin => Shape {
+                starts: self.begin(),
                 ..Shape::MASTER
             },
             Keyword::Create => {
@@ -1577,8 +1603,8 @@ impl<'a> Classifier<'a> {
     }
 
     /// `START TRANSACTION [READ ONLY | READ WRITE | WITH CONSISTENT SNAPSHOT] [, ...]`:
-    /// whether it starts a read-only transaction.
-    fn start_transaction(&mut self) -> bool {
+    /// which kind of transaction it starts (`None` for other `START` statements).
+    fn start_transaction(&mut self) -> Option<TransactionStart> {
         if !matches!(
             self.next(),
             Some(Token::Word {
@@ -1586,8 +1612,31 @@ impl<'a> Classifier<'a> {
                 ..
             })
         ) {
-            return false;
+            return None;
         }
+        Some(if self.read_only_characteristics() {
+            TransactionStart::ReadOnly
+        } else {
+            TransactionStart::ReadWrite
+        })
+    }
+
+    /// `BEGIN` or `BEGIN WORK` starts a transaction; `BEGIN NOT ATOMIC` (a compound
+    /// statement) does not.
+    fn begin(&mut self) -> Option<TransactionStart> {
+        match self.next() {
+            None => Some(TransactionStart::ReadWrite),
+            Some(Token::Word {
+                keyword: Keyword::Work,
+                ..
+            }) if self.next().is_none() => Some(TransactionStart::ReadWrite),
+            Some(_) => None,
+        }
+    }
+
+    /// The characteristics after `START TRANSACTION`: whether they make it read-only
+    /// (and are well formed).
+    fn read_only_characteristics(&mut self) -> bool {
         let mut read_only = false;
         let mut read_write = false;
         let mut expect_characteristic = true;
@@ -1877,7 +1926,7 @@ mod tests {
         route: Route::Read,
         pin: false,
         replay: false,
-        read_only_transaction: false,
+        starts: None,
         hint: None,
     };
     const PREVIOUS: Class = Class {
@@ -1893,8 +1942,12 @@ mod tests {
         replay: true,
         ..MASTER
     };
+    const BEGINS: Class = Class {
+        starts: Some(TransactionStart::ReadWrite),
+        ..MASTER
+    };
     const READ_ONLY_TRANSACTION: Class = Class {
-        read_only_transaction: true,
+        starts: Some(TransactionStart::ReadOnly),
         ..MASTER
     };
 
@@ -2211,9 +2264,13 @@ mod tests {
         ("DESC t", MASTER_ONLY),
         ("EXPLAIN SELECT 1", MASTER_ONLY),
         ("HELP 'contents'", MASTER_ONLY),
-        ("BEGIN", MASTER_ONLY),
-        ("BEGIN WORK", MASTER_ONLY),
-        ("START TRANSACTION", MASTER_ONLY),
+        ("BEGIN", BEGINS),
+        ("begin work;", BEGINS),
+        ("BEGIN /* c */ WORK -- c", BEGINS),
+        ("BEGIN NOT ATOMIC SELECT 1; END", PINNED),
+        ("BEGIN WORK WORK", MASTER_ONLY),
+        ("BEGIN; SELECT 1", PINNED),
+        ("START TRANSACTION", BEGINS),
         ("COMMIT", MASTER_ONLY),
         ("ROLLBACK", MASTER_ONLY),
         ("SAVEPOINT savepoint_1", MASTER_ONLY),
@@ -2260,11 +2317,11 @@ mod tests {
         ("START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT", READ_ONLY_TRANSACTION),
         ("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", READ_ONLY_TRANSACTION),
         ("/* c */ START /* c */ TRANSACTION READ ONLY -- c", READ_ONLY_TRANSACTION),
-        ("START TRANSACTION READ WRITE", MASTER_ONLY),
-        ("START TRANSACTION WITH CONSISTENT SNAPSHOT", MASTER_ONLY),
-        ("START TRANSACTION READ ONLY, READ WRITE", MASTER_ONLY),
-        ("START TRANSACTION READ ONLY,", MASTER_ONLY),
-        ("START TRANSACTION READ ONLY READ ONLY", MASTER_ONLY),
+        ("START TRANSACTION READ WRITE", BEGINS),
+        ("START TRANSACTION WITH CONSISTENT SNAPSHOT", BEGINS),
+        ("START TRANSACTION READ ONLY, READ WRITE", BEGINS),
+        ("START TRANSACTION READ ONLY,", BEGINS),
+        ("START TRANSACTION READ ONLY READ ONLY", BEGINS),
         ("START SLAVE", MASTER_ONLY),
         ("START TRANSACTION READ ONLY; SELECT 1", PINNED),
         // SET: system variables alone are learned from the server.

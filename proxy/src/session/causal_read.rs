@@ -484,14 +484,16 @@ impl Session {
 
     /// Whether a read that runs on the master checks, with the read, that the server
     /// still is the master ([`Session::read_on_master`]): scope `global` on replication
-    /// with more than one server (one alone is never demoted), outside a transaction.
+    /// with more than one server (one alone is never demoted), outside a transaction. So
+    /// the statement that starts a transaction (`BEGIN`, or the first under
+    /// `autocommit=0`) is checked, and the transaction's later reads see the database as
+    /// of a moment after that check, as snapshot isolation allows.
     pub(super) fn master_reads_checked(&self) -> bool {
         let config = &self.shared.config;
         config.routing.causal_reads == CausalReads::Global
             && config.cluster.kind == ClusterKind::Replication
             && config.servers.len() > 1
             && self.status & status::IN_TRANS == 0
-            && self.status & status::AUTOCOMMIT != 0
     }
 
     /// A read that falls back to the master: checked there under
@@ -561,6 +563,13 @@ impl Session {
                 }
                 self.lose_master();
                 self.wait_new_term().await;
+                // The new master, or why this session cannot follow it (a pinned session's
+                // temporary tables and locks stayed on the demoted server).
+                if let Some(err) = self.ensure_master().await? {
+                    let next_seq = self.cbuf[3].wrapping_add(1);
+                    self.cbuf.advance(n);
+                    return self.refuse_after_master_change(&err, next_seq).await;
+                }
             }
             other => {
                 // The connection failed, or the check was refused: the read, safe to run

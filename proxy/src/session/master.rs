@@ -124,9 +124,11 @@ impl Session {
             )));
         }
         if self.unrestorable() {
+            // A server-range code: client libraries reject a client-range one (2013)
+            // in an ERR packet as malformed.
             return Ok(Some(ErrPacket::new(
-                2013,
-                "HY000",
+                1927,
+                "70100",
                 "kohaproxy: the master changed (failover or switchover) and this session's \
                  temporary tables, locks or prepared statements were lost; reconnect",
             )));

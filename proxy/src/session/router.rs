@@ -2,7 +2,9 @@
 //! connections it opens on first use, the state it replays on them, the causal check
 //! before a read, and what it learns from the master's OKs.
 //!
-//! Decisions, in order: split off or session pinned → master; a read-only transaction
+//! Decisions, in order: split off or session pinned → master (in scope `global`, reads
+//! and transaction starts there are checked: [`Session::read_on_master`]); a read-only
+//! transaction
 //! running on a replica → that replica; the classifier says pin → master, pinned from now
 //! on; a transaction open on the master (server status flags) → master; hint; a plain read
 //! (or START TRANSACTION READ ONLY) → the least busy healthy replica within the lag limit
@@ -26,7 +28,7 @@ use crate::protocol::response::ResponseTracker;
 use crate::protocol::track::{Change, ClientTracking, StateOk};
 use crate::protocol::{command, status, Caps, HEADER_LEN};
 use crate::route::causal::Candidate;
-use crate::route::classify::{self, Class, Hint, Route};
+use crate::route::classify::{self, Class, Hint, Route, TransactionStart};
 use crate::route::state::{quote_identifier, SessionState};
 
 /// Longest statement the router reads whole to classify; longer ones run on the master.
@@ -165,7 +167,9 @@ impl Session {
 
     /// COM_QUERY: classify, pick a backend, run it there.
     pub(super) async fn query(&mut self, len: usize) -> Result<(), SessionError> {
-        let routed = self.router.enabled && !self.router.pinned;
+        // A pinned session's statements run on the master, but in scope `global` its
+        // reads are checked there (so classified too).
+        let routed = self.router.enabled && (!self.router.pinned || self.master_reads_checked());
         let mut class = None;
         if routed {
             if len <= ROUTE_LIMIT {
@@ -182,7 +186,7 @@ impl Session {
             }
         }
         let target = match &class {
-            Some(c) if self.router.split => self.decide(c),
+            Some(c) if self.router.split && !self.router.pinned => self.decide(c),
             _ => Target::Master,
         };
         if let Some(c) = &class {
@@ -191,7 +195,11 @@ impl Session {
             }
         }
         match target {
-            Target::Master if class.is_some_and(|c| c.route == Route::Read && !c.pin) => {
+            // A read, or the start of a transaction (whose reads follow it there).
+            Target::Master
+                if class
+                    .is_some_and(|c| (c.route == Route::Read || c.starts.is_some()) && !c.pin) =>
+            {
                 self.read_to_master(len, class).await
             }
             Target::Master => self.query_on_master(len, class).await,
@@ -224,7 +232,7 @@ impl Session {
         if in_transaction {
             return Target::Master;
         }
-        if class.read_only_transaction {
+        if class.starts == Some(TransactionStart::ReadOnly) {
             return Target::Read {
                 start_read_only: true,
             };
@@ -342,13 +350,16 @@ impl Session {
             Outcome::Lost(reason) => {
                 self.drop_replica(server, &reason);
                 if self.router.read_only_txn == Some(server) {
-                    // The transaction died with the connection: say so, like a server would.
+                    // The transaction died with the connection: say so, as for a master
+                    // change under a transaction (a client-range code such as 2013 in an
+                    // ERR packet is rejected by client libraries as malformed).
                     self.router.read_only_txn = None;
                     self.cbuf.advance(n);
                     let err = crate::protocol::packets::ErrPacket::new(
-                        2013,
-                        "HY000",
-                        "Lost connection to server during query",
+                        1213,
+                        "40001",
+                        "kohaproxy: the connection to the replica running this read-only \
+                         transaction was lost and the transaction with it; run it again",
                     );
                     self.send_error(&err, 1).await?;
                     return Ok(());
