@@ -1,17 +1,23 @@
-//! The failover benchmark: `ROUNDS` SIGKILL failovers in a row (each time the current
-//! master, each old master restarted and rejoined before the next), then `SWITCHOVERS`
-//! planned switchovers, all under continuous write load through the proxy, on a sandbox
-//! with the default settings. Reports RTO (fault to the first acknowledged write started
-//! after it) min / median / max, acknowledged writes lost, client errors and reconnects,
-//! and for switchovers the write pause (the longest interval with no acknowledged write
-//! around each one).
+//! The failover benchmark, on replication and on Galera, under continuous write load
+//! through the proxy, on sandboxes with the default settings.
+//!
+//! - Replication: `ROUNDS` SIGKILL failovers in a row (each time the current master, each
+//!   old master restarted and rejoined before the next), then `SWITCHOVERS` planned
+//!   switchovers.
+//! - Galera (three nodes): `ROUNDS` SIGKILLs of the writer (each killed node restarted and
+//!   Synced again before the next), then `SWITCHOVERS` switchovers.
+//!
+//! Reports RTO (fault to the first acknowledged write started after it) min / median /
+//! max, acknowledged writes lost, client errors and reconnects, and for switchovers the
+//! write pause (the longest interval with no acknowledged write around each one).
 //!
 //! ```sh
-//! cargo bench --bench failover                 # 20 failovers, 10 switchovers, 8 clients
-//! ROUNDS=5 SWITCHOVERS=3 cargo bench --bench failover
+//! cargo bench --bench failover                 # both: 20 faults, 10 switchovers, 8 clients
+//! KIND=galera ROUNDS=5 SWITCHOVERS=3 cargo bench --bench failover
 //! ```
 //!
 //! The markdown report goes to stdout and to `target/bench-results/failover-STAMP.md`.
+//! `tests/benches.rs` runs a short round of each kind in the test suite.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kohaproxy_faults::{
     admin, checksums_equal, proxy_master, server_row, verify_blocking, wait_converged,
-    writable_servers, Ledger, LedgerOptions, LedgerReport,
+    writable_servers, Ledger, LedgerHandle, LedgerOptions, LedgerReport,
 };
 use kohaproxy_sandbox::{Sandbox, SandboxGuard, Signal, UpOptions};
 
@@ -118,44 +124,261 @@ fn stats(mut values: Vec<Duration>) -> (String, String, String) {
     )
 }
 
-fn run() -> Result<String> {
-    let rounds = env_number("ROUNDS", 20);
-    let switchovers = env_number("SWITCHOVERS", 10);
-    let clients = env_number("CLIENTS", 8);
+/// Which cluster a run fails over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Master and two replicas.
+    Replication,
+    /// Three Galera nodes.
+    Galera,
+}
+
+/// One run's size.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The cluster.
+    pub kind: Kind,
+    /// SIGKILLs of the master (writer).
+    pub rounds: usize,
+    /// Planned switchovers after them.
+    pub switchovers: usize,
+    /// Ledger clients.
+    pub clients: usize,
+    /// The kohaproxy binary.
+    pub binary: &'static str,
+}
+
+/// Runs one benchmark; its markdown report, or the report and why it failed.
+pub fn run(opts: Options) -> Result<String> {
+    match opts.kind {
+        Kind::Replication => replication(opts),
+        Kind::Galera => galera(opts),
+    }
+}
+
+/// A sandbox from `up` in a new directory and kohaproxy in front of it (killed on drop,
+/// before the sandbox is stopped).
+fn start(up: impl FnOnce(PathBuf) -> UpOptions, binary: &str) -> Result<Bench> {
     let dir = tempfile::Builder::new()
         .prefix("kpbench")
         .tempdir_in("/tmp")
         .map_err(|e| format!("tempdir: {e}"))?;
-    let mut opts = UpOptions::new(dir.path().join("sb"));
-    opts.replicas = 2;
+    let mut opts = up(dir.path().join("sb"));
     opts.proxy_port = free_port()?;
     let sb = SandboxGuard(Sandbox::up(&opts).map_err(|e| format!("sandbox: {e}"))?);
-    let sb = &sb.0;
-    let log = sb.dir().join("proxy.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_kohaproxy"))
+    let log = sb.0.dir().join("proxy.log");
+    let child = Command::new(binary)
         .args(["run", "--config"])
-        .arg(sb.config_path())
+        .arg(sb.0.config_path())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).map_err(|e| format!("log: {e}"))?)
         .spawn()
         .map_err(|e| format!("spawn kohaproxy: {e}"))?;
-    let _proxy = Proxy(child);
-    let socket: PathBuf = sb.dir().join("admin.sock");
-    wait_for("the proxy's master", || proxy_master(&socket))?;
+    let socket = sb.0.dir().join("admin.sock");
+    let bench = Bench {
+        _proxy: Proxy(child),
+        sb,
+        socket,
+        _dir: dir,
+    };
+    wait_for("the proxy's master", || proxy_master(&bench.socket))?;
+    Ok(bench)
+}
 
-    let proxy_opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+/// A sandbox with kohaproxy in front (fields drop in order: proxy, sandbox, directory).
+struct Bench {
+    _proxy: Proxy,
+    sb: SandboxGuard,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Koha's user on 127.0.0.1:`port`.
+fn koha_opts(port: u16) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
-        .tcp_port(sb.proxy_port())
+        .tcp_port(port)
         .user(Some("koha"))
         .pass(Some("koha"))
         .prefer_socket(false)
-        .into();
-    let mut lopts = LedgerOptions::new(proxy_opts);
+        .into()
+}
+
+/// The ledger through the proxy until stopped.
+fn start_ledger(sb: &Sandbox, clients: usize) -> LedgerHandle {
+    let mut lopts = LedgerOptions::new(koha_opts(sb.proxy_port()));
     lopts.clients = clients;
     lopts.duration = Duration::from_secs(3600);
-    let ledger = Ledger::spawn(lopts);
+    Ledger::spawn(lopts)
+}
+
+/// The switchover pauses (the longest gap without an acknowledged write from 200 ms
+/// before to 2 s after each) and the client errors in those windows.
+fn switchover_effects(report: &LedgerReport, switches: &[Instant]) -> (Vec<Duration>, usize) {
+    let window = |s: Instant| (s - Duration::from_millis(200), s + Duration::from_secs(2));
+    let pauses = switches
+        .iter()
+        .map(|s| {
+            let (from, to) = window(*s);
+            pause_within(report, from, to)
+        })
+        .collect();
+    let errors = report
+        .errors()
+        .iter()
+        .filter(|a| {
+            switches.iter().any(|s| {
+                let (from, to) = window(*s);
+                a.invoked >= from && a.invoked <= to
+            })
+        })
+        .count();
+    (pauses, errors)
+}
+
+/// The Galera run: SIGKILL of the writer `rounds` times, then switchovers.
+fn galera(opts: Options) -> Result<String> {
+    let bench = start(|dir| UpOptions::galera(dir, 3), opts.binary)?;
+    let (sb, socket) = (&bench.sb.0, bench.socket.as_path());
+    let ledger = start_ledger(sb, opts.clients);
+    std::thread::sleep(Duration::from_secs(2));
+    let conflicts_before = certification_conflicts(sb);
+    let mut faults = Vec::new();
+    for round in 1..=opts.rounds {
+        let writer = proxy_master(socket).ok_or("no writer")?;
+        let fault = Instant::now();
+        sb.kill(&writer, Signal::Kill)
+            .map_err(|e| format!("kill: {e}"))?;
+        let new = wait_for(&format!("a writer instead of {writer}"), || {
+            proxy_master(socket).filter(|w| *w != writer)
+        })?;
+        faults.push(fault);
+        eprintln!(
+            "galera writer kill {round}/{}: {writer} -> {new} ({} ms to the new writer)",
+            opts.rounds,
+            fault.elapsed().as_millis()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        sb.start(&writer).map_err(|e| format!("restart: {e}"))?;
+        sb.wait_galera_synced(DEADLINE)
+            .map_err(|e| format!("rejoin: {e}"))?;
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let mut switches = Vec::new();
+    for i in 1..=opts.switchovers {
+        let at = Instant::now();
+        let done = admin(socket, "SWITCHOVER")?;
+        eprintln!(
+            "galera switchover {i}/{}: {}",
+            opts.switchovers,
+            done.trim()
+        );
+        switches.push(at);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = ledger.stop_and_join().map_err(|e| format!("ledger: {e}"))?;
+    let conflicts = certification_conflicts(sb).saturating_sub(conflicts_before);
+    let writer = proxy_master(socket).ok_or("no writer at the end")?;
+    let port = sb.server(&writer).ok_or("writer gone")?.port;
+    let verdict = verify_blocking(&report, koha_opts(port)).map_err(|e| format!("verify: {e}"))?;
+    let all = ["db1", "db2", "db3"];
+    let same = checksums_equal(sb, &all, "koha_ledger.acks").unwrap_or(false);
+
+    let rtos: Vec<Duration> = faults.iter().filter_map(|f| report.rto(*f)).collect();
+    let missing = faults.len() - rtos.len();
+    let (pauses, switch_errors) = switchover_effects(&report, &switches);
+    let (rmin, rmed, rmax) = stats(rtos);
+    let (pmin, pmed, pmax) = stats(pauses);
+    let mut md = String::new();
+    md.push_str("## Failover benchmark: Galera\n\n");
+    md.push_str(&format!(
+        "Sandbox: three Galera nodes (sandbox evs timeouts: suspect 1 s, inactive 2 s; \
+         production defaults are 5 s / 15 s), default monitor settings, {} ledger \
+         clients writing autocommit INSERTs through kohaproxy; all on this machine's \
+         cores.\n\n",
+        opts.clients
+    ));
+    md.push_str("| measure | value |\n|---|---|\n");
+    md.push_str(&format!("| SIGKILLs of the writer | {} |\n", faults.len()));
+    md.push_str(&format!(
+        "| RTO min / median / max (ms) | {rmin} / {rmed} / {rmax} |\n"
+    ));
+    md.push_str(&format!(
+        "| kills with no write acknowledged after them | {missing} |\n"
+    ));
+    md.push_str(&format!("| switchovers | {} |\n", switches.len()));
+    md.push_str(&format!(
+        "| switchover write pause min / median / max (ms) | {pmin} / {pmed} / {pmax} |\n"
+    ));
+    md.push_str(&format!(
+        "| client errors around switchovers | {switch_errors} |\n"
+    ));
+    md.push_str(&format!("| writes acknowledged | {} |\n", verdict.acked));
+    md.push_str(&format!(
+        "| acknowledged writes lost | {} |\n",
+        verdict.lost.len()
+    ));
+    md.push_str(&format!(
+        "| client errors (all) | {} {:?} |\n",
+        report.errors().len(),
+        report.error_summary(3)
+    ));
+    md.push_str(&format!(
+        "| client reconnects | {} |\n",
+        report.reconnects()
+    ));
+    md.push_str(&format!(
+        "| certification conflicts (writes on two nodes) | {conflicts} |\n"
+    ));
+    md.push_str(&format!(
+        "| the three nodes' ledgers identical | {same} |\n"
+    ));
+    if !verdict.lost.is_empty() || conflicts != 0 || !same || switch_errors != 0 {
+        return Err(format!(
+            "{md}\nFAILED: lost writes, writes on two nodes, diverged nodes or client errors at a switchover"
+        ));
+    }
+    Ok(md)
+}
+
+/// Certification failures and brute-force aborts summed over the nodes that answer:
+/// write sets that met a conflicting one from another node, which one writer never causes.
+fn certification_conflicts(sb: &Sandbox) -> u64 {
+    sb.servers()
+        .iter()
+        .filter_map(|node| {
+            sb.sql(
+                &node.name,
+                "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS \
+                 WHERE VARIABLE_NAME IN ('WSREP_LOCAL_CERT_FAILURES', 'WSREP_LOCAL_BF_ABORTS')",
+            )
+            .ok()
+        })
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// The replication run: SIGKILL failovers, then switchovers.
+fn replication(opts: Options) -> Result<String> {
+    let Options {
+        rounds,
+        switchovers,
+        clients,
+        ..
+    } = opts;
+    let bench = start(
+        |dir| {
+            let mut up = UpOptions::new(dir);
+            up.replicas = 2;
+            up
+        },
+        opts.binary,
+    )?;
+    let (sb, socket) = (&bench.sb.0, bench.socket.as_path());
+    let ledger = start_ledger(sb, clients);
     std::thread::sleep(Duration::from_secs(2));
 
     let mut master = "db1".to_string();
@@ -164,7 +387,7 @@ fn run() -> Result<String> {
         let fault = Instant::now();
         sb.kill(&master, Signal::Kill)
             .map_err(|e| format!("kill: {e}"))?;
-        let new = wait_new_master(sb, &socket, &master)?;
+        let new = wait_new_master(sb, socket, &master)?;
         faults.push(fault);
         eprintln!(
             "failover {round}/{rounds}: {master} -> {new} ({} ms to the new master)",
@@ -172,17 +395,17 @@ fn run() -> Result<String> {
         );
         std::thread::sleep(Duration::from_millis(500));
         sb.start(&master).map_err(|e| format!("restart: {e}"))?;
-        wait_replica(&socket, &master)?;
+        wait_replica(socket, &master)?;
         master = new;
         std::thread::sleep(Duration::from_millis(1000));
     }
     let mut switches = Vec::new();
     for i in 1..=switchovers {
         let at = Instant::now();
-        let done = admin(&socket, "SWITCHOVER")?;
+        let done = admin(socket, "SWITCHOVER")?;
         eprintln!("switchover {i}/{switchovers}: {}", done.trim());
-        let new = proxy_master(&socket).ok_or("no master after a switchover")?;
-        wait_replica(&socket, &master)?;
+        let new = proxy_master(socket).ok_or("no master after a switchover")?;
+        wait_replica(socket, &master)?;
         switches.push(at);
         master = new;
         std::thread::sleep(Duration::from_millis(1000));
@@ -192,43 +415,17 @@ fn run() -> Result<String> {
     let all = ["db1", "db2", "db3"];
     wait_converged(sb, &all, DEADLINE).map_err(|e| format!("converge: {e}"))?;
     let port = sb.server(&master).ok_or("master gone")?.port;
-    let direct: mysql_async::Opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("koha"))
-        .pass(Some("koha"))
-        .prefer_socket(false)
-        .into();
-    let verdict = verify_blocking(&report, direct).map_err(|e| format!("verify: {e}"))?;
+    let verdict = verify_blocking(&report, koha_opts(port)).map_err(|e| format!("verify: {e}"))?;
     let same = checksums_equal(sb, &all, "koha_ledger.acks").unwrap_or(false);
     let writable = writable_servers(sb);
 
     let rtos: Vec<Duration> = faults.iter().filter_map(|f| report.rto(*f)).collect();
     let missing = faults.len() - rtos.len();
-    let pauses: Vec<Duration> = switches
-        .iter()
-        .map(|s| {
-            pause_within(
-                &report,
-                *s - Duration::from_millis(200),
-                *s + Duration::from_secs(2),
-            )
-        })
-        .collect();
-    let switch_errors = report
-        .errors()
-        .iter()
-        .filter(|a| {
-            switches.iter().any(|s| {
-                a.invoked >= *s - Duration::from_millis(200)
-                    && a.invoked <= *s + Duration::from_secs(2)
-            })
-        })
-        .count();
+    let (pauses, switch_errors) = switchover_effects(&report, &switches);
     let (rmin, rmed, rmax) = stats(rtos);
     let (pmin, pmed, pmax) = stats(pauses);
     let mut md = String::new();
-    md.push_str("## Failover benchmark\n\n");
+    md.push_str("## Failover benchmark: replication\n\n");
     md.push_str(&format!(
         "Sandbox: master + 2 replicas (semi-sync AFTER_SYNC), default monitor settings \
          (500 ms probes, fail_count 3), {clients} ledger clients writing autocommit \
@@ -277,21 +474,44 @@ fn run() -> Result<String> {
 
 fn main() {
     // `cargo bench` passes --bench; nothing else is accepted.
-    match run() {
-        Ok(md) => {
-            println!("{md}");
-            let stamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-            if std::fs::create_dir_all(&out).is_ok() {
-                let _ = std::fs::write(out.join(format!("failover-{stamp}.md")), &md);
+    let kinds = match std::env::var("KIND").as_deref() {
+        Ok("replication") => vec![Kind::Replication],
+        Ok("galera") => vec![Kind::Galera],
+        Ok("both") | Err(_) => vec![Kind::Replication, Kind::Galera],
+        Ok(other) => {
+            eprintln!("KIND={other}: expected replication, galera or both");
+            std::process::exit(2);
+        }
+    };
+    let mut report = String::new();
+    let mut failed = false;
+    for kind in kinds {
+        let opts = Options {
+            kind,
+            rounds: env_number("ROUNDS", 20),
+            switchovers: env_number("SWITCHOVERS", 10),
+            clients: env_number("CLIENTS", 8),
+            binary: env!("CARGO_BIN_EXE_kohaproxy"),
+        };
+        match run(opts) {
+            Ok(md) => report.push_str(&md),
+            Err(e) => {
+                report.push_str(&e);
+                failed = true;
             }
         }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
+        report.push('\n');
+    }
+    println!("{report}");
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::write(out.join(format!("failover-{stamp}.md")), &report);
+    }
+    if failed {
+        std::process::exit(1);
     }
 }

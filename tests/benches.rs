@@ -4,6 +4,32 @@
 
 use std::process::Command;
 
+#[path = "../benches/failover.rs"]
+#[allow(dead_code)]
+mod failover_bench;
+
+/// `benches/failover.rs`, short: on replication and on Galera, two SIGKILLs of the master
+/// (writer) and one switchover under the write ledger; the run fails on a lost write,
+/// several masters, diverged servers, and on Galera a certification conflict or a client
+/// error at the switchover.
+#[test]
+fn failover_bench_loses_nothing_on_replication_and_galera() {
+    use failover_bench::{Kind, Options};
+    for kind in [Kind::Replication, Kind::Galera] {
+        let opts = Options {
+            kind,
+            rounds: 2,
+            switchovers: 1,
+            clients: 4,
+            binary: env!("CARGO_BIN_EXE_kohaproxy"),
+        };
+        match failover_bench::run(opts) {
+            Ok(report) => eprintln!("{report}"),
+            Err(report) => panic!("{kind:?}: {report}"),
+        }
+    }
+}
+
 /// `SMOKE=1 benches/koha.sh`: every route (direct, HAProxy, one and two kohaproxy
 /// processes in scopes `global` and `local`, the split off) for a few seconds each; exit
 /// status 0 means every run finished and only the control route (two proxies, scope

@@ -1,7 +1,9 @@
 //! End to end on a real three-node Galera cluster behind the real kohaproxy: reads reach
 //! the nodes that are not the writer, writes one node; the write ledger under SIGKILL of
 //! the writer (twice, with a rejoin between) and SIGSTOP of the writer loses no
-//! acknowledged write; a second proxy agrees on the writer, also after its restart; with
+//! acknowledged write; a switchover, maintenance of the writer and SIGKILL of a reader
+//! cost no client error (a transaction open on the old writer finishes there); a second
+//! proxy agrees on the writer, also after its restart; with
 //! two of three nodes gone the last one is non-Primary and writes are refused with a clear
 //! error, and they resume by themselves once the cluster is Primary again; Koha-shaped
 //! pages written through one proxy and read through another see no stale read; sysbench
@@ -81,12 +83,38 @@ fn write_error(port: u16) -> String {
     })
 }
 
-/// The ledger through the proxy, writing until stopped.
-fn ledger(env: &Env) -> LedgerHandle {
+/// The ledger through the proxy, writing until stopped: autocommit INSERTs, or
+/// `BEGIN; INSERT; INSERT; COMMIT` with `transactions`.
+fn ledger(env: &Env, transactions: bool) -> LedgerHandle {
     let mut opts = LedgerOptions::new(env.proxy_opts());
-    opts.clients = 4;
+    opts.clients = if transactions { 2 } else { 4 };
+    opts.transactions = transactions;
+    if transactions {
+        // Its own table: two ledgers at once would number their clients alike.
+        opts.database = "koha_ledger_txn".into();
+    }
     opts.duration = Duration::from_secs(300);
     Ledger::spawn(opts)
+}
+
+/// koha_pages.pl through the proxies at `write_port` and `read_port` for `seconds`; its
+/// summary line, after asserting it exited well.
+fn koha_pages(write_port: u16, read_port: u16, seconds: u32, workers: u32) -> String {
+    let perl = std::process::Command::new("perl")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/perl/koha_pages.pl"))
+        .args(["--write-port", &write_port.to_string()])
+        .args(["--read-port", &read_port.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--workers", &workers.to_string()])
+        .output()
+        .expect("run koha_pages.pl");
+    let pages = String::from_utf8_lossy(&perl.stdout).trim().to_string();
+    assert!(
+        perl.status.success(),
+        "{pages}\n{}",
+        String::from_utf8_lossy(&perl.stderr)
+    );
+    pages
 }
 
 /// Stops the ledger and checks every acknowledged write is on node `on`; prints the run.
@@ -258,20 +286,8 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
 
     // Koha-shaped Perl DBI pages: the session row written through one proxy and read back
     // through the other, checkouts as SET autocommit=0 ... COMMIT: no stale read.
-    let perl = std::process::Command::new("perl")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/perl/koha_pages.pl"))
-        .args(["--write-port", &env.proxy_port().to_string()])
-        .args(["--read-port", &peer.port.to_string()])
-        .args(["--seconds", "5", "--workers", "3"])
-        .output()
-        .expect("run koha_pages.pl");
-    let pages = String::from_utf8_lossy(&perl.stdout).trim().to_string();
+    let pages = koha_pages(env.proxy_port(), peer.port, 5, 3);
     eprintln!("RUN galera Koha pages through two proxies: {pages}");
-    assert!(
-        perl.status.success(),
-        "{pages}\n{}",
-        String::from_utf8_lossy(&perl.stderr)
-    );
     assert!(pages.contains(" stale=0 errors=0 "), "{pages}");
 
     // sysbench oltp_read_write through the proxy: no error; meanwhile a backup is taken
@@ -319,8 +335,75 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
     assert_eq!(conflicts, 0, "writes reached two nodes: {run}");
     verify_backup(&env, &backup);
 
+    // Moving the writer on purpose and losing a reader cost clients nothing: SWITCHOVER
+    // TO a node, maintenance of the new writer (moved again first), then SIGKILL of a
+    // node that is not the writer, under the ledger (autocommit INSERTs and BEGIN ...
+    // COMMIT transactions: one open on the old writer finishes there) and Koha-shaped
+    // pages. No client error, nothing lost, no stale read.
+    let nodes: Vec<String> = env.sb().servers().iter().map(|s| s.name.clone()).collect();
+    let target = nodes.iter().find(|n| **n != first).expect("node").clone();
+    let autocommit = ledger(&env, false);
+    let transactions = ledger(&env, true);
+    let proxy_port = env.proxy_port();
+    let pages = std::thread::spawn(move || koha_pages(proxy_port, proxy_port, 16, 2));
+    std::thread::sleep(Duration::from_secs(2));
+    let moved_at = Instant::now();
+    let switched = admin(&socket, &format!("SWITCHOVER TO {target}"));
+    eprintln!("RUN galera SWITCHOVER TO {target}: {}", switched.trim());
+    wait_for("the switchover", DEADLINE, || {
+        writer(&socket).0.as_deref() == Some(target.as_str())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let maintained = admin(&socket, &format!("SET SERVER {target} MAINTENANCE"));
+    eprintln!(
+        "RUN galera SET SERVER {target} MAINTENANCE: {}",
+        maintained.trim()
+    );
+    let second = writer(&socket).0.expect("a writer after maintenance");
+    assert_ne!(second, target, "the writer in maintenance was not moved");
+    std::thread::sleep(Duration::from_secs(2));
+    admin(&socket, &format!("SET SERVER {target} ONLINE"));
+    let reader = nodes
+        .iter()
+        .find(|n| **n != second)
+        .expect("a reader")
+        .clone();
+    env.sb().kill(&reader, Signal::Kill).expect("kill a reader");
+    std::thread::sleep(Duration::from_secs(4));
+    let pages = pages.join().expect("koha_pages thread");
+    eprintln!(
+        "RUN galera Koha pages across a switchover, maintenance and a reader's death: {pages}"
+    );
+    for (what, run) in [("autocommit", autocommit), ("transactions", transactions)] {
+        let report = verify(
+            &env,
+            &format!("switchover, maintenance, SIGKILL reader ({what})"),
+            run,
+            moved_at,
+            &second,
+        );
+        assert!(
+            report.errors().is_empty(),
+            "{what}: client errors {:?}\n{}",
+            report.error_summary(4),
+            env.proxy_log()
+        );
+    }
+    assert!(pages.contains(" stale=0 errors=0 "), "{pages}");
+    eprintln!(
+        "RUN galera statements of transactions that finished on the old writer: {}",
+        env.proxy_log()
+            .matches("open transaction finishes on the old writer")
+            .count()
+    );
+    env.sb().start(&reader).expect("restart the reader");
+    env.sb()
+        .wait_galera_synced(DEADLINE)
+        .expect("three nodes Synced again");
+    let first = second;
+
     // SIGKILL of the writer: writes move to another node, nothing acknowledged is lost.
-    let run = ledger(&env);
+    let run = ledger(&env, false);
     std::thread::sleep(Duration::from_secs(2));
     let fault = Instant::now();
     env.sb().kill(&first, Signal::Kill).expect("kill writer");
@@ -353,7 +436,7 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
     });
 
     // SIGSTOP of the writer: the same.
-    let run = ledger(&env);
+    let run = ledger(&env, false);
     std::thread::sleep(Duration::from_secs(2));
     let fault = Instant::now();
     env.sb().kill(&second, Signal::Stop).expect("stop writer");

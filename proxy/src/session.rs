@@ -535,13 +535,22 @@ impl Session {
         Ok(())
     }
 
+    /// Whether an OK from this session's master connection must not reach the client: on
+    /// replication, when the monitor moved to a new term (the new master may lack what
+    /// the old one acknowledged). On Galera an OK means the Primary component certified
+    /// the write, whichever node sent it, so none is fenced.
+    fn fenced(&self) -> bool {
+        self.shared.config.cluster.kind == kohaproxy_config::ClusterKind::Replication
+            && self.shared.topology.term() != self.master_term
+    }
+
     /// Sends the OK `payload` (from the master) with sequence id `seq`, through `learn` if
     /// it carries session state.
     async fn send_ok(&mut self, seq: u8, payload: &[u8]) -> Result<(), SessionError> {
         let state = crate::protocol::packets::ok_status(payload)
             .is_some_and(|s| s & crate::protocol::status::SESSION_STATE_CHANGED != 0);
         if state && self.router.enabled {
-            if self.shared.topology.term() != self.master_term {
+            if self.fenced() {
                 return Err(SessionError::Fenced);
             }
             let mut out = std::mem::take(&mut self.out);
@@ -549,7 +558,7 @@ impl Session {
             // The GTID is acknowledged (raised) above; if the monitor moved to a new term
             // meanwhile, it may already have read the acknowledged position without it:
             // this OK must not reach the client.
-            if learned.is_ok() && self.shared.topology.term() != self.master_term {
+            if learned.is_ok() && self.fenced() {
                 self.out = out;
                 return Err(SessionError::Fenced);
             }

@@ -36,6 +36,23 @@ pub(super) fn tracks_state(shared: &Shared) -> bool {
     }
 }
 
+/// Whether `old`, the Galera writer a session's open transaction runs on, may finish it
+/// after the writer moved: a usable node (Synced, in the Primary component) still.
+fn old_writer_serves(
+    shared: &Shared,
+    topology: &kohaproxy_health::Topology,
+    old: Option<usize>,
+) -> bool {
+    shared.config.cluster.kind == kohaproxy_config::ClusterKind::Galera
+        && old.is_some_and(|i| {
+            topology.master != Some(i)
+                && topology
+                    .servers
+                    .get(i)
+                    .is_some_and(|v| v.role == kohaproxy_health::Role::Replica)
+        })
+}
+
 /// Reads more of the master's response into its buffer; ends with an error if the
 /// monitor's term moves past `term` meanwhile (the master was replaced: what it might
 /// still send must not reach the client).
@@ -111,6 +128,17 @@ impl Session {
                     // and finishes (or fails) on the old master.
                     return Ok(None);
                 }
+            }
+            if self.status & status::IN_TRANS != 0
+                && old_writer_serves(&self.shared, &topology, self.master_index)
+                && !self.master_closed()
+            {
+                // Galera: the writer moved (a switchover, maintenance) but the old one is
+                // a working node of the Primary component. The transaction finishes there
+                // (its commit is certified against the new writer's write sets); the next
+                // statement after it moves to the new writer.
+                info!(session = self.id, server = %self.master.server, "the Galera writer moved: this session's open transaction finishes on the old writer");
+                return Ok(None);
             }
         }
         let in_transaction = self.status & status::IN_TRANS != 0;
