@@ -90,7 +90,12 @@ impl Store {
             .open(&path)
             .map_err(|e| BackupError::io(&path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Lock { file }),
+            Ok(()) => {
+                // A holder that runs no backup (recovery, a listing) names none: the id a
+                // killed backup left here must not make its leftovers look running.
+                let _ = file.set_len(0);
+                Ok(Lock { file })
+            }
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
@@ -105,9 +110,13 @@ impl Store {
         }
     }
 
-    /// Whether some process holds the lock now.
-    fn locked(&self) -> bool {
-        matches!(self.lock(), Err(BackupError::Busy(_)))
+    /// The id of the backup a process holds the lock for now, if any (a process that holds
+    /// it for something else, such as recovering after a killed backup, names none).
+    fn running_id(&self) -> Option<String> {
+        match self.lock() {
+            Err(BackupError::Busy(holder)) => Some(holder),
+            _ => None,
+        }
     }
 
     /// A new backup id for `now` (its local start time, to the second; `-N` added when
@@ -201,7 +210,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(BackupError::io(&self.dir, e)),
         };
-        let locked = self.locked();
+        let running = self.running_id();
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -225,7 +234,7 @@ impl Store {
                 Err(e) => (None, Some(e.to_string())),
             };
             let status = match (kind, &manifest) {
-                (Some(PARTIAL), _) if locked => "running".to_owned(),
+                (Some(PARTIAL), _) if running.as_deref() == Some(id) => "running".to_owned(),
                 (Some(PARTIAL), _) => "interrupted".to_owned(),
                 (Some(_), _) => "failed".to_owned(),
                 (None, Some(m)) => m.status().to_owned(),
@@ -417,6 +426,11 @@ mod tests {
         drop(lock);
         assert_eq!(store.list().unwrap()[0].status, "interrupted");
         let lock = store.lock().unwrap();
+        assert_eq!(
+            store.list().unwrap()[0].status,
+            "interrupted",
+            "a lock taken to recover is not the killed backup running"
+        );
         store.recover(&lock);
         let list = store.list().unwrap();
         assert_eq!(
