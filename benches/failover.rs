@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kohaproxy_faults::{
     admin, checksums_equal, proxy_master, server_row, verify_blocking, wait_converged,
-    writable_servers, Ledger, LedgerHandle, LedgerOptions, LedgerReport,
+    writable_servers, Ledger, LedgerHandle, LedgerOptions, LedgerReport, Verdict,
 };
 use kohaproxy_sandbox::{Sandbox, SandboxGuard, Signal, UpOptions};
 
@@ -238,6 +238,40 @@ fn switchover_effects(report: &LedgerReport, switches: &[Instant]) -> (Vec<Durat
     (pauses, errors)
 }
 
+/// The table head and the rows both kinds report (faults and their RTO, switchovers and
+/// their pauses, writes, client errors), and the client errors around switchovers.
+fn common_rows(
+    fault_name: &str,
+    faults: &[Instant],
+    switches: &[Instant],
+    report: &LedgerReport,
+    verdict: &Verdict,
+) -> (String, usize) {
+    let rtos: Vec<Duration> = faults.iter().filter_map(|f| report.rto(*f)).collect();
+    let missing = faults.len() - rtos.len();
+    let (pauses, switch_errors) = switchover_effects(report, switches);
+    let (rmin, rmed, rmax) = stats(rtos);
+    let (pmin, pmed, pmax) = stats(pauses);
+    let rows = [
+        "| measure | value |\n|---|---|".to_string(),
+        format!("| {fault_name} | {} |", faults.len()),
+        format!("| RTO min / median / max (ms) | {rmin} / {rmed} / {rmax} |"),
+        format!("| faults with no write acknowledged after them | {missing} |"),
+        format!("| switchovers | {} |", switches.len()),
+        format!("| switchover write pause min / median / max (ms) | {pmin} / {pmed} / {pmax} |"),
+        format!("| client errors around switchovers | {switch_errors} |"),
+        format!("| writes acknowledged | {} |", verdict.acked),
+        format!("| acknowledged writes lost | {} |", verdict.lost.len()),
+        format!(
+            "| client errors (all) | {} {:?} |",
+            report.errors().len(),
+            report.error_summary(3)
+        ),
+        format!("| client reconnects | {} |", report.reconnects()),
+    ];
+    (rows.join("\n") + "\n", switch_errors)
+}
+
 /// The Galera run: SIGKILL of the writer `rounds` times, then switchovers.
 fn galera(opts: Options) -> Result<String> {
     let bench = start(|dir| UpOptions::galera(dir, 3), opts.binary)?;
@@ -287,11 +321,6 @@ fn galera(opts: Options) -> Result<String> {
     let all = ["db1", "db2", "db3"];
     let same = checksums_equal(sb, &all, "koha_ledger.acks").unwrap_or(false);
 
-    let rtos: Vec<Duration> = faults.iter().filter_map(|f| report.rto(*f)).collect();
-    let missing = faults.len() - rtos.len();
-    let (pauses, switch_errors) = switchover_effects(&report, &switches);
-    let (rmin, rmed, rmax) = stats(rtos);
-    let (pmin, pmed, pmax) = stats(pauses);
     let mut md = String::new();
     md.push_str("## Failover benchmark: Galera\n\n");
     md.push_str(&format!(
@@ -301,35 +330,14 @@ fn galera(opts: Options) -> Result<String> {
          cores.\n\n",
         opts.clients
     ));
-    md.push_str("| measure | value |\n|---|---|\n");
-    md.push_str(&format!("| SIGKILLs of the writer | {} |\n", faults.len()));
-    md.push_str(&format!(
-        "| RTO min / median / max (ms) | {rmin} / {rmed} / {rmax} |\n"
-    ));
-    md.push_str(&format!(
-        "| kills with no write acknowledged after them | {missing} |\n"
-    ));
-    md.push_str(&format!("| switchovers | {} |\n", switches.len()));
-    md.push_str(&format!(
-        "| switchover write pause min / median / max (ms) | {pmin} / {pmed} / {pmax} |\n"
-    ));
-    md.push_str(&format!(
-        "| client errors around switchovers | {switch_errors} |\n"
-    ));
-    md.push_str(&format!("| writes acknowledged | {} |\n", verdict.acked));
-    md.push_str(&format!(
-        "| acknowledged writes lost | {} |\n",
-        verdict.lost.len()
-    ));
-    md.push_str(&format!(
-        "| client errors (all) | {} {:?} |\n",
-        report.errors().len(),
-        report.error_summary(3)
-    ));
-    md.push_str(&format!(
-        "| client reconnects | {} |\n",
-        report.reconnects()
-    ));
+    let (rows, switch_errors) = common_rows(
+        "SIGKILLs of the writer",
+        &faults,
+        &switches,
+        &report,
+        &verdict,
+    );
+    md.push_str(&rows);
     md.push_str(&format!(
         "| certification conflicts (writes on two nodes) | {conflicts} |\n"
     ));
@@ -419,11 +427,6 @@ fn replication(opts: Options) -> Result<String> {
     let same = checksums_equal(sb, &all, "koha_ledger.acks").unwrap_or(false);
     let writable = writable_servers(sb);
 
-    let rtos: Vec<Duration> = faults.iter().filter_map(|f| report.rto(*f)).collect();
-    let missing = faults.len() - rtos.len();
-    let (pauses, switch_errors) = switchover_effects(&report, &switches);
-    let (rmin, rmed, rmax) = stats(rtos);
-    let (pmin, pmed, pmax) = stats(pauses);
     let mut md = String::new();
     md.push_str("## Failover benchmark: replication\n\n");
     md.push_str(&format!(
@@ -431,35 +434,8 @@ fn replication(opts: Options) -> Result<String> {
          (500 ms probes, fail_count 3), {clients} ledger clients writing autocommit \
          INSERTs through kohaproxy; all on this machine's cores.\n\n"
     ));
-    md.push_str("| measure | value |\n|---|---|\n");
-    md.push_str(&format!("| SIGKILL failovers | {} |\n", faults.len()));
-    md.push_str(&format!(
-        "| RTO min / median / max (ms) | {rmin} / {rmed} / {rmax} |\n"
-    ));
-    md.push_str(&format!(
-        "| failovers with no write acknowledged after them | {missing} |\n"
-    ));
-    md.push_str(&format!("| switchovers | {} |\n", switches.len()));
-    md.push_str(&format!(
-        "| switchover write pause min / median / max (ms) | {pmin} / {pmed} / {pmax} |\n"
-    ));
-    md.push_str(&format!(
-        "| client errors around switchovers | {switch_errors} |\n"
-    ));
-    md.push_str(&format!("| writes acknowledged | {} |\n", verdict.acked));
-    md.push_str(&format!(
-        "| acknowledged writes lost | {} |\n",
-        verdict.lost.len()
-    ));
-    md.push_str(&format!(
-        "| client errors (all) | {} {:?} |\n",
-        report.errors().len(),
-        report.error_summary(3)
-    ));
-    md.push_str(&format!(
-        "| client reconnects | {} |\n",
-        report.reconnects()
-    ));
+    let (rows, _) = common_rows("SIGKILL failovers", &faults, &switches, &report, &verdict);
+    md.push_str(&rows);
     md.push_str(&format!("| writable servers at the end | {writable:?} |\n"));
     md.push_str(&format!(
         "| the three servers' ledgers identical | {same} |\n"
