@@ -67,3 +67,31 @@ fn koha_bench_runs_every_route_without_stale_reads() {
         "the control route read no stale data, so the run proves nothing:\n{report}"
     );
 }
+
+/// `SMOKE=1 benches/sysbench-galera.sh`: direct to a Galera node, HAProxy with a
+/// clustercheck-style check, and kohaproxy, a few seconds each; exit status 0 means every
+/// run finished and neither proxy route caused a certification conflict.
+#[test]
+fn galera_sysbench_runs_every_route_without_conflicts() {
+    let results = tempfile::tempdir().expect("a temporary directory");
+    let out = Command::new("bash")
+        .arg("benches/sysbench-galera.sh")
+        .env("SMOKE", "1")
+        .env("KOHAPROXY_BIN", env!("CARGO_BIN_EXE_kohaproxy"))
+        .env("RESULTS_DIR", results.path())
+        .output()
+        .expect("bash runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "benches/sysbench-galera.sh exited with {}\n--- report\n{report}\n--- progress\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for route in ["direct", "haproxy", "kohaproxy"] {
+        assert!(
+            report.contains(&format!("| {route} |")),
+            "no row for {route} in the report:\n{report}"
+        );
+    }
+}
