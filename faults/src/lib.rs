@@ -11,11 +11,13 @@
 //!   acknowledged row is on the new master.
 //! - [`cluster`]: verdicts over a running sandbox: which servers are writable, whether
 //!   GTID positions converged, whether table checksums agree.
+//! - [`chaos`]: the chaos soak's seeded, reproducible fault schedule.
 //! - [`console`]: kohaproxy's admin console through the `mariadb` client (SHOW SERVERS,
 //!   SHOW TOPOLOGY, SWITCHOVER, ...).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chaos;
 pub mod cluster;
 pub mod console;
 pub mod ledger;

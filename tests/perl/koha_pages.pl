@@ -74,7 +74,12 @@ use constant {
 my @WORDS = qw(Alpha Birds Castle Dragon Empire Forest Garden Harbour Island Journey Kingdom
     Letters Mountain Night Ocean Poems River Stone Travels Valley Winter Yellow);
 
-sub say_err { print STDERR "koha_pages: @_\n" }
+# Messages carry the UTC time to the millisecond, to match them with the proxies' logs.
+sub say_err {
+    my $t = time;
+    my @u = gmtime($t);
+    printf STDERR "koha_pages %02d:%02d:%02d.%03d: %s\n", @u[2, 1, 0], ($t - int $t) * 1000, "@_";
+}
 
 # One connection, the way Koha::Database::dbh opens it. Dies on failure.
 sub koha_dbh {

@@ -1,0 +1,916 @@
+//! The chaos soak: for a bounded time, two kohaproxy instances in front of one sandbox
+//! (master and two replicas) carry the write ledger (autocommit INSERTs and `BEGIN ...
+//! COMMIT` transactions) and Koha-shaped Perl DBI pages (the session row written through
+//! proxy 0, read back through proxy 1), while a schedule drawn from a seed
+//! ([`kohaproxy_faults::chaos`]) injects SIGKILL, SIGSTOP/SIGCONT and clean restarts of any
+//! server, SIGKILL and restart of either proxy, cuts and blackholes of proxy 1's link to a
+//! server (proxy 1 reaches every server through a [`FaultRelay`], so replicas it re-points
+//! replicate through those links too), switchovers, maintenance, and a backup every
+//! minute.
+//!
+//! Invariants, checked during the run (sampled) and at the end, after everything is healed:
+//! no acknowledged write lost; no stale read; never two writable servers at one sample;
+//! every server converged to the master's data; every backup verified, ok, or failed with a
+//! reason; no replica left paused. A failure prints the seed and the timeline; the same
+//! seed replays the same schedule.
+//!
+//! ```sh
+//! cargo bench --bench chaos                       # 10 minutes, a seed from the clock
+//! SEED=42 DURATION=3600 cargo bench --bench chaos # one hour, seed 42
+//! SEEDS="1 2 3" DURATION=1200 cargo bench --bench chaos
+//! ```
+//!
+//! The markdown report goes to stdout and to `target/bench-results/chaos-STAMP.md`.
+//! `tests/chaos.rs` runs three minutes of a fixed seed in the test suite.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kohaproxy_faults::chaos::{Event, Fault, Schedule, Shape};
+use kohaproxy_faults::{
+    admin, checksums_equal, proxy_master, verify_blocking, wait_converged, writable_servers,
+    FaultRelay, Ledger, LedgerHandle, LedgerOptions, LedgerReport, NOTE_COLUMN,
+};
+use kohaproxy_sandbox::{ProcessState, Sandbox, SandboxGuard, Signal, UpOptions};
+
+type Result<T> = std::result::Result<T, String>;
+
+/// Two writable servers for longer than this fails the run (a woken hung master is
+/// fenced within a probe round or two).
+const FENCE_BOUND: Duration = Duration::from_secs(2);
+
+/// How long the end waits for the healed cluster to be whole and converged.
+const HEAL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// One soak run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The schedule's seed.
+    pub seed: u64,
+    /// The whole run (faults stop 20 s before its end).
+    pub duration: Duration,
+    /// The kohaproxy binary.
+    pub binary: &'static str,
+}
+
+/// A kohaproxy process the soak starts, kills and starts again (killed on drop).
+struct Proxy {
+    config: PathBuf,
+    port: u16,
+    socket: PathBuf,
+    log: PathBuf,
+    binary: &'static str,
+    child: Option<Child>,
+}
+
+impl Proxy {
+    fn start(&mut self) -> Result<()> {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let child = Command::new(self.binary)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawn kohaproxy: {e}"))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Koha's user on 127.0.0.1:`port`.
+fn koha_opts(port: u16) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("koha"))
+        .pass(Some("koha"))
+        .prefer_socket(false)
+        .into()
+}
+
+/// The ledger through proxy 0 until stopped.
+fn start_ledger(port: u16, transactions: bool) -> LedgerHandle {
+    let mut opts = LedgerOptions::new(koha_opts(port));
+    opts.clients = if transactions { 2 } else { 4 };
+    opts.transactions = transactions;
+    if transactions {
+        opts.database = "koha_ledger_txn".into();
+    }
+    opts.duration = Duration::from_secs(24 * 3600);
+    Ledger::spawn(opts)
+}
+
+/// What happened to one scheduled event.
+#[derive(Debug, Clone)]
+struct Done {
+    /// When it actually started (from the start of the run).
+    at: Duration,
+    event: Event,
+    /// `ok`, or why the cluster or the proxy refused it.
+    outcome: String,
+}
+
+/// A fault's undoing, due at `due`.
+#[derive(Debug, Clone, Copy)]
+enum Undo {
+    StartServer(usize),
+    ContinueServer(usize),
+    StartProxy(usize),
+    HealLink(usize),
+    Online(usize),
+}
+
+/// The sandbox of a run and its directory (removed when dropped, after the servers stop).
+struct Cluster {
+    sb: SandboxGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Master and two replicas in a new directory.
+    fn up() -> Result<Cluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("kpchaos")
+            .tempdir_in("/tmp")
+            .map_err(|e| format!("tempdir: {e}"))?;
+        let mut up = UpOptions::new(dir.path().join("sb"));
+        up.replicas = 2;
+        up.proxy_port = free_port()?;
+        let sb = SandboxGuard(Sandbox::up(&up).map_err(|e| format!("sandbox: {e}"))?);
+        Ok(Cluster { sb, _dir: dir })
+    }
+}
+
+/// The cluster after the end's healing.
+struct Healed {
+    /// The one master both proxies name.
+    master: String,
+    /// Servers a proxy reported diverged (left out of the convergence checks).
+    diverged: Vec<String>,
+}
+
+/// What the soak acts on besides the servers: the proxies and proxy 1's relays.
+struct World<'a> {
+    sb: &'a Sandbox,
+    proxies: Vec<Proxy>,
+    relays: Vec<FaultRelay>,
+}
+
+impl<'a> World<'a> {
+    fn sb(&self) -> &'a Sandbox {
+        self.sb
+    }
+
+    fn name(&self, server: usize) -> String {
+        self.sb()
+            .servers()
+            .get(server)
+            .map_or_else(|| format!("server{server}"), |s| s.name.clone())
+    }
+
+    /// Proxy 0 on the sandbox's config, proxy 1 on a copy whose servers are reached
+    /// through relays.
+    fn start(sb: &'a Sandbox, binary: &'static str) -> Result<World<'a>> {
+        let base = sb.dir().to_path_buf();
+        let text = std::fs::read_to_string(sb.config_path())
+            .map_err(|e| format!("read the sandbox config: {e}"))?;
+        let mut relays = Vec::new();
+        let mut relayed = text.clone();
+        for s in sb.servers() {
+            let real = format!("127.0.0.1:{}", s.port);
+            let relay = FaultRelay::start(&real).map_err(|e| format!("relay: {e}"))?;
+            relayed = relayed.replace(&format!("\"{real}\""), &format!("\"{}\"", relay.address()));
+            relays.push(relay);
+        }
+        let port1 = free_port()?;
+        let socket0 = base.join("admin.sock");
+        let socket1 = base.join("admin-1.sock");
+        relayed = relayed
+            .replace(
+                &format!("127.0.0.1:{}", sb.proxy_port()),
+                &format!("127.0.0.1:{port1}"),
+            )
+            .replace(
+                &socket0.to_string_lossy().to_string(),
+                &socket1.to_string_lossy(),
+            );
+        let config1 = base.join("kohaproxy-1.toml");
+        std::fs::write(&config1, relayed).map_err(|e| format!("write config: {e}"))?;
+        let proxies = vec![
+            Proxy {
+                config: sb.config_path(),
+                port: sb.proxy_port(),
+                socket: socket0,
+                log: base.join("proxy-0.log"),
+                binary,
+                child: None,
+            },
+            Proxy {
+                config: config1,
+                port: port1,
+                socket: socket1,
+                log: base.join("proxy-1.log"),
+                binary,
+                child: None,
+            },
+        ];
+        let mut world = World {
+            sb,
+            proxies,
+            relays,
+        };
+        for p in &mut world.proxies {
+            p.start()?;
+        }
+        for p in &world.proxies {
+            wait(
+                "a proxy to know the master",
+                Duration::from_secs(30),
+                || proxy_master(&p.socket).is_some(),
+            )?;
+        }
+        Ok(world)
+    }
+
+    /// Carries out `fault`; what to undo and when, and the outcome.
+    fn apply(&mut self, fault: Fault, now: Instant) -> (Option<(Instant, Undo)>, String) {
+        let outcome = |r: std::result::Result<String, String>| match r {
+            Ok(text) => format!("ok: {}", first_line(&text)),
+            Err(e) => format!("refused: {}", first_line(&e)),
+        };
+        match fault {
+            Fault::KillServer { server, down } => {
+                let r = self.sb().kill(&self.name(server), Signal::Kill);
+                (
+                    Some((now + down, Undo::StartServer(server))),
+                    outcome(r.map(|_| String::new()).map_err(|e| e.to_string())),
+                )
+            }
+            Fault::PauseServer { server, down } => {
+                let r = self.sb().kill(&self.name(server), Signal::Stop);
+                (
+                    Some((now + down, Undo::ContinueServer(server))),
+                    outcome(r.map(|_| String::new()).map_err(|e| e.to_string())),
+                )
+            }
+            Fault::RestartServer { server } => {
+                let name = self.name(server);
+                let r = self
+                    .sb()
+                    .kill(&name, Signal::Term)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| self.start_server(server));
+                (None, outcome(r.map(|_| String::new())))
+            }
+            Fault::KillProxy { proxy, down } => {
+                if let Some(p) = self.proxies.get_mut(proxy) {
+                    p.kill();
+                }
+                (Some((now + down, Undo::StartProxy(proxy))), "ok".into())
+            }
+            Fault::CutLink { server, down } => {
+                if let Some(r) = self.relays.get(server) {
+                    r.cut();
+                }
+                (Some((now + down, Undo::HealLink(server))), "ok".into())
+            }
+            Fault::BlackholeLink { server, down } => {
+                if let Some(r) = self.relays.get(server) {
+                    r.blackhole();
+                }
+                (Some((now + down, Undo::HealLink(server))), "ok".into())
+            }
+            Fault::Switchover { via } => {
+                let socket = self.proxies[via.min(self.proxies.len() - 1)].socket.clone();
+                (None, outcome(admin(&socket, "SWITCHOVER")))
+            }
+            Fault::Maintenance { server, down } => {
+                let sql = format!("SET SERVER {} MAINTENANCE", self.name(server));
+                let r = admin(&self.proxies[0].socket, &sql);
+                let undo = r.is_ok().then_some((now + down, Undo::Online(server)));
+                (undo, outcome(r))
+            }
+            Fault::Backup => (None, outcome(admin(&self.proxies[0].socket, "BACKUP NOW"))),
+        }
+    }
+
+    /// Undoes one fault; the outcome.
+    fn undo(&mut self, undo: Undo) -> String {
+        let r = match undo {
+            Undo::StartServer(s) => self.start_server(s),
+            Undo::ContinueServer(s) => self
+                .sb()
+                .kill(&self.name(s), Signal::Cont)
+                .map_err(|e| e.to_string()),
+            Undo::StartProxy(p) => self.proxies[p].start(),
+            Undo::HealLink(s) => {
+                if let Some(r) = self.relays.get(s) {
+                    r.heal();
+                }
+                Ok(())
+            }
+            Undo::Online(s) => admin(
+                &self.proxies[0].socket,
+                &format!("SET SERVER {} ONLINE", self.name(s)),
+            )
+            .map(|_| ()),
+        };
+        match r {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("failed: {}", first_line(&e)),
+        }
+    }
+
+    /// Starts a server that is down (waiting up to 30 s for a clean shutdown to end).
+    fn start_server(&self, server: usize) -> std::result::Result<(), String> {
+        let name = self.name(server);
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.sb().start(&name) {
+                Ok(()) => return Ok(()),
+                Err(kohaproxy_sandbox::SandboxError::AlreadyRunning { .. })
+                    if Instant::now() < until =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Undoes whatever is left (a fault the run ended in), then waits until every server
+    /// runs, exactly one is writable, both proxies name it and every server has its data.
+    fn heal(&mut self) -> Result<Healed> {
+        for r in &self.relays {
+            r.heal();
+        }
+        let names: Vec<String> = self.sb().servers().iter().map(|s| s.name.clone()).collect();
+        let rows = self.sb().status().map_err(|e| format!("status: {e}"))?;
+        for row in rows {
+            match row.process {
+                ProcessState::Stopped => {
+                    let _ = self.sb().kill(&row.name, Signal::Cont);
+                }
+                ProcessState::Down => {
+                    let i = names.iter().position(|n| *n == row.name).unwrap_or(0);
+                    self.start_server(i)?;
+                }
+                ProcessState::Alive => {}
+            }
+        }
+        for p in &mut self.proxies {
+            if !p.running() {
+                p.start()?;
+            }
+        }
+        for n in &names {
+            let _ = admin(&self.proxies[0].socket, &format!("SET SERVER {n} ONLINE"));
+        }
+        let master = wait_value("one master both proxies name", HEAL_DEADLINE, || {
+            let writable = writable_servers(self.sb());
+            let [one] = writable.as_slice() else {
+                return None;
+            };
+            self.proxies
+                .iter()
+                .all(|p| proxy_master(&p.socket).as_deref() == Some(one.as_str()))
+                .then(|| one.clone())
+        })?;
+        // Every server converges to the master's data, or a proxy reports it diverged
+        // (it then gets no traffic and waits for the operator).
+        let until = Instant::now() + HEAL_DEADLINE;
+        loop {
+            let diverged = self.diverged();
+            let others: Vec<&str> = names
+                .iter()
+                .map(String::as_str)
+                .filter(|n| !diverged.iter().any(|d| d == n))
+                .collect();
+            match wait_converged(self.sb(), &others, Duration::from_secs(10)) {
+                Ok(_) => return Ok(Healed { master, diverged }),
+                Err(e) if Instant::now() >= until => return Err(format!("converge: {e}")),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The servers a proxy's SHOW SERVERS notes as diverged.
+    fn diverged(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in &self.proxies {
+            for line in admin(&p.socket, "SHOW SERVERS").unwrap_or_default().lines() {
+                let cols: Vec<&str> = line.split('\t').collect();
+                let note = cols.get(NOTE_COLUMN).copied().unwrap_or("");
+                if note.contains("diverged") {
+                    if let Some(name) = cols.first() {
+                        if !out.iter().any(|n| n == name) {
+                            out.push(name.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.trim()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(160)
+        .collect()
+}
+
+fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    wait_value(what, limit, || cond().then_some(()))
+}
+
+fn wait_value<T>(what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> Result<T> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(v) = cond() {
+            return Ok(v);
+        }
+        if Instant::now() >= until {
+            return Err(format!("{what}: not within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Koha-shaped pages through the proxies (`tests/perl/koha_pages.pl`) for `seconds`.
+fn start_pages(write_port: u16, read_port: u16, seconds: u64) -> Result<Child> {
+    Command::new("perl")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/perl/koha_pages.pl"))
+        .args(["--write-port", &write_port.to_string()])
+        .args(["--read-port", &read_port.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--workers", "2", "--max-connect-wait", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("run koha_pages.pl: {e}"))
+}
+
+/// A `key=value` figure of koha_pages.pl's summary line.
+fn page_figure<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The longest stretch in `[from, to]` with no write acknowledged by either ledger.
+fn longest_outage(reports: &[&LedgerReport], from: Instant, to: Instant) -> Duration {
+    let mut acks: Vec<Instant> = reports
+        .iter()
+        .flat_map(|r| r.attempts.iter())
+        .filter(|a| a.outcome.is_acked() && a.completed >= from && a.completed <= to)
+        .map(|a| a.completed)
+        .collect();
+    acks.sort();
+    let mut longest = Duration::ZERO;
+    let mut last = from;
+    for t in acks {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    longest.max(to.saturating_duration_since(last))
+}
+
+/// The backups SHOW BACKUPS lists: (id, state, error) per row (columns id, started,
+/// source, gtid, bytes, duration_ms, state, error).
+fn backups(socket: &Path) -> Vec<(String, String, String)> {
+    admin(socket, "SHOW BACKUPS")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            let col = |i: usize| cols.get(i).copied().unwrap_or("").to_string();
+            (col(0), col(6), col(7))
+        })
+        .collect()
+}
+
+/// Carries out the schedule from `started`, each fault and its undoing when due; returns
+/// when the last one is undone.
+fn carry_out(
+    world: &mut World<'_>,
+    schedule: &Schedule,
+    started: Instant,
+    done: &mut Vec<Done>,
+) -> Instant {
+    let mut pending: Vec<(Instant, Undo)> = Vec::new();
+    let mut events = schedule.events.iter().peekable();
+    loop {
+        let now = Instant::now();
+        pending.sort_by_key(|(due, _)| *due);
+        if let Some(&(due, undo)) = pending.first() {
+            if due <= now {
+                pending.remove(0);
+                let outcome = world.undo(undo);
+                if outcome != "ok" {
+                    eprintln!(
+                        "chaos {:>8.3} s  undo {undo:?}: {outcome}",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                continue;
+            }
+        }
+        if let Some(event) = events.peek() {
+            if started + event.at <= now {
+                let event = **event;
+                events.next();
+                let at = started.elapsed();
+                let (undo, outcome) = world.apply(event.fault, Instant::now());
+                eprintln!(
+                    "chaos {:>8.3} s  {}: {outcome}",
+                    at.as_secs_f64(),
+                    event.fault
+                );
+                if let Some(u) = undo {
+                    pending.push(u);
+                }
+                done.push(Done { at, event, outcome });
+                continue;
+            }
+        }
+        if events.peek().is_none() && pending.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Instant::now()
+}
+
+/// Runs one soak; its markdown report, or the report with why it failed.
+pub fn run(opts: Options) -> Result<String> {
+    let shape = Shape::new(opts.duration);
+    let schedule = Schedule::draw(opts.seed, &shape);
+    let cluster = Cluster::up()?;
+    let sb = &cluster.sb.0;
+    let mut world = World::start(sb, opts.binary)?;
+    let writes = start_ledger(world.proxies[0].port, false);
+    let transactions = start_ledger(world.proxies[0].port, true);
+    let pages = start_pages(
+        world.proxies[0].port,
+        world.proxies[1].port,
+        opts.duration.as_secs(),
+    )?;
+    let started = Instant::now();
+    // Stretches of samples with two writable servers: (first, last, servers). One is
+    // expected briefly when a hung master wakes after a failover (writable until a proxy
+    // fences it, one probe round); longer than FENCE_BOUND fails the run.
+    let stop = AtomicBool::new(false);
+    let split_brain: Mutex<Vec<(Duration, Duration, Vec<String>)>> = Mutex::default();
+    let samples = AtomicU64::new(0);
+    let sample = || {
+        let mut open = false;
+        while !stop.load(Ordering::Relaxed) {
+            let writable = writable_servers(sb);
+            let now = started.elapsed();
+            let two = writable.len() > 1;
+            if let Ok(mut v) = split_brain.lock() {
+                match (two, open, v.last_mut()) {
+                    (true, true, Some(last)) => last.1 = now,
+                    (true, _, _) => v.push((now, now, writable)),
+                    (false, _, _) => {}
+                }
+            }
+            open = two;
+            samples.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let mut done: Vec<Done> = Vec::new();
+    let (faults_end, healed) = std::thread::scope(|scope| {
+        scope.spawn(sample);
+        let ended = carry_out(&mut world, &schedule, started, &mut done);
+        let healed = world.heal();
+        // The quiet tail: the workloads run on a whole cluster.
+        std::thread::sleep((started + opts.duration).saturating_duration_since(Instant::now()));
+        stop.store(true, Ordering::Relaxed);
+        (ended, healed)
+    });
+    let writes = writes.stop_and_join().map_err(|e| format!("ledger: {e}"))?;
+    let transactions = transactions
+        .stop_and_join()
+        .map_err(|e| format!("ledger: {e}"))?;
+    let pages = pages
+        .wait_with_output()
+        .map_err(|e| format!("koha_pages.pl: {e}"))?;
+    let pages_line = String::from_utf8_lossy(&pages.stdout).trim().to_string();
+
+    let mut failures: Vec<String> = Vec::new();
+    let (master, diverged) = match healed {
+        Ok(h) => (h.master, h.diverged),
+        Err(e) => {
+            failures.push(format!("the cluster did not heal: {e}"));
+            let master = proxy_master(&world.proxies[0].socket).unwrap_or_else(|| "db1".into());
+            (master, world.diverged())
+        }
+    };
+    let port = world
+        .sb()
+        .server(&master)
+        .map(|s| s.port)
+        .ok_or("no master")?;
+    let mut verdicts = Vec::new();
+    for (what, report) in [("autocommit", &writes), ("transactions", &transactions)] {
+        match verify_blocking(report, koha_opts(port)) {
+            Ok(v) => {
+                if !v.lost.is_empty() || !v.torn.is_empty() {
+                    failures.push(format!("{what} ledger: {v}"));
+                }
+                verdicts.push((what, v));
+            }
+            Err(e) => failures.push(format!("{what} ledger: cannot verify: {e}")),
+        }
+    }
+    let names: Vec<String> = world
+        .sb()
+        .servers()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let all: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !diverged.iter().any(|d| d == n))
+        .collect();
+    for table in ["koha_ledger.acks", "koha_ledger_txn.acks"] {
+        if !checksums_equal(world.sb(), &all, table).unwrap_or(false) {
+            failures.push(format!("{table} differs between servers"));
+        }
+    }
+    let stale: u64 = page_figure(&pages_line, "stale")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    if stale != 0 {
+        let shown: Vec<String> = String::from_utf8_lossy(&pages.stderr)
+            .lines()
+            .filter(|l| l.contains("STALE"))
+            .map(str::to_string)
+            .collect();
+        failures.push(format!(
+            "stale reads: {pages_line}\n  {}",
+            shown.join("\n  ")
+        ));
+    }
+    if !pages.status.success() {
+        failures.push(format!(
+            "koha_pages.pl failed: {pages_line} {}",
+            String::from_utf8_lossy(&pages.stderr)
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ));
+    }
+    let split_brain = split_brain.lock().map(|v| v.clone()).unwrap_or_default();
+    for (first, last, servers) in &split_brain {
+        if *last - *first > FENCE_BOUND {
+            failures.push(format!(
+                "two writable servers {servers:?} from {:.3} s to {:.3} s",
+                first.as_secs_f64(),
+                last.as_secs_f64()
+            ));
+        }
+    }
+    if !diverged.is_empty() {
+        eprintln!("chaos: servers reported diverged at the end: {diverged:?}");
+    }
+    // Backups: none still running, each failure with a reason; no replica left paused.
+    let _ = wait("backups to finish", Duration::from_secs(60), || {
+        !backups(&world.proxies[0].socket)
+            .iter()
+            .any(|(_, state, _)| state == "running")
+    });
+    let listed = backups(&world.proxies[0].socket);
+    for (id, state, error) in &listed {
+        let fine = matches!(state.as_str(), "ok" | "verified")
+            || (state.starts_with("failed") && !error.is_empty() && error != "NULL");
+        if !fine {
+            failures.push(format!("backup {id}: {state} {error}"));
+        }
+    }
+    if let Ok(rows) = world.sb().status() {
+        for row in rows
+            .iter()
+            .filter(|r| r.name != master && !diverged.contains(&r.name))
+        {
+            let running = row
+                .replication
+                .as_ref()
+                .is_some_and(|t| t.io_running == "Yes" && t.sql_running == "Yes");
+            if !running {
+                failures.push(format!(
+                    "{} is not replicating at the end: {row:?}",
+                    row.name
+                ));
+            }
+        }
+    }
+
+    // The report.
+    let reports = [&writes, &transactions];
+    let outage = longest_outage(&reports, started + shape.warmup, faults_end);
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reports {
+        for (e, n) in r.error_summary(usize::MAX) {
+            let code = e.split(':').next().unwrap_or(&e).to_string();
+            *errors.entry(code).or_default() += n;
+        }
+    }
+    let logs: String = world.proxies.iter().map(Proxy::log_text).collect();
+    let failovers = logs.matches("promoted\"").count() + logs.matches(" promoted ").count();
+    let switchovers = logs.matches("switchover done").count();
+    let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for d in &done {
+        let e = by_kind.entry(d.event.fault.kind()).or_default();
+        if d.outcome.starts_with("ok") {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    let acked: usize = verdicts.iter().map(|(_, v)| v.acked).sum();
+    let lost: usize = verdicts.iter().map(|(_, v)| v.lost.len()).sum();
+    let mut md = String::new();
+    md.push_str(&format!(
+        "## Chaos soak: seed {}, {} s\n\n",
+        opts.seed,
+        opts.duration.as_secs()
+    ));
+    md.push_str(
+        "Sandbox: master + 2 replicas, two kohaproxy instances (proxy 1 through fault \
+         relays), 4 autocommit + 2 transaction ledger clients through proxy 0, 2 Koha-page \
+         workers writing through proxy 0 and reading through proxy 1.\n\n",
+    );
+    md.push_str("| fault | carried out | refused |\n|---|---:|---:|\n");
+    for (kind, (ok, refused)) in &by_kind {
+        md.push_str(&format!("| {kind} | {ok} | {refused} |\n"));
+    }
+    md.push_str("\n| measure | value |\n|---|---|\n");
+    md.push_str(&format!(
+        "| failovers (promotions logged) | {failovers} |\n"
+    ));
+    md.push_str(&format!("| switchovers done | {switchovers} |\n"));
+    md.push_str(&format!("| writes acknowledged | {acked} |\n"));
+    md.push_str(&format!("| acknowledged writes lost | {lost} |\n"));
+    md.push_str(&format!("| Koha pages | {pages_line} |\n"));
+    md.push_str(&format!(
+        "| ledger client errors by code | {} |\n",
+        errors
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    md.push_str(&format!(
+        "| longest write outage (no write acknowledged) | {} ms |\n",
+        outage.as_millis()
+    ));
+    md.push_str(&format!(
+        "| samples of writable servers / stretches with two (longest) | {} / {} ({} ms) |\n",
+        samples.load(Ordering::Relaxed),
+        split_brain.len(),
+        split_brain
+            .iter()
+            .map(|(a, b, _)| (*b - *a).as_millis())
+            .max()
+            .unwrap_or(0)
+    ));
+    md.push_str(&format!("| servers reported diverged | {diverged:?} |\n"));
+    md.push_str(&format!("| backups | {listed:?} |\n"));
+    if failures.is_empty() {
+        return Ok(md);
+    }
+    // The proxies' whole logs outlive the run's directory.
+    let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    let mut kept_logs = Vec::new();
+    if std::fs::create_dir_all(&kept).is_ok() {
+        for (i, p) in world.proxies.iter().enumerate() {
+            let to = kept.join(format!("chaos-{}-proxy-{i}.log", opts.seed));
+            if std::fs::copy(&p.log, &to).is_ok() {
+                kept_logs.push(to.display().to_string());
+            }
+        }
+    }
+    let mut timeline = String::new();
+    for d in &done {
+        timeline.push_str(&format!(
+            "{:>8.3} s (planned {:>8.3})  {}: {}\n",
+            d.at.as_secs_f64(),
+            d.event.at.as_secs_f64(),
+            d.event.fault,
+            d.outcome
+        ));
+    }
+    Err(format!(
+        "{md}\nFAILED (seed {}; rerun with SEED={} DURATION={}):\n- {}\n\nTimeline:\n{timeline}\nThe proxies' logs: {kept_logs:?}\n--- proxy 0 log (tail):\n{}\n--- proxy 1 log (tail):\n{}",
+        opts.seed,
+        opts.seed,
+        opts.duration.as_secs(),
+        failures.join("\n- "),
+        tail(&world.proxies[0].log_text(), 60),
+        tail(&world.proxies[1].log_text(), 60),
+    ))
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else is accepted.
+    let duration = std::env::var("DURATION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let clock_seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1);
+    let seeds: Vec<u64> = std::env::var("SEEDS")
+        .or_else(|_| std::env::var("SEED"))
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![clock_seed]);
+    let mut report = String::new();
+    let mut failed = false;
+    for seed in seeds {
+        let opts = Options {
+            seed,
+            duration: Duration::from_secs(duration),
+            binary: env!("CARGO_BIN_EXE_kohaproxy"),
+        };
+        match run(opts) {
+            Ok(md) => report.push_str(&md),
+            Err(e) => {
+                report.push_str(&e);
+                failed = true;
+            }
+        }
+        report.push('\n');
+    }
+    println!("{report}");
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    if std::fs::create_dir_all(&out).is_ok() {
+        let _ = std::fs::write(out.join(format!("chaos-{stamp}.md")), &report);
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
