@@ -425,7 +425,16 @@ mod tests {
         assert_eq!(list[0].status, "running");
         drop(lock);
         assert_eq!(store.list().unwrap()[0].status, "interrupted");
-        let lock = store.lock().unwrap();
+        // Another test of this binary may fork (to run a program) while this one holds
+        // the lock file open: the child keeps the lock until it execs. Wait that out.
+        let lock = (0..200)
+            .find_map(|_| {
+                store
+                    .lock()
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(5)))
+                    .ok()
+            })
+            .expect("the lock, once no forked child holds it");
         assert_eq!(
             store.list().unwrap()[0].status,
             "interrupted",

@@ -100,6 +100,25 @@ impl Session {
         }))
     }
 
+    /// Runs a query returning one row and returns the text of its column `column`, by name
+    /// (`None` for NULL, no row, or no such column): for SHOW statements, whose column
+    /// order changes between versions.
+    pub(crate) async fn column(
+        &mut self,
+        sql: &str,
+        column: &str,
+        limit: Duration,
+    ) -> Result<Option<String>, String> {
+        let conn = self.conn()?;
+        let result = tokio::time::timeout(limit, conn.query_first::<Row, _>(sql)).await;
+        let row = self.finish(sql, limit, result)?;
+        Ok(row.and_then(|row| {
+            row.get_opt::<Option<String>, &str>(column)
+                .and_then(Result::ok)
+                .flatten()
+        }))
+    }
+
     /// The open connection.
     fn conn(&mut self) -> Result<&mut Conn, String> {
         let name = &self.name;

@@ -182,12 +182,7 @@ impl Monitor {
             .find(|x| x.index == c)
             .map(|x| x.received.clone())
             .unwrap_or_default();
-        let sql_stopped = t.servers[c]
-            .status
-            .as_ref()
-            .and_then(|s| s.replication.first())
-            .is_some_and(|r| r.sql_thread != crate::probe::ThreadState::Running);
-        if let Err(e) = self.promote(c, &received, &acked, sql_stopped).await {
+        if let Err(e) = self.promote(c, &received, &acked).await {
             let op = format!("failover from {old} to {name} failed: {e}");
             self.servers[c].note = Some(op.clone());
             self.set_operation(Some(op.clone()));
@@ -222,12 +217,17 @@ impl Monitor {
         c: usize,
         received: &GtidList,
         acked: &GtidList,
-        sql_stopped: bool,
     ) -> Result<(), String> {
         let mut s = self.open(c).await?;
-        if sql_stopped {
-            s.exec("START SLAVE SQL_THREAD").await?;
-        }
+        // Apply all the relay log holds, not only what the last probe saw received: that
+        // view can be older than the relay log's tail, and the tail may hold a write
+        // another kohaproxy acknowledged (this one's `acked` does not know it). The IO
+        // thread is left running meanwhile (the old master is gone, it receives nothing):
+        // in GTID mode, starting the SQL thread with both threads stopped discards the
+        // relay log. START SLAVE SQL_THREAD runs whatever the probe said: another proxy's
+        // failed attempt may have stopped it since.
+        s.exec("START SLAVE SQL_THREAD").await?;
+        self.drain_relay_log(&mut s).await?;
         self.wait_for(&mut s, received).await?;
         let now: GtidList = s
             .value("SELECT @@gtid_current_pos", self.config.timeout)
@@ -249,6 +249,35 @@ impl Monitor {
         }
         self.servers[c].note = None;
         Ok(())
+    }
+
+    /// Waits until the replica behind `s`, its IO thread stopped, has applied every whole
+    /// transaction in its relay log: its SQL thread says it has read it all (bounded by
+    /// `catchup_timeout`). A transaction the dead master sent only part of stays unapplied,
+    /// as it must: no client was told it committed.
+    async fn drain_relay_log(&self, s: &mut Session) -> Result<(), String> {
+        const ALL_READ: &str = "Slave has read all relay log";
+        let until = Instant::now() + self.config.catchup_timeout;
+        loop {
+            let state = s
+                .column(
+                    "SHOW SLAVE STATUS",
+                    "Slave_SQL_Running_State",
+                    self.config.timeout,
+                )
+                .await?
+                .unwrap_or_default();
+            if state.starts_with(ALL_READ) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(format!(
+                    "its relay log was not applied within {} ms (SQL thread: {state:?})",
+                    self.config.catchup_timeout.as_millis()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until the server behind `s` has applied `position` (bounded).
