@@ -158,16 +158,10 @@ cleanup() {
   if $src_up; then
     kp_sandbox_down "$bin" "$src" >&2 || log "sandbox down failed; see $src"
   fi
-  if [[ ${KEEP:-0} == 1 ]]; then
-    log "kept $work"
-  else
-    rm -rf "$work"
-  fi
+  kp_remove_work "$work"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+kp_traps
 
 sql() { mariadb -h127.0.0.1 -P"$1" -uroot -N -B -e "$2"; }
 

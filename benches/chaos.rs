@@ -31,9 +31,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kohaproxy_faults::chaos::{Event, Fault, Schedule, Shape};
+use kohaproxy_faults::report;
 use kohaproxy_faults::{
-    admin, checksums_equal, proxy_master, verify_blocking, wait_converged, writable_servers,
-    FaultRelay, Ledger, LedgerHandle, LedgerOptions, LedgerReport, NOTE_COLUMN,
+    admin, checksums_equal, koha_opts, longest_outage, proxy_master, verify_blocking,
+    wait_converged, writable_servers, FaultRelay, Ledger, LedgerHandle, LedgerOptions, NOTE_COLUMN,
 };
 use kohaproxy_sandbox::{ProcessState, Sandbox, SandboxGuard, Signal, UpOptions};
 
@@ -111,21 +112,7 @@ impl Drop for Proxy {
 }
 
 fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-/// Koha's user on 127.0.0.1:`port`.
-fn koha_opts(port: u16) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("koha"))
-        .pass(Some("koha"))
-        .prefer_socket(false)
-        .into()
+    kohaproxy_faults::free_port().map_err(|e| format!("no free port: {e}"))
 }
 
 /// The ledger through proxy 0 until stopped.
@@ -501,24 +488,6 @@ fn page_figure<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// The longest stretch in `[from, to]` with no write acknowledged by either ledger.
-fn longest_outage(reports: &[&LedgerReport], from: Instant, to: Instant) -> Duration {
-    let mut acks: Vec<Instant> = reports
-        .iter()
-        .flat_map(|r| r.attempts.iter())
-        .filter(|a| a.outcome.is_acked() && a.completed >= from && a.completed <= to)
-        .map(|a| a.completed)
-        .collect();
-    acks.sort();
-    let mut longest = Duration::ZERO;
-    let mut last = from;
-    for t in acks {
-        longest = longest.max(t - last);
-        last = t;
-    }
-    longest.max(to.saturating_duration_since(last))
-}
-
 /// The backups SHOW BACKUPS lists: (id, state, error) per row (columns id, started,
 /// source, gtid, bytes, duration_ms, state, error).
 fn backups(socket: &Path) -> Vec<(String, String, String)> {
@@ -884,33 +853,17 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|_| vec![clock_seed]);
-    let mut report = String::new();
-    let mut failed = false;
-    for seed in seeds {
-        let opts = Options {
+    let (report, failed) = report::run_all(seeds, |seed| {
+        run(Options {
             seed,
             duration: Duration::from_secs(duration),
             binary: env!("CARGO_BIN_EXE_kohaproxy"),
-        };
-        match run(opts) {
-            Ok(md) => report.push_str(&md),
-            Err(e) => {
-                report.push_str(&e);
-                failed = true;
-            }
-        }
-        report.push('\n');
-    }
-    println!("{report}");
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-    if std::fs::create_dir_all(&out).is_ok() {
-        let _ = std::fs::write(out.join(format!("chaos-{stamp}.md")), &report);
-    }
-    if failed {
-        std::process::exit(1);
-    }
+        })
+    });
+    report::finish(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results"),
+        "chaos",
+        &report,
+        failed,
+    )
 }

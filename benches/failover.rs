@@ -21,11 +21,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use kohaproxy_faults::report;
 use kohaproxy_faults::{
-    admin, checksums_equal, proxy_master, server_row, verify_blocking, wait_converged,
-    writable_servers, Ledger, LedgerHandle, LedgerOptions, LedgerReport, Verdict,
+    admin, checksums_equal, koha_opts, longest_outage, proxy_master, server_row, verify_blocking,
+    wait_converged, writable_servers, Ledger, LedgerHandle, LedgerOptions, LedgerReport, Verdict,
 };
 use kohaproxy_sandbox::{Sandbox, SandboxGuard, Signal, UpOptions};
 
@@ -52,10 +53,7 @@ impl Drop for Proxy {
 }
 
 fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
+    kohaproxy_faults::free_port().map_err(|e| format!("no free port: {e}"))
 }
 
 fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> Result<T> {
@@ -91,24 +89,6 @@ fn wait_replica(socket: &Path, name: &str) -> Result<()> {
     wait_for(&format!("{name} a replica again"), || {
         (role(socket, name).as_deref() == Some("replica")).then_some(())
     })
-}
-
-/// The longest interval without an acknowledged write completing in `[from, to]`.
-fn pause_within(report: &LedgerReport, from: Instant, to: Instant) -> Duration {
-    let mut acks: Vec<Instant> = report
-        .attempts
-        .iter()
-        .filter(|a| a.outcome.is_acked() && a.completed >= from && a.completed <= to)
-        .map(|a| a.completed)
-        .collect();
-    acks.sort();
-    let mut longest = Duration::ZERO;
-    let mut last = from;
-    for t in acks {
-        longest = longest.max(t - last);
-        last = t;
-    }
-    longest.max(to - last)
 }
 
 fn stats(mut values: Vec<Duration>) -> (String, String, String) {
@@ -195,17 +175,6 @@ struct Bench {
     _dir: tempfile::TempDir,
 }
 
-/// Koha's user on 127.0.0.1:`port`.
-fn koha_opts(port: u16) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("koha"))
-        .pass(Some("koha"))
-        .prefer_socket(false)
-        .into()
-}
-
 /// The ledger through the proxy until stopped.
 fn start_ledger(sb: &Sandbox, clients: usize) -> LedgerHandle {
     let mut lopts = LedgerOptions::new(koha_opts(sb.proxy_port()));
@@ -222,7 +191,7 @@ fn switchover_effects(report: &LedgerReport, switches: &[Instant]) -> (Vec<Durat
         .iter()
         .map(|s| {
             let (from, to) = window(*s);
-            pause_within(report, from, to)
+            longest_outage(&[report], from, to)
         })
         .collect();
     let errors = report
@@ -459,35 +428,19 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut report = String::new();
-    let mut failed = false;
-    for kind in kinds {
-        let opts = Options {
+    let (report, failed) = report::run_all(kinds, |kind| {
+        run(Options {
             kind,
             rounds: env_number("ROUNDS", 20),
             switchovers: env_number("SWITCHOVERS", 10),
             clients: env_number("CLIENTS", 8),
             binary: env!("CARGO_BIN_EXE_kohaproxy"),
-        };
-        match run(opts) {
-            Ok(md) => report.push_str(&md),
-            Err(e) => {
-                report.push_str(&e);
-                failed = true;
-            }
-        }
-        report.push('\n');
-    }
-    println!("{report}");
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
-    if std::fs::create_dir_all(&out).is_ok() {
-        let _ = std::fs::write(out.join(format!("failover-{stamp}.md")), &report);
-    }
-    if failed {
-        std::process::exit(1);
-    }
+        })
+    });
+    report::finish(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results"),
+        "failover",
+        &report,
+        failed,
+    )
 }

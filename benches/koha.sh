@@ -94,13 +94,7 @@ done
 
 needed=(mariadb python3 perl getconf)
 want haproxy && needed+=(haproxy)
-for c in "${needed[@]}"; do
-  command -v "$c" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
-  command -v "$c" >/dev/null 2>&1 || {
-    log "$c not found; run scripts/install-deps.sh"
-    exit 1
-  }
-done
+kp_need "${needed[@]}"
 perl -MDBI -MDBD::mysql -e1 2>/dev/null || {
   log "perl's DBD::mysql is missing; run scripts/install-deps.sh (libdbd-mysql-perl)"
   exit 1
@@ -130,16 +124,10 @@ cleanup() {
   if $sandbox_up; then
     kp_sandbox_down "$bin" "$sandbox" >&2 || log "sandbox down failed; see $sandbox"
   fi
-  if [[ ${KEEP:-0} == 1 ]]; then
-    log "kept $work"
-  else
-    rm -rf "$work"
-  fi
+  kp_remove_work "$work"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+kp_traps
 
 # Which kohaproxy processes each route needs: the write side first, then the read side
 # (one name: both ports on it).
@@ -237,13 +225,7 @@ frontend mariadb
 backend master
     server db1 127.0.0.1:$master_port check inter 2s
 EOF
-  haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-  haproxy_pid=$!
-  kp_wait_login "$ha_port" 20 "$haproxy_pid" haproxy || {
-    log "HAProxy does not pass logins"
-    cat "$work/haproxy.log" >&2
-    exit 1
-  }
+  kp_start_haproxy "$work" "$ha_port"
 fi
 
 # kp_config DST PORT SOCKET SPLIT CAUSAL: a copy of the sandbox's config (parsed with

@@ -90,13 +90,7 @@ for c in "${cells[@]}"; do
   }
 done
 
-for c in sysbench haproxy mariadb python3 getconf; do
-  command -v "$c" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
-  command -v "$c" >/dev/null 2>&1 || {
-    log "$c not found; run scripts/install-deps.sh"
-    exit 1
-  }
-done
+kp_need sysbench haproxy mariadb python3 getconf
 
 kp_bench_paths "$root"
 
@@ -120,16 +114,10 @@ cleanup() {
   if $sandbox_up; then
     kp_sandbox_down "$bin" "$sandbox" >&2 || log "sandbox down failed; see $sandbox"
   fi
-  if [[ ${KEEP:-0} == 1 ]]; then
-    log "kept $work"
-  else
-    rm -rf "$work"
-  fi
+  kp_remove_work "$work"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+kp_traps
 
 # Distinct free ports: kohaproxy (the sandbox's proxy port), HAProxy, and one clustercheck
 # port per node.
@@ -366,13 +354,7 @@ EOF
       "${node_names[i]}" "${node_ports[i]}" "${cc_ports[i]}" "$( ((i > 0)) && echo ' backup')"
   done
 } >"$work/haproxy.cfg"
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-haproxy_pid=$!
-kp_wait_login "$ha_port" 20 "$haproxy_pid" haproxy || {
-  log "HAProxy does not pass logins"
-  cat "$work/haproxy.log" >&2
-  exit 1
-}
+kp_start_haproxy "$work" "$ha_port"
 
 # ha_servers: HAProxy's view of its servers, from its stats socket: "db1 UP (L7OK/200,
 # N sessions), db2 UP backup (...), ...".
@@ -435,19 +417,9 @@ sb() {
 }
 
 # sb_field NAME: a figure from $work/last.out (tps qps queries p95 ignored reconnects).
-sb_field() {
-  local out=$work/last.out
-  case $1 in
-    tps) awk '$1 == "transactions:" { sub(/\(/, "", $3); print $3 }' "$out" ;;
-    qps) awk '$1 == "queries:" { sub(/\(/, "", $3); print $3 }' "$out" ;;
-    queries) awk '$1 == "queries:" { print $2 }' "$out" ;;
-    p95) awk '$1 == "95th" { print $3 }' "$out" ;;
-    ignored) awk '$1 == "ignored" && $2 == "errors:" { print $3 }' "$out" ;;
-    reconnects) awk '$1 == "reconnects:" { print $2 }' "$out" ;;
-  esac
-}
+sb_field() { kp_sb_field "$work/last.out" "$1"; }
 
-sb_error() { grep -m1 -i -E 'fatal|error' "$work/last.out" | cut -c1-120 | tr '|' '/' || true; }
+sb_error() { kp_sb_error "$work/last.out"; }
 
 # cc_cpu_ticks: clustercheck's CPU with its reaped children (the mariadb clients it runs):
 # utime + stime + cutime + cstime, in ticks.
@@ -517,14 +489,7 @@ cell() {
     s1=$(snapshot)
     tps=$(sb_field tps) qps=$(sb_field qps) queries=$(sb_field queries) p95=$(sb_field p95)
     ign=$(sb_field ignored) rec=$(sb_field reconnects)
-    # errors: "0" when sysbench ignored none, reconnected never and exited 0; else each
-    # non-zero one
-    errors=''
-    [[ ${ign:-0} != 0 ]] && errors+="ignored $ign; "
-    [[ ${rec:-0} != 0 ]] && errors+="reconnects $rec; "
-    ((rc == 0)) || errors+="exit $rc; "
-    errors=${errors%; }
-    [[ -n $errors ]] || errors=0
+    errors=$(kp_sb_errors "$rc" "$ign" "$rec")
     note=''
     ((rc == 0)) || note="FAILED: $(sb_error)"
     [[ -n $tps ]] || note=${note:-FAILED: no result}

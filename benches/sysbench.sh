@@ -74,13 +74,7 @@ if want split && ((REPLICAS < 1)); then
   SECTIONS=${SECTIONS//split/}
 fi
 
-for c in sysbench haproxy mariadb python3 getconf; do
-  command -v "$c" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
-  command -v "$c" >/dev/null 2>&1 || {
-    log "$c not found; run scripts/install-deps.sh"
-    exit 1
-  }
-done
+kp_need sysbench haproxy mariadb python3 getconf
 
 kp_bench_paths "$root"
 
@@ -102,16 +96,10 @@ cleanup() {
   if $sandbox_up; then
     kp_sandbox_down "$bin" "$sandbox" >&2 || log "sandbox down failed; see $sandbox"
   fi
-  if [[ ${KEEP:-0} == 1 ]]; then
-    log "kept $work"
-  else
-    rm -rf "$work"
-  fi
+  kp_remove_work "$work"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+kp_traps
 
 # Four distinct free ports: the sandbox's proxy port, HAProxy, and kohaproxy with the
 # split off and on (the split section runs both at once, so that neither restarts).
@@ -193,13 +181,7 @@ frontend mariadb
 backend master
     server db1 127.0.0.1:$master_port check inter 2s
 EOF
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-haproxy_pid=$!
-kp_wait_login "$ha_port" 20 "$haproxy_pid" haproxy || {
-  log "HAProxy does not pass logins"
-  cat "$work/haproxy.log" >&2
-  exit 1
-}
+kp_start_haproxy "$work" "$ha_port"
 
 # start_kohaproxy CONFIG PORT LOG: starts kohaproxy in the background (pid in $started_pid)
 # and waits until it accepts logins on PORT.
@@ -226,19 +208,9 @@ sb() {
 }
 
 # sb_field NAME: a figure from $work/last.out (tps qps queries p95 ignored reconnects).
-sb_field() {
-  local out=$work/last.out
-  case $1 in
-    tps) awk '$1 == "transactions:" { sub(/\(/, "", $3); print $3 }' "$out" ;;
-    qps) awk '$1 == "queries:" { sub(/\(/, "", $3); print $3 }' "$out" ;;
-    queries) awk '$1 == "queries:" { print $2 }' "$out" ;;
-    p95) awk '$1 == "95th" { print $3 }' "$out" ;;
-    ignored) awk '$1 == "ignored" && $2 == "errors:" { print $3 }' "$out" ;;
-    reconnects) awk '$1 == "reconnects:" { print $2 }' "$out" ;;
-  esac
-}
+sb_field() { kp_sb_field "$work/last.out" "$1"; }
 
-sb_error() { grep -m1 -i -E 'fatal|error' "$work/last.out" | cut -c1-120 | tr '|' '/' || true; }
+sb_error() { kp_sb_error "$work/last.out"; }
 
 log "warm-up: ${WARMUP}s oltp_read_only, 8 threads, direct; then 3 s through HAProxy"
 sb oltp_read_only 8 "$master_port" disable "$WARMUP" || {
@@ -418,14 +390,7 @@ split_cell() {
     s1=$(com_selects)
     tps=$(sb_field tps) qps=$(sb_field qps) queries=$(sb_field queries) p95=$(sb_field p95)
     ign=$(sb_field ignored) rec=$(sb_field reconnects)
-    # errors: "0" when sysbench ignored none, reconnected never and exited 0; else each
-    # non-zero one
-    errors=''
-    [[ ${ign:-0} != 0 ]] && errors+="ignored $ign; "
-    [[ ${rec:-0} != 0 ]] && errors+="reconnects $rec; "
-    ((rc == 0)) || errors+="exit $rc; "
-    errors=${errors%; }
-    [[ -n $errors ]] || errors=0
+    errors=$(kp_sb_errors "$rc" "$ign" "$rec")
     note=''
     ((rc == 0)) || note="FAILED: $(sb_error)"
     [[ -n $tps ]] || note=${note:-FAILED: no result}

@@ -152,3 +152,75 @@ kp_bench_paths() {
   results_dir=${RESULTS_DIR:-$target_dir/bench-results}
   [[ $results_dir == /* ]] || results_dir=$root/$results_dir
 }
+
+# kp_remove_work DIR: the last step of a bench's EXIT trap: removes its temporary
+# directory DIR, or with KEEP=1 keeps it and says where.
+kp_remove_work() {
+  if [[ ${KEEP:-0} == 1 ]]; then
+    echo "kept $1" >&2
+  else
+    rm -rf "$1"
+  fi
+}
+
+# kp_traps: runs the calling script's `cleanup` function on exit, and turns Ctrl-C and
+# SIGTERM into exits (so that cleanup runs then too).
+kp_traps() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# kp_start_haproxy DIR PORT: starts HAProxy on DIR/haproxy.cfg in the background (pid in
+# $haproxy_pid, log in DIR/haproxy.log) and waits until it passes logins on PORT; exits
+# the script with HAProxy's log if it does not.
+kp_start_haproxy() {
+  haproxy -f "$1/haproxy.cfg" -db >"$1/haproxy.log" 2>&1 &
+  haproxy_pid=$!
+  kp_wait_login "$2" 20 "$haproxy_pid" haproxy || {
+    echo "HAProxy does not pass logins:" >&2
+    cat "$1/haproxy.log" >&2
+    exit 1
+  }
+}
+
+# kp_sb_errors RC IGNORED RECONNECTS: a sysbench run's errors for a report: "0" when it
+# exited 0 (RC), ignored no error and never reconnected; else each non-zero one.
+kp_sb_errors() {
+  local errors=''
+  [[ ${2:-0} != 0 ]] && errors+="ignored $2; "
+  [[ ${3:-0} != 0 ]] && errors+="reconnects $3; "
+  (($1 == 0)) || errors+="exit $1; "
+  errors=${errors%; }
+  echo "${errors:-0}"
+}
+
+# kp_need CMD...: exits the script, saying so, unless every CMD is on PATH (/usr/sbin
+# added, where Debian puts haproxy).
+kp_need() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
+    command -v "$c" >/dev/null 2>&1 || {
+      echo "$c not found; run scripts/install-deps.sh" >&2
+      exit 1
+    }
+  done
+}
+
+# kp_sb_field FILE NAME: a figure from sysbench's output in FILE (tps qps queries p95
+# ignored reconnects); empty if it has none.
+kp_sb_field() {
+  case $2 in
+    tps) awk '$1 == "transactions:" { sub(/\(/, "", $3); print $3 }' "$1" ;;
+    qps) awk '$1 == "queries:" { sub(/\(/, "", $3); print $3 }' "$1" ;;
+    queries) awk '$1 == "queries:" { print $2 }' "$1" ;;
+    p95) awk '$1 == "95th" { print $3 }' "$1" ;;
+    ignored) awk '$1 == "ignored" && $2 == "errors:" { print $3 }' "$1" ;;
+    reconnects) awk '$1 == "reconnects:" { print $2 }' "$1" ;;
+  esac
+}
+
+# kp_sb_error FILE: the first line of sysbench's output in FILE that reports an error,
+# cut for a table cell.
+kp_sb_error() { grep -m1 -i -E 'fatal|error' "$1" | cut -c1-120 | tr '|' '/' || true; }

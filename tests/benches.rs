@@ -30,33 +30,43 @@ fn failover_bench_loses_nothing_on_replication_and_galera() {
     }
 }
 
+/// Runs `SMOKE=1 bash <script>` with this build's binary and a scratch results directory;
+/// its report (stdout), after asserting it exited well and has a row for each of `routes`.
+fn smoke(script: &str, routes: &[&str]) -> String {
+    let results = tempfile::tempdir().expect("a temporary directory");
+    let out = Command::new("bash")
+        .arg(script)
+        .env("SMOKE", "1")
+        .env("KOHAPROXY_BIN", env!("CARGO_BIN_EXE_kohaproxy"))
+        .env("RESULTS_DIR", results.path())
+        .output()
+        .expect("bash runs");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} exited with {}\n--- report\n{report}\n--- progress\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for route in routes {
+        assert!(
+            report.contains(&format!("| {route} |")),
+            "no row for {route} in the report:\n{report}"
+        );
+    }
+    report
+}
+
 /// `SMOKE=1 benches/koha.sh`: every route (direct, HAProxy, one and two kohaproxy
 /// processes in scopes `global` and `local`, the split off) for a few seconds each; exit
 /// status 0 means every run finished and only the control route (two proxies, scope
 /// `local`) read stale data.
 #[test]
 fn koha_bench_runs_every_route_without_stale_reads() {
-    let results = tempfile::tempdir().expect("a temporary directory");
-    let out = Command::new("bash")
-        .arg("benches/koha.sh")
-        .env("SMOKE", "1")
-        .env("KOHAPROXY_BIN", env!("CARGO_BIN_EXE_kohaproxy"))
-        .env("RESULTS_DIR", results.path())
-        .output()
-        .expect("bash runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    let progress = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "benches/koha.sh exited with {}\n--- report\n{report}\n--- progress\n{progress}",
-        out.status
+    let report = smoke(
+        "benches/koha.sh",
+        &["haproxy", "kp-1-global", "kp-2-global", "kp-2-local"],
     );
-    for route in ["haproxy", "kp-1-global", "kp-2-global", "kp-2-local"] {
-        assert!(
-            report.contains(&format!("| {route} |")),
-            "no row for {route} in the report:\n{report}"
-        );
-    }
     let control_stale = report
         .lines()
         .find_map(|l| l.strip_prefix("kp-2-local (the control: B cannot know A's writes): "))
@@ -73,25 +83,8 @@ fn koha_bench_runs_every_route_without_stale_reads() {
 /// run finished and neither proxy route caused a certification conflict.
 #[test]
 fn galera_sysbench_runs_every_route_without_conflicts() {
-    let results = tempfile::tempdir().expect("a temporary directory");
-    let out = Command::new("bash")
-        .arg("benches/sysbench-galera.sh")
-        .env("SMOKE", "1")
-        .env("KOHAPROXY_BIN", env!("CARGO_BIN_EXE_kohaproxy"))
-        .env("RESULTS_DIR", results.path())
-        .output()
-        .expect("bash runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "benches/sysbench-galera.sh exited with {}\n--- report\n{report}\n--- progress\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    smoke(
+        "benches/sysbench-galera.sh",
+        &["direct", "haproxy", "kohaproxy"],
     );
-    for route in ["direct", "haproxy", "kohaproxy"] {
-        assert!(
-            report.contains(&format!("| {route} |")),
-            "no row for {route} in the report:\n{report}"
-        );
-    }
 }

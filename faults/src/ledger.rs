@@ -786,6 +786,25 @@ pub async fn verify(report: &LedgerReport, server: Opts) -> Result<Verdict, Ledg
     Ok(verdict)
 }
 
+/// The longest stretch within `[from, to]` in which no write of any of `reports` was
+/// acknowledged (a write outage, or a switchover's pause).
+pub fn longest_outage(reports: &[&LedgerReport], from: Instant, to: Instant) -> Duration {
+    let mut acks: Vec<Instant> = reports
+        .iter()
+        .flat_map(|r| r.attempts.iter())
+        .filter(|a| a.outcome.is_acked() && a.completed >= from && a.completed <= to)
+        .map(|a| a.completed)
+        .collect();
+    acks.sort();
+    let mut longest = Duration::ZERO;
+    let mut last = from;
+    for t in acks {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    longest.max(to.saturating_duration_since(last))
+}
+
 /// [`verify`] on a runtime of its own, blocking the calling thread. Must not be called
 /// from inside a tokio runtime.
 pub fn verify_blocking(report: &LedgerReport, server: Opts) -> Result<Verdict, LedgerError> {

@@ -12,6 +12,8 @@
 //! - [`cluster`]: verdicts over a running sandbox: which servers are writable, whether
 //!   GTID positions converged, whether table checksums agree.
 //! - [`chaos`]: the chaos soak's seeded, reproducible fault schedule.
+//! - [`report`]: the benchmarks' markdown reports, gathered and kept.
+//! - [`local`]: a free port, Koha's account on a local one.
 //! - [`console`]: kohaproxy's admin console through the `mariadb` client (SHOW SERVERS,
 //!   SHOW TOPOLOGY, SWITCHOVER, ...).
 #![forbid(unsafe_code)]
@@ -21,12 +23,15 @@ pub mod chaos;
 pub mod cluster;
 pub mod console;
 pub mod ledger;
+pub mod local;
 pub mod relay;
+pub mod report;
 
 pub use cluster::{checksums_equal, gtid_current_pos, wait_converged, writable_servers};
 pub use console::{admin, proxy_master, server_row, ServerRow, NOTE_COLUMN};
 pub use ledger::{
-    verify, verify_blocking, Attempt, Ledger, LedgerHandle, LedgerOptions, LedgerReport, Outcome,
-    Verdict,
+    longest_outage, verify, verify_blocking, Attempt, Ledger, LedgerHandle, LedgerOptions,
+    LedgerReport, Outcome, Verdict,
 };
+pub use local::{free_port, koha_opts};
 pub use relay::{FaultRelay, RelayMode};
