@@ -244,6 +244,22 @@ fn common_rows(
 /// The Galera run: SIGKILL of the writer `rounds` times, then switchovers.
 fn galera(opts: Options) -> Result<String> {
     let bench = start(|dir| UpOptions::galera(dir, 3), opts.binary)?;
+    galera_on(&bench, opts).map_err(|e| with_log(&bench, e))
+}
+
+/// `e` with the end of the proxy's log and the nodes' states, for a failed run.
+fn with_log(bench: &Bench, e: String) -> String {
+    let log = std::fs::read_to_string(bench.sb.0.dir().join("proxy.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let servers = admin(&bench.socket, "SHOW SERVERS").unwrap_or_default();
+    format!(
+        "{e}\n--- SHOW SERVERS:\n{servers}\n--- proxy log (last 80 lines):\n{}",
+        lines[lines.len().saturating_sub(80)..].join("\n")
+    )
+}
+
+/// The Galera run on a started bench.
+fn galera_on(bench: &Bench, opts: Options) -> Result<String> {
     let (sb, socket) = (&bench.sb.0, bench.socket.as_path());
     let ledger = start_ledger(sb, opts.clients);
     std::thread::sleep(Duration::from_secs(2));
