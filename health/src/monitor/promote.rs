@@ -251,9 +251,9 @@ impl Monitor {
         Ok(())
     }
 
-    /// Waits until the replica behind `s`, its IO thread stopped, has applied every whole
-    /// transaction in its relay log: its SQL thread says it has read it all (bounded by
-    /// `catchup_timeout`). A transaction the dead master sent only part of stays unapplied,
+    /// Waits until the replica behind `s`, whose master is gone (its IO thread receives
+    /// nothing more), has applied every whole transaction in its relay log: its SQL thread
+    /// says it has read it all (bounded by `catchup_timeout`). A transaction the dead master sent only part of stays unapplied,
     /// as it must: no client was told it committed.
     async fn drain_relay_log(&self, s: &mut Session) -> Result<(), String> {
         const ALL_READ: &str = "Slave has read all relay log";

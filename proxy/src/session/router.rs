@@ -4,12 +4,11 @@
 //!
 //! Decisions, in order: split off or session pinned → master (in scope `global`, reads
 //! and transaction starts there are checked: [`Session::read_on_master`]); a read-only
-//! transaction
-//! running on a replica → that replica; the classifier says pin → master, pinned from now
-//! on; a transaction open on the master (server status flags) → master; hint; a plain read
-//! (or START TRANSACTION READ ONLY) → the least busy healthy replica within the lag limit
-//! that has applied every write it must see (or waits for one, within
-//! `routing.causal_wait_ms`) → else the master.
+//! transaction running on a replica → that replica; the classifier says pin → master,
+//! pinned from now on; a transaction open on the master (server status flags) → master;
+//! hint; a plain read (or START TRANSACTION READ ONLY) → the least busy healthy replica
+//! within the lag limit that has applied every write it must see (or waits for one,
+//! within `routing.causal_wait_ms`) → else the master.
 
 use std::sync::atomic::Ordering::Relaxed;
 
