@@ -221,12 +221,7 @@ sb_common=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=koha --mysql-pa
   --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE")
 
 log "preparing sbtest: $TABLES tables x $TABLE_SIZE rows, through ${node_names[0]}"
-root_sql "$db1_port" 'DROP DATABASE IF EXISTS sbtest; CREATE DATABASE sbtest'
-if ! sysbench oltp_read_write "${sb_common[@]}" --mysql-port="$db1_port" --threads=4 prepare \
-  >"$work/prepare.log" 2>&1; then
-  tail -n 20 "$work/prepare.log" >&2
-  exit 1
-fi
+kp_sb_prepare "$db1_port" "$work/prepare.log" "${sb_common[@]}"
 log "waiting for every node to apply the data"
 settle 300 >/dev/null
 

@@ -224,3 +224,16 @@ kp_sb_field() {
 # kp_sb_error FILE: the first line of sysbench's output in FILE that reports an error,
 # cut for a table cell.
 kp_sb_error() { grep -m1 -i -E 'fatal|error' "$1" | cut -c1-120 | tr '|' '/' || true; }
+
+# kp_sb_prepare PORT LOG SYSBENCH_ARGS...: recreates the sbtest database on 127.0.0.1:PORT
+# (as root) and fills it with `sysbench oltp_read_write ... prepare` (SYSBENCH_ARGS: the
+# connection and table options); on failure shows the end of LOG and exits the script.
+kp_sb_prepare() {
+  local port=$1 out=$2
+  shift 2
+  mariadb -h127.0.0.1 -P"$port" -uroot -N -e 'DROP DATABASE IF EXISTS sbtest; CREATE DATABASE sbtest'
+  if ! sysbench oltp_read_write "$@" --mysql-port="$port" --threads=4 prepare >"$out" 2>&1; then
+    tail -n 20 "$out" >&2
+    exit 1
+  fi
+}
