@@ -59,6 +59,14 @@ kp_port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# kp_running PID: true while PID runs (an exited child is a zombie with an empty command line).
+kp_running() {
+  local cmd
+  [[ $1 =~ ^[0-9]+$ ]] && [[ -r /proc/$1/cmdline ]] || return 1
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
+  [[ -n $cmd ]]
+}
+
 # kp_alive PID [WORD]: true if PID runs and (when given) its command line contains WORD.
 kp_alive() {
   local pid=$1 word=${2:-} cmd
@@ -119,14 +127,18 @@ kp_rss_kb() {
 }
 
 # kp_wait_login PORT SECONDS [PID WORD]: waits until koha/koha can run SELECT 1 on PORT;
-# gives up early if the process PID (when given) has exited.
+# gives up early if the process PID (when given) has exited. WORD is not checked here: a
+# process just started with `cmd &` is, for a moment, still the script's own subshell,
+# whose command line lacks it (seen under load: HAProxy "did not pass logins" at once,
+# with an empty log).
 kp_wait_login() {
   local port=$1 secs=$2 pid=${3:-} word=${4:-} deadline=$((SECONDS + $2))
   while ((SECONDS < deadline)); do
     if mariadb -h127.0.0.1 -P"$port" -ukoha -pkoha --connect-timeout=2 -e 'SELECT 1' >/dev/null 2>&1; then
       return 0
     fi
-    if [[ -n $pid ]] && ! kp_alive "$pid" "$word"; then
+    if [[ -n $pid ]] && ! kp_running "$pid"; then
+      echo "${word:-process} $pid exited before it passed a login on 127.0.0.1:$port" >&2
       return 1
     fi
     sleep 0.2
