@@ -152,10 +152,17 @@ impl Monitor {
                     match self.claim(index, term, replaces.as_ref()).await {
                         Ok(true) => {
                             let why = match &replaces {
-                                Some(old) => format!(
-                                    "Galera writer moved from {} to {} (term {term})",
-                                    old.writer, names[index]
-                                ),
+                                Some(old) => {
+                                    let left = if wanted.is_some() {
+                                        "switchover".to_string()
+                                    } else {
+                                        why_left(&t, &names, &old.writer)
+                                    };
+                                    format!(
+                                        "Galera writer moved from {} ({left}) to {} (term {term})",
+                                        old.writer, names[index]
+                                    )
+                                }
                                 None => {
                                     format!("Galera writer chosen: {} (term {term})", names[index])
                                 }
@@ -423,5 +430,23 @@ impl Monitor {
                 Ok(format!("{moved}{done}"))
             }
         }
+    }
+}
+
+/// Why the writer `old` was left, for the log line that says it moved: maintenance, the
+/// node's note (why it may not serve), or its last probe error.
+fn why_left(t: &Topology, names: &[&str], old: &str) -> String {
+    let Some(v) = names
+        .iter()
+        .position(|n| *n == old)
+        .and_then(|i| t.servers.get(i))
+    else {
+        return "no longer configured".into();
+    };
+    match (&v.note, &v.last_error) {
+        _ if v.maintenance => "in maintenance".into(),
+        (Some(note), _) => note.clone(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => format!("{:?}", v.role),
     }
 }
