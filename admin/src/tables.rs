@@ -334,6 +334,7 @@ mod tests {
             session_track_system_variables: String::new(),
             session_track_schema: false,
             wsrep: None,
+            master_term: None,
         }
     }
 

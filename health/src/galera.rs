@@ -573,6 +573,7 @@ mod topology_tests {
             session_track_system_variables: String::new(),
             session_track_schema: false,
             wsrep,
+            master_term: None,
         });
         v
     }

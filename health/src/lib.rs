@@ -23,6 +23,7 @@ mod probe;
 pub mod roles;
 mod settings;
 mod sql;
+pub mod term;
 mod topology;
 
 pub use acked::Acked;

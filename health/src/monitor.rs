@@ -17,6 +17,7 @@ use crate::hysteresis::{Hysteresis, Outcome};
 use crate::probe::{Prober, Status, ThreadState};
 use crate::roles;
 use crate::sql;
+use crate::term;
 use crate::topology::{Role, ServerState, ServerView, Topology, TopologyHandle};
 
 /// The name of the lock a kohaproxy holds on a majority of the servers while it changes
@@ -37,6 +38,8 @@ pub struct Monitor {
     term: u64,
     /// The master of the current term (config index), once one was found or promoted.
     master: Option<usize>,
+    /// Whether `master` may take writes as soon as it answers writable.
+    trust: Trust,
     /// New statements are held: a switchover is swapping roles.
     holding: bool,
     /// What is under way or was refused, for people.
@@ -47,6 +50,19 @@ pub struct Monitor {
     /// The cluster is Galera: the writer is recorded on the cluster and followed (see
     /// `monitor/galera.rs`); `None` for replication.
     galera: Option<galera::GaleraState>,
+}
+
+/// Whether the term's master may take writes as soon as it answers writable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trust {
+    /// Found, promoted, followed or confirmed: it takes writes while it is up and
+    /// writable.
+    Confirmed,
+    /// It was seen down. Meanwhile another kohaproxy may have begun promoting a replica
+    /// (this one's failover may have begun and failed, or found the lock taken): when it
+    /// answers again it is confirmed under the topology lock, after any such promotion
+    /// (and its term record) is complete, before it takes a write.
+    Doubted,
 }
 
 /// One server: its prober, its hysteresis and what the last probes said.
@@ -155,6 +171,7 @@ impl Monitor {
             commands: rx,
             term: 0,
             master: None,
+            trust: Trust::Confirmed,
             holding: false,
             operation: None,
             acts: true,
@@ -212,7 +229,7 @@ impl Monitor {
             match values {
                 Ok(values) => {
                     for risk in crate::settings::risks(&values) {
-                        warn!(server = %self.servers[i].name, "{risk}: an acknowledged write may be lost on failover");
+                        warn!(server = %self.servers[i].name, "{risk}");
                     }
                 }
                 Err(e) => {
@@ -232,7 +249,7 @@ impl Monitor {
         }
         let mut t =
             Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
-        if self.holding || t.master != self.master {
+        if self.holding || t.master != self.master || self.trust != Trust::Confirmed {
             // Only the term's master takes writes; while roles swap, nobody does.
             if let Some(m) = t.master {
                 if let Some(v) = t.servers.get_mut(m) {
@@ -298,10 +315,12 @@ impl Monitor {
         })
     }
 
-    /// Makes `index` the master of a new term.
-    fn adopt(&mut self, index: usize, why: &str) {
-        self.term += 1;
+    /// Makes `index` the master of a new term: one above this proxy's, and at least the
+    /// newest term the servers record (`recorded`), so a restarted proxy never goes back.
+    fn adopt(&mut self, index: usize, recorded: u64, why: &str) {
+        self.term = (self.term + 1).max(recorded);
         self.master = Some(index);
+        self.trust = Trust::Confirmed;
         info!(master = %self.servers[index].name, term = self.term, "{why}");
     }
 
@@ -311,25 +330,44 @@ impl Monitor {
             self.act_galera().await;
             return;
         }
+        let views: Vec<ServerView> = self.servers.iter().map(Slot::view).collect();
+        let (newest, under) = term::master_to_follow(&views, self.master);
         if !self.acts {
-            let t = Topology::build(self.servers.iter().map(Slot::view).collect());
+            let t = Topology::build_under(views, under);
             if let Some(m) = t.master.filter(|&m| self.master != Some(m)) {
-                self.adopt(m, "master found");
+                self.adopt(m, newest.term, "master found");
             }
             return;
         }
-        let t = Topology::build_under(self.servers.iter().map(Slot::view).collect(), self.master);
+        let t = Topology::build_under(views, under);
         if let Some(m) = t.master.filter(|&m| self.master != Some(m)) {
+            let newer = newest.master == Some(m) && self.master.is_some();
             if let Some(refusal) = self.lacks_acked(&t.servers[m]) {
                 // Following it would lose a write a client was told is saved.
+                if newer {
+                    // Nor may this proxy keep writing to the server it superseded: no
+                    // writes until a person decides (SHOW TOPOLOGY says why).
+                    self.master = None;
+                    self.set_operation(Some(format!(
+                        "{refusal}; it holds the newest recorded term ({}), so writes stop here",
+                        newest.term
+                    )));
+                    return;
+                }
                 self.set_operation(Some(refusal));
             } else {
                 let why = if self.master.is_none() {
-                    "master found"
+                    "master found".to_string()
+                } else if newer {
+                    format!(
+                        "another kohaproxy promoted this server in term {}, after this proxy's master: following it",
+                        newest.term
+                    )
                 } else {
                     "another server was made master (another kohaproxy, or by hand): following it"
+                        .to_string()
                 };
-                self.adopt(m, why);
+                self.adopt(m, newest.term, &why);
             }
         }
         if self.master.is_none() {
@@ -338,6 +376,7 @@ impl Monitor {
             if let Some(x) = followed_by_all(&t) {
                 self.adopt(
                     x,
+                    newest.term,
                     "every replica follows this read-only server: it is the master",
                 );
             }
@@ -361,6 +400,9 @@ impl Monitor {
         let view = &t.servers[h];
         match view.state {
             ServerState::Up if t.master == Some(h) => {
+                if self.trust != Trust::Confirmed && !self.confirm_master(h).await {
+                    return;
+                }
                 if self.operation.is_some() && !self.holding {
                     self.set_operation(None);
                 }
@@ -369,10 +411,36 @@ impl Monitor {
             }
             ServerState::Up => self.make_writable(&t, h).await,
             ServerState::Down => {
+                self.trust = Trust::Doubted;
                 let _ = self.master_down(&t, h, false).await;
             }
             ServerState::Unknown => {}
         }
+    }
+
+    /// The term's master `h`, seen down (see [`Trust::Doubted`]), answers writable again: it is confirmed as the master under the topology lock (so that a
+    /// promotion another kohaproxy is running completes first, term record included), and
+    /// only if the records still name it. False: not confirmed this round.
+    async fn confirm_master(&mut self, h: usize) -> bool {
+        let name = self.servers[h].name.clone();
+        let _locks = match self.lock_majority(None).await {
+            Ok(locks) => locks,
+            Err(e) => {
+                self.set_operation(Some(format!(
+                    "{name} answers again after it was down; not confirmed yet: {e}"
+                )));
+                return false;
+            }
+        };
+        self.probe().await;
+        let views: Vec<ServerView> = self.servers.iter().map(Slot::view).collect();
+        let (_, under) = term::master_to_follow(&views, self.master);
+        if Topology::build_under(views, under).master != Some(h) {
+            return false;
+        }
+        self.trust = Trust::Confirmed;
+        info!(master = %name, term = self.term, "the master answers again and no other server was promoted: it stays the master");
+        true
     }
 
     /// The term's master is up but read-only (restarted with read_only=ON, as production
@@ -418,7 +486,20 @@ impl Monitor {
                     && s.health.state() == ServerState::Up
                     && s.status.as_ref().is_some_and(|st| !st.read_only)
             });
-        if !still {
+        // Nor if a newer promotion is recorded (another kohaproxy promoted a replica while
+        // this one was down): this server is no longer the master, whatever this proxy
+        // remembers.
+        let views: Vec<ServerView> = self.servers.iter().map(Slot::view).collect();
+        let own = self.servers[h]
+            .status
+            .as_ref()
+            .and_then(|st| st.master_term)
+            .map_or(0, |r| r.term);
+        let newer = term::newest(&views).term > own;
+        if !still || newer {
+            if newer {
+                debug!(server = %self.servers[h].name, "the master is read-only and a newer term is recorded elsewhere: not made writable");
+            }
             return;
         }
         let slot = &self.servers[h];
@@ -426,6 +507,8 @@ impl Monitor {
             Ok(mut s) => match s.exec("SET GLOBAL read_only = OFF").await {
                 Ok(()) => {
                     info!(server = %slot.name, term = self.term, "the master came back read-only: made it writable");
+                    // Under the lock, after a probe: nobody else was promoted meanwhile.
+                    self.trust = Trust::Confirmed;
                     if let Some(st) = self.servers[h].status.as_mut() {
                         st.read_only = false;
                     }

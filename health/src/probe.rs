@@ -11,6 +11,7 @@ use mysql_async::{Row, Value};
 
 use crate::galera::Wsrep;
 use crate::gtid::{GtidList, GtidState};
+use crate::term::{self, TermRecord};
 
 /// What one good probe read from a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub struct Status {
     pub session_track_schema: bool,
     /// A Galera node's wsrep state (`None` for a replication server).
     pub wsrep: Option<Wsrep>,
+    /// The master's term as this server records it ([`crate::term`]); `None` when it
+    /// has no record (no promotion by a kohaproxy reached it yet).
+    pub master_term: Option<TermRecord>,
 }
 
 /// The state of a replica's IO or SQL thread.
@@ -202,6 +206,7 @@ impl Status {
                 .parse::<GtidState>()
                 .map_err(|e| format!("@@gtid_binlog_state: {e}"))?,
             wsrep: None,
+            master_term: None,
         })
     }
 }
@@ -285,7 +290,10 @@ impl Prober {
             .iter()
             .map(|row| Replication::from_fields(|name| field(row, name)))
             .collect::<Result<Vec<_>, String>>()?;
-        Status::from_vars(&vars, replication)
+        let master_term = read_term(conn).await?;
+        let mut status = Status::from_vars(&vars, replication)?;
+        status.master_term = master_term;
+        Ok(status)
     }
 
     /// A Galera node's probe: the variables every server answers, then its wsrep status
@@ -322,6 +330,27 @@ impl Prober {
                 tracing::debug!("cannot spawn a thread to drop a probe connection: {e}");
             }
         }
+    }
+}
+
+/// The master's term recorded on this server; `None` when there is no record (no table,
+/// no schema, no row: no promotion by a kohaproxy reached this server).
+async fn read_term(conn: &mut mysql_async::Conn) -> Result<Option<TermRecord>, String> {
+    match conn.query_first::<Row, _>(term::READ_SQL).await {
+        Ok(Some(row)) => {
+            let text = |i: usize| row.as_ref(i).and_then(text).unwrap_or_default();
+            TermRecord::from_row(&text(0), &text(1)).map(Some)
+        }
+        Ok(None) => Ok(None),
+        // No such table (1146) or schema (1049): no record yet. Any other refusal (a
+        // monitor user without SELECT on it) must not make the server look down.
+        Err(mysql_async::Error::Server(e)) => {
+            if e.code != 1146 && e.code != 1049 {
+                tracing::debug!("cannot read the recorded term: {e}");
+            }
+            Ok(None)
+        }
+        Err(e) => Err(format!("reading the recorded term: {e}")),
     }
 }
 

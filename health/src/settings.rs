@@ -5,44 +5,57 @@
 pub(crate) const QUERY: &str = "SELECT @@log_bin, @@log_slave_updates, @@gtid_strict_mode, \
      @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, \
      @@rpl_semi_sync_master_wait_point, @@sync_binlog, @@innodb_flush_log_at_trx_commit, \
-     @@sync_relay_log";
+     @@sync_relay_log, @@rpl_semi_sync_master_wait_no_slave";
 
 /// What is risky in a [`QUERY`] row.
 pub(crate) fn risks(values: &[Option<String>]) -> Vec<String> {
     let v = |i: usize| values.get(i).cloned().flatten().unwrap_or_default();
     let on = |i: usize| matches!(v(i).trim(), "1" | "ON");
     let mut out = Vec::new();
+    let mut loss = |what: String| {
+        out.push(format!(
+            "{what}: an acknowledged write may be lost on failover"
+        ))
+    };
     if !on(0) {
-        out.push("log_bin is off (it cannot be promoted)".to_string());
+        loss("log_bin is off (it cannot be promoted)".to_string());
     }
     if !on(1) {
-        out.push("log_slave_updates is off".to_string());
+        loss("log_slave_updates is off".to_string());
     }
     if !on(2) {
-        out.push("gtid_strict_mode is off".to_string());
+        loss("gtid_strict_mode is off".to_string());
     }
     if !on(3) || !on(4) {
-        out.push(
+        loss(
             "semi-synchronous replication is not enabled both ways \
              (rpl_semi_sync_master_enabled, rpl_semi_sync_slave_enabled)"
                 .to_string(),
         );
     }
     if v(5).trim() != "AFTER_SYNC" {
-        out.push(format!(
+        loss(format!(
             "rpl_semi_sync_master_wait_point is {}, not AFTER_SYNC",
             v(5).trim()
         ));
     }
     if v(6).trim() != "1" {
-        out.push("sync_binlog is not 1 (a machine crash can lose the binlog tail)".to_string());
+        loss("sync_binlog is not 1 (a machine crash can lose the binlog tail)".to_string());
     }
     if v(7).trim() != "1" {
-        out.push("innodb_flush_log_at_trx_commit is not 1".to_string());
+        loss("innodb_flush_log_at_trx_commit is not 1".to_string());
     }
     if v(8).trim() != "1" {
-        out.push(
+        loss(
             "sync_relay_log is not 1 (a replica's machine crash can lose received events)"
+                .to_string(),
+        );
+    }
+    if on(9) {
+        out.push(
+            "rpl_semi_sync_master_wait_no_slave is ON (a promoted replica's first commits, \
+             the master's term record among them, wait rpl_semi_sync_master_timeout until a \
+             replica connects; set it OFF)"
                 .to_string(),
         );
     }
@@ -56,11 +69,22 @@ mod tests {
     #[test]
     fn the_safe_settings_raise_nothing() {
         let row = |s: &[&str]| s.iter().map(|x| Some(x.to_string())).collect::<Vec<_>>();
-        let safe = row(&["1", "1", "1", "1", "1", "AFTER_SYNC", "1", "1", "1"]);
+        let safe = row(&["1", "1", "1", "1", "1", "AFTER_SYNC", "1", "1", "1", "OFF"]);
         assert!(risks(&safe).is_empty());
-        let lax = row(&["1", "0", "0", "1", "0", "AFTER_COMMIT", "0", "2", "10000"]);
+        let lax = row(&[
+            "1",
+            "0",
+            "0",
+            "1",
+            "0",
+            "AFTER_COMMIT",
+            "0",
+            "2",
+            "10000",
+            "ON",
+        ]);
         let r = risks(&lax);
-        assert_eq!(r.len(), 7, "{r:?}");
+        assert_eq!(r.len(), 8, "{r:?}");
         assert!(r.iter().any(|x| x.contains("AFTER_COMMIT")));
         assert_eq!(risks(&[]).len(), 8);
     }

@@ -12,7 +12,8 @@ use crate::control::Command;
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
 use crate::sql::{self, Session, Target};
-use crate::topology::{Role, ServerState, Topology};
+use crate::term;
+use crate::topology::{Role, ServerState, ServerView, Topology};
 
 /// How long a switchover waits for statements that looked at the master before the hold
 /// to finish. Only statements sent but not yet started can meet the read-only master (a
@@ -121,14 +122,20 @@ impl Monitor {
         };
         // Under the lock, look again: another proxy may have acted meanwhile.
         self.probe_except(Some(h)).await;
-        let t = Topology::build_under(self.servers.iter().map(super::Slot::view).collect(), None);
+        let views: Vec<ServerView> = self.servers.iter().map(super::Slot::view).collect();
+        let recorded = term::newest(&views);
+        let t = Topology::build_under(views, recorded.master);
         if let Some(m) = t.master {
             drop(locks);
             if let Some(refusal) = self.lacks_acked(&t.servers[m]) {
                 return Err(refusal);
             }
             let name = self.servers[m].name.clone();
-            self.adopt(m, "another server was made master meanwhile: following it");
+            self.adopt(
+                m,
+                recorded.term,
+                "another server was made master meanwhile: following it",
+            );
             return Ok(format!("{name} is the master now"));
         }
         if t.servers[h].state == ServerState::Up {
@@ -155,7 +162,12 @@ impl Monitor {
             self.set_operation(Some(op.clone()));
             return Err(op);
         }
-        self.term += 1;
+        // Above every term the servers record, so other proxies see this promotion as
+        // the newest.
+        self.term = self.term.max(recorded.term) + 1;
+        // Until this failover finishes, `h` is no longer trusted (also when run by hand):
+        // should it answer again first, it is confirmed under the lock before a write.
+        self.trust = super::Trust::Doubted;
         self.set_operation(Some(format!(
             "failover from {old}: choosing a replica (term {})",
             self.term
@@ -189,6 +201,7 @@ impl Monitor {
             return Err(op);
         }
         self.master = Some(c);
+        self.trust = super::Trust::Confirmed;
         self.set_operation(Some(format!(
             "failover from {old} to {name}: re-pointing replicas"
         )));
@@ -242,6 +255,7 @@ impl Monitor {
         }
         s.exec("STOP SLAVE").await?;
         s.exec("RESET SLAVE ALL").await?;
+        self.record_term(&mut s, c).await;
         s.exec("SET GLOBAL read_only = OFF").await?;
         if let Some(st) = self.servers[c].status.as_mut() {
             st.read_only = false;
@@ -249,6 +263,46 @@ impl Monitor {
         }
         self.servers[c].note = None;
         Ok(())
+    }
+
+    /// Records this proxy's term, with server `c` as its master, on `s` (the new master,
+    /// still read-only: the monitor's user may write there), before anyone may write to
+    /// it: the row replicates to every server that follows it, and tells every other
+    /// kohaproxy that this promotion is newer than the master it replaces ([`term`]).
+    /// A failure is logged, not fatal: writes must not wait on bookkeeping, and a single
+    /// proxy does not need the record.
+    async fn record_term(&mut self, s: &mut Session, c: usize) {
+        let Some(server_id) = self.servers[c].status.as_ref().map(|st| st.server_id) else {
+            warn!(server = %self.servers[c].name, "no server_id known: term {} not recorded", self.term);
+            return;
+        };
+        let mut result = Ok(());
+        for sql in term::CREATE_SQL
+            .iter()
+            .map(|s| s.to_string())
+            .chain([term::write_sql(self.term, server_id)])
+        {
+            result = s.exec(&sql).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        match result {
+            Ok(()) => {
+                if let Some(st) = self.servers[c].status.as_mut() {
+                    st.master_term = Some(term::TermRecord {
+                        term: self.term,
+                        server_id,
+                    });
+                }
+            }
+            Err(e) => warn!(
+                server = %self.servers[c].name,
+                "cannot record term {} on the new master (other kohaproxy instances may not \
+                 see that it is newer than the old one): {e}",
+                self.term
+            ),
+        }
     }
 
     /// Waits until the replica behind `s`, whose master is gone (its IO thread receives
@@ -408,14 +462,20 @@ impl Monitor {
             }
         };
         // From here no OK of the old master's connections is forwarded.
-        self.term += 1;
+        self.term = self.term.max(term::newest(&t.servers).term) + 1;
         self.publish();
         let promoted = async {
             new_conn.exec("STOP SLAVE").await?;
-            new_conn.exec("RESET SLAVE ALL").await?;
-            new_conn.exec("SET GLOBAL read_only = OFF").await
+            new_conn.exec("RESET SLAVE ALL").await
         }
         .await;
+        let promoted = match promoted {
+            Ok(()) => {
+                self.record_term(&mut new_conn, c).await;
+                new_conn.exec("SET GLOBAL read_only = OFF").await
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = promoted {
             let msg = format!("switchover from {old} to {name} failed half-way at {pos}: {e}");
             self.servers[c].note = Some(msg.clone());

@@ -1,0 +1,274 @@
+//! The master's term as the servers record it, so that several kohaproxy instances (and
+//! a restarted one) agree on which promotion is the newest.
+//!
+//! Each proxy counts terms for its own sessions (an OK from a master connection of an
+//! older term is never forwarded). Those counts are private: when one proxy's failover
+//! from a hung master failed and another's succeeded, the first could take the woken old
+//! master back and fence the other's new one (found by the chaos soak). So every promotion
+//! (failover or switchover) also writes `(term, server_id)` into [`TABLE`] on the new
+//! master before it is made writable; the row replicates to every server that follows it.
+//! Each probe reads the row, and [`newest`] names the master of the highest recorded term:
+//! a proxy follows that server, and a writable server of an older term is fenced, never
+//! followed. The server is named by `@@server_id`, since proxies may reach the same server
+//! by different addresses.
+//!
+//! Pure: parsing and the decision. The monitor reads and writes the row.
+
+use crate::topology::{ServerState, ServerView};
+
+/// The table that holds the record: one row, `id = 1`.
+pub const TABLE: &str = "kohaproxy.master_term";
+
+/// Reads the record (what a probe runs; error 1146 or 1049 means there is none yet).
+pub const READ_SQL: &str = "SELECT term, server_id FROM kohaproxy.master_term WHERE id = 1";
+
+/// Creates [`TABLE`] (and its schema) if missing.
+pub const CREATE_SQL: [&str; 2] = [
+    "CREATE DATABASE IF NOT EXISTS kohaproxy",
+    "CREATE TABLE IF NOT EXISTS kohaproxy.master_term (\
+       id TINYINT UNSIGNED NOT NULL PRIMARY KEY, \
+       term BIGINT UNSIGNED NOT NULL, \
+       server_id INT UNSIGNED NOT NULL, \
+       promoted_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+];
+
+/// The statement that records `term` with the new master `server_id`.
+pub fn write_sql(term: u64, server_id: u32) -> String {
+    format!(
+        "INSERT INTO kohaproxy.master_term (id, term, server_id) VALUES (1, {term}, {server_id}) \
+         ON DUPLICATE KEY UPDATE term = VALUES(term), server_id = VALUES(server_id), \
+         promoted_at = CURRENT_TIMESTAMP(6)"
+    )
+}
+
+/// The record as one server holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TermRecord {
+    /// The term of the last promotion this server knows of.
+    pub term: u64,
+    /// `@@server_id` of the server promoted in it.
+    pub server_id: u32,
+}
+
+impl TermRecord {
+    /// Parses the [`READ_SQL`] row (as text).
+    pub fn from_row(term: &str, server_id: &str) -> Result<TermRecord, String> {
+        Ok(TermRecord {
+            term: term
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad recorded term {term:?}"))?,
+            server_id: server_id
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad recorded server_id {server_id:?}"))?,
+        })
+    }
+}
+
+/// The newest term recorded on the servers that are up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Newest {
+    /// The highest recorded term (0 when no server has a record).
+    pub term: u64,
+    /// The server promoted in it, when it is up and writable: the master every proxy
+    /// follows. `None` when it is down, read-only (demoted since, by a person), or unknown.
+    pub master: Option<usize>,
+}
+
+/// The newest record among the servers that are up, and its master if that one is up and
+/// writable now.
+pub fn newest(servers: &[ServerView]) -> Newest {
+    let up = |v: &&ServerView| v.state == ServerState::Up;
+    let best = servers
+        .iter()
+        .filter(up)
+        .filter_map(|v| v.status.as_ref()?.master_term)
+        .max_by_key(|r| r.term);
+    let Some(best) = best else {
+        return Newest {
+            term: 0,
+            master: None,
+        };
+    };
+    let master = servers.iter().position(|v| {
+        v.state == ServerState::Up
+            && v.status
+                .as_ref()
+                .is_some_and(|st| st.server_id == best.server_id && !st.read_only)
+    });
+    Newest {
+        term: best.term,
+        master,
+    }
+}
+
+/// Whether writable server `i` is of an older term than the newest record: another
+/// kohaproxy promoted a server after it (it hung, or was cut off, meanwhile). Such a
+/// server is never followed; it is fenced like any other writable non-master.
+pub fn superseded(servers: &[ServerView], i: usize, newest: &Newest) -> bool {
+    newest.master.is_some_and(|m| m != i)
+        && servers
+            .get(i)
+            .and_then(|v| v.status.as_ref())
+            .is_some_and(|st| !st.read_only && st.master_term.map_or(0, |r| r.term) < newest.term)
+}
+
+/// The master to follow given the records: the newest promotion's server when it is up
+/// and writable, unless `current` (this proxy's master) is writable and not superseded
+/// (of the newest term itself, or promoted by hand after the recorded master was gone);
+/// else `current`. Also returns the newest record, whose term an adoption must reach.
+pub fn master_to_follow(servers: &[ServerView], current: Option<usize>) -> (Newest, Option<usize>) {
+    let newest = newest(servers);
+    let under = match (newest.master, current) {
+        (Some(n), Some(h)) if n != h && !superseded(servers, h, &newest) => Some(h),
+        (Some(n), _) => Some(n),
+        (None, h) => h,
+    };
+    (newest, under)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::probe::Status;
+
+    fn server(name: &str, id: u32, read_only: bool, record: Option<(u64, u32)>) -> ServerView {
+        let mut v = ServerView::new(name, &format!("127.0.0.1:{}", 3300 + id), Instant::now());
+        v.state = ServerState::Up;
+        let mut st = Status::from_vars(
+            &[
+                Some(if read_only { "1" } else { "0" }.into()),
+                Some(id.to_string()),
+            ],
+            Vec::new(),
+        )
+        .expect("status");
+        st.master_term = record.map(|(term, server_id)| TermRecord { term, server_id });
+        v.status = Some(st);
+        v
+    }
+
+    #[test]
+    fn no_record_anywhere_names_nobody() {
+        let servers = [server("db1", 1, false, None), server("db2", 2, true, None)];
+        assert_eq!(
+            newest(&servers),
+            Newest {
+                term: 0,
+                master: None
+            }
+        );
+        assert!(!superseded(&servers, 0, &newest(&servers)));
+    }
+
+    #[test]
+    fn a_woken_old_master_is_superseded_by_the_newer_promotion() {
+        // db1 hung as the master of term 4; another proxy promoted db2 in term 5, and db3
+        // already follows db2 (it has db2's record).
+        let servers = [
+            server("db1", 1, false, Some((4, 1))),
+            server("db2", 2, false, Some((5, 2))),
+            server("db3", 3, true, Some((5, 2))),
+        ];
+        let n = newest(&servers);
+        assert_eq!(
+            n,
+            Newest {
+                term: 5,
+                master: Some(1)
+            }
+        );
+        assert!(superseded(&servers, 0, &n));
+        assert!(!superseded(&servers, 1, &n));
+        assert!(!superseded(&servers, 2, &n), "read-only: nothing to fence");
+    }
+
+    #[test]
+    fn the_newest_master_down_or_read_only_names_nobody() {
+        let mut servers = [
+            server("db1", 1, false, Some((4, 1))),
+            server("db2", 2, false, Some((5, 2))),
+            server("db3", 3, true, Some((5, 2))),
+        ];
+        servers[1].state = ServerState::Down;
+        let n = newest(&servers);
+        assert_eq!(
+            n,
+            Newest {
+                term: 5,
+                master: None
+            },
+            "a down server's record is not read, db3's is"
+        );
+        assert!(!superseded(&servers, 0, &n), "nobody to follow instead");
+        servers[1].state = ServerState::Up;
+        servers[1].status.as_mut().expect("status").read_only = true;
+        assert_eq!(newest(&servers).master, None);
+    }
+
+    #[test]
+    fn a_server_without_a_record_is_older_than_any_record() {
+        let servers = [
+            server("db1", 1, false, None),
+            server("db2", 2, false, Some((1, 2))),
+        ];
+        let n = newest(&servers);
+        assert_eq!(n.master, Some(1));
+        assert!(superseded(&servers, 0, &n));
+    }
+
+    #[test]
+    fn a_proxy_follows_the_newest_promotion_over_its_own_master() {
+        let servers = [
+            server("db1", 1, false, Some((4, 1))),
+            server("db2", 2, false, Some((5, 2))),
+            server("db3", 3, true, Some((5, 2))),
+        ];
+        // The proxy whose failover failed still names db1, woken; the other promoted db2.
+        assert_eq!(master_to_follow(&servers, Some(0)).1, Some(1));
+        assert_eq!(master_to_follow(&servers, Some(1)).1, Some(1));
+        // A restarted proxy (no master yet) and two writable servers: the newest.
+        assert_eq!(
+            master_to_follow(&servers, None),
+            (newest(&servers), Some(1))
+        );
+    }
+
+    #[test]
+    fn without_a_usable_record_a_proxy_keeps_its_master() {
+        // No records at all (no kohaproxy promoted anything yet): unchanged behaviour.
+        let plain = [server("db1", 1, false, None), server("db2", 2, true, None)];
+        assert_eq!(master_to_follow(&plain, Some(0)).1, Some(0));
+        assert_eq!(master_to_follow(&plain, None).1, None);
+        // The recorded master died and a person promoted db3 by hand: db3 has the old
+        // record, and is the proxy's master; keep it.
+        let mut by_hand = [
+            server("db1", 1, false, Some((4, 1))),
+            server("db2", 2, false, Some((5, 2))),
+            server("db3", 3, false, Some((5, 2))),
+        ];
+        by_hand[1].state = ServerState::Down;
+        assert_eq!(master_to_follow(&by_hand, Some(2)).1, Some(2));
+        // The same record on a writable db3 while db2 is writable too: db3 replicated
+        // db2's record, so it is not older; the proxy's choice stands.
+        by_hand[1].state = ServerState::Up;
+        assert_eq!(master_to_follow(&by_hand, Some(2)).1, Some(2));
+        assert_eq!(master_to_follow(&by_hand, Some(0)).1, Some(1));
+    }
+
+    #[test]
+    fn rows_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            TermRecord::from_row("7", " 2"),
+            Ok(TermRecord {
+                term: 7,
+                server_id: 2
+            })
+        );
+        assert!(TermRecord::from_row("x", "2").unwrap_err().contains("term"));
+        assert!(write_sql(3, 2).contains("VALUES (1, 3, 2)"));
+    }
+}
