@@ -705,8 +705,8 @@ fn a_koha_dbi_connection_survives_a_failover() {
     assert!(lost.is_empty(), "acknowledged checkouts lost: {lost:?}");
 }
 
-/// Scenario 6b: semi-sync fell back to asynchronous (no replica receiving), so writes were
-/// acknowledged that only the master has; then the master hangs. Promoting a replica
+/// Scenario 6b: semi-sync fell back to asynchronous (no replica receiving; the master held
+/// commits for its timeout first), so writes were acknowledged that only the master has; then the master hangs. Promoting a replica
 /// would lose them: the proxy refuses, says so, keeps writes waiting, and carries on with
 /// the old master when it wakes. Nothing acknowledged is lost.
 #[test]
@@ -718,6 +718,19 @@ fn a_failover_that_would_lose_acknowledged_writes_is_refused() {
             .expect("stop receiving");
     }
     let ledger = ledger(&env, 4);
+    // The monitor keeps rpl_semi_sync_master_wait_no_slave ON on the master: commits are
+    // held rpl_semi_sync_master_timeout (10 s) before semi-sync falls back.
+    wait_for("semi-sync fell back to asynchronous", || {
+        let status = env
+            .sb()
+            .sql(
+                "db1",
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                 WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'",
+            )
+            .ok()?;
+        (status.trim() == "OFF").then_some(())
+    });
     std::thread::sleep(Duration::from_millis(1500));
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Stop).expect("SIGSTOP db1");

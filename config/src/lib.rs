@@ -153,6 +153,11 @@ pub struct MonitorConfig {
     /// has, or a switchover target to reach the old master's position (default 10 s, key
     /// `catchup_timeout_ms`).
     pub catchup_timeout: Duration,
+    /// The monitor keeps `rpl_semi_sync_master_wait_no_slave` ON on the master and OFF
+    /// on replicas (default true, key `commit_waits_for_replica`): a master that loses its
+    /// last replica then holds each commit up to `rpl_semi_sync_master_timeout` instead of
+    /// acknowledging writes only it has. False leaves the servers' setting alone.
+    pub commit_waits_for_replica: bool,
 }
 
 impl std::fmt::Debug for MonitorConfig {
@@ -169,6 +174,7 @@ impl std::fmt::Debug for MonitorConfig {
             .field("replication_password", &Redacted)
             .field("failover_hold", &self.failover_hold)
             .field("catchup_timeout", &self.catchup_timeout)
+            .field("commit_waits_for_replica", &self.commit_waits_for_replica)
             .finish()
     }
 }

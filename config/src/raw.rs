@@ -69,6 +69,7 @@ pub(crate) struct RawMonitor {
     pub replication_password: Option<String>,
     pub failover_hold_ms: Option<Spanned<u64>>,
     pub catchup_timeout_ms: Option<Spanned<u64>>,
+    pub commit_waits_for_replica: Option<bool>,
 }
 
 /// `monitor.failover`.

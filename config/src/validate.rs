@@ -327,6 +327,7 @@ fn monitor(cx: &Ctx, m: Spanned<RawMonitor>) -> Result<MonitorConfig, ConfigErro
         replication_password,
         failover_hold: Duration::from_millis(hold),
         catchup_timeout: Duration::from_millis(catchup),
+        commit_waits_for_replica: m.commit_waits_for_replica.unwrap_or(true),
     })
 }
 

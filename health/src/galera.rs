@@ -573,6 +573,7 @@ mod topology_tests {
             session_track_system_variables: String::new(),
             session_track_schema: false,
             wsrep,
+            semi_sync_wait_no_slave: None,
             master_term: None,
         });
         v

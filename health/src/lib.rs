@@ -21,6 +21,7 @@ pub mod hysteresis;
 mod monitor;
 mod probe;
 pub mod roles;
+pub mod semi_sync;
 mod settings;
 mod sql;
 pub mod term;

@@ -16,9 +16,14 @@ use crate::control::{Control, Request};
 use crate::hysteresis::{Hysteresis, Outcome};
 use crate::probe::{Prober, Status, ThreadState};
 use crate::roles;
+use crate::semi_sync;
 use crate::sql;
 use crate::term;
 use crate::topology::{Role, ServerState, ServerView, Topology, TopologyHandle};
+
+/// Turns off holding commits with no replica connected (see [`semi_sync`]); run on a
+/// server before it is made a replica.
+pub(crate) const WAIT_NO_SLAVE_OFF: &str = "SET GLOBAL rpl_semi_sync_master_wait_no_slave = OFF";
 
 /// The name of the lock a kohaproxy holds on a majority of the servers while it changes
 /// the topology, so that of several proxies watching one cluster only one acts.
@@ -408,6 +413,9 @@ impl Monitor {
                 }
                 self.fence(&t, h).await;
                 self.rejoin(&t, h).await;
+                if self.config.commit_waits_for_replica {
+                    self.semi_sync_follows_roles(&t, h).await;
+                }
             }
             ServerState::Up => self.make_writable(&t, h).await,
             ServerState::Down => {
@@ -526,7 +534,14 @@ impl Monitor {
                 continue;
             }
             let result = match self.open(i).await {
-                Ok(mut s) => s.exec("SET GLOBAL read_only = ON").await,
+                Ok(mut s) => {
+                    // Commits held for a semi-sync ack that no replica will give (a woken
+                    // old master cut off from its replicas) hold `read_only` back, up to
+                    // rpl_semi_sync_master_timeout, and would then be answered OK. Killed,
+                    // their clients get an error instead and the fence lands at once.
+                    kill_held_commits(&mut s, self.config.timeout).await;
+                    s.exec("SET GLOBAL read_only = ON").await
+                }
                 Err(e) => Err(e),
             };
             let master = self.servers[h].name.clone();
@@ -546,6 +561,41 @@ impl Monitor {
             };
             warn!(server = %v.name, "{note}");
             self.servers[i].note = Some(note);
+        }
+    }
+
+    /// Sets `rpl_semi_sync_master_wait_no_slave` ON on the master `h` and OFF on the
+    /// other servers where it differs ([`crate::semi_sync`]); a failure is logged and the
+    /// next round tries again.
+    async fn semi_sync_follows_roles(&mut self, t: &Topology, h: usize) {
+        let seen: Vec<semi_sync::Seen> = t
+            .servers
+            .iter()
+            .map(|v| semi_sync::Seen {
+                up: v.state == ServerState::Up,
+                wait_no_slave: v.status.as_ref().and_then(|s| s.semi_sync_wait_no_slave),
+            })
+            .collect();
+        for (i, on) in semi_sync::changes(&seen, h) {
+            let value = if on { "ON" } else { "OFF" };
+            let sql = format!("SET GLOBAL rpl_semi_sync_master_wait_no_slave = {value}");
+
+            let result = match self.open(i).await {
+                Ok(mut s) => s.exec(&sql).await,
+                Err(e) => Err(e),
+            };
+            let name = &self.servers[i].name;
+            match result {
+                Ok(()) => {
+                    info!(server = %name, "rpl_semi_sync_master_wait_no_slave set {value}");
+                    if let Some(st) = self.servers[i].status.as_mut() {
+                        st.semi_sync_wait_no_slave = Some(on);
+                    }
+                }
+                Err(e) => {
+                    warn!(server = %name, "could not set rpl_semi_sync_master_wait_no_slave {value}: {e}")
+                }
+            }
         }
     }
 
@@ -602,6 +652,10 @@ impl Monitor {
             let result = match self.open(i).await {
                 Ok(mut s) => {
                     let _ = s.exec("STOP SLAVE").await;
+                    if self.config.commit_waits_for_replica {
+                        // A fenced old master still has it ON ([`semi_sync`]).
+                        let _ = s.exec(WAIT_NO_SLAVE_OFF).await;
+                    }
                     match s.exec(&change).await {
                         Ok(()) => s.exec("START SLAVE").await,
                         Err(e) => Err(e),
@@ -671,6 +725,30 @@ impl Monitor {
         }
         self.failover(h, forced).await
     }
+}
+
+/// Kills the connections whose commit waits for a semi-sync ack on a server being fenced
+/// (best effort: one that finished meanwhile is no error).
+async fn kill_held_commits(s: &mut sql::Session, limit: Duration) {
+    let ids = s
+        .value(
+            "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
+             WHERE STATE = 'Waiting for semi-sync ACK from slave'",
+            limit,
+        )
+        .await;
+    let Ok(Some(ids)) = ids else { return };
+    for id in ids
+        .split(',')
+        .filter_map(|id| id.trim().parse::<u64>().ok())
+    {
+        let _ = s.exec(&format!("KILL CONNECTION {id}")).await;
+    }
+    info!(
+        server = %s.name(),
+        connections = %ids,
+        "fencing: killed commits held for a semi-sync ack (their clients get an error, not OK)"
+    );
 }
 
 impl Slot {

@@ -33,6 +33,9 @@ pub struct Status {
     /// arrive (`None` when the server does not say). OFF on a master means its commits
     /// are acknowledged without any replica having them.
     pub semi_sync_active: Option<bool>,
+    /// `@@rpl_semi_sync_master_wait_no_slave`: with no replica connected, commits still
+    /// wait for an ack (up to the semi-sync timeout) instead of going asynchronous at once.
+    pub semi_sync_wait_no_slave: Option<bool>,
     /// Its replication connections (SHOW ALL SLAVES STATUS); empty when it replicates
     /// from nobody.
     pub replication: Vec<Replication>,
@@ -166,7 +169,8 @@ const VARS_SQL: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, \
      @@gtid_binlog_pos, @@gtid_slave_pos, @@global.session_track_system_variables, \
      @@global.session_track_schema, @@gtid_binlog_state, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-      WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS')";
+      WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'), \
+     @@rpl_semi_sync_master_wait_no_slave";
 
 impl Status {
     /// Builds a status from the [`VARS_SQL`] row (as text, `None` for NULL) and the
@@ -199,6 +203,11 @@ impl Status {
             session_track_schema: matches!(var(6).trim(), "1" | "ON"),
             semi_sync_active: vars
                 .get(8)
+                .cloned()
+                .flatten()
+                .map(|v| matches!(v.trim(), "ON" | "1")),
+            semi_sync_wait_no_slave: vars
+                .get(9)
                 .cloned()
                 .flatten()
                 .map(|v| matches!(v.trim(), "ON" | "1")),

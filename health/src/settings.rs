@@ -5,7 +5,7 @@
 pub(crate) const QUERY: &str = "SELECT @@log_bin, @@log_slave_updates, @@gtid_strict_mode, \
      @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled, \
      @@rpl_semi_sync_master_wait_point, @@sync_binlog, @@innodb_flush_log_at_trx_commit, \
-     @@sync_relay_log, @@rpl_semi_sync_master_wait_no_slave";
+     @@sync_relay_log";
 
 /// What is risky in a [`QUERY`] row.
 pub(crate) fn risks(values: &[Option<String>]) -> Vec<String> {
@@ -51,14 +51,6 @@ pub(crate) fn risks(values: &[Option<String>]) -> Vec<String> {
                 .to_string(),
         );
     }
-    if on(9) {
-        out.push(
-            "rpl_semi_sync_master_wait_no_slave is ON (a promoted replica's first commits, \
-             the master's term record among them, wait rpl_semi_sync_master_timeout until a \
-             replica connects; set it OFF)"
-                .to_string(),
-        );
-    }
     out
 }
 
@@ -69,22 +61,11 @@ mod tests {
     #[test]
     fn the_safe_settings_raise_nothing() {
         let row = |s: &[&str]| s.iter().map(|x| Some(x.to_string())).collect::<Vec<_>>();
-        let safe = row(&["1", "1", "1", "1", "1", "AFTER_SYNC", "1", "1", "1", "OFF"]);
+        let safe = row(&["1", "1", "1", "1", "1", "AFTER_SYNC", "1", "1", "1"]);
         assert!(risks(&safe).is_empty());
-        let lax = row(&[
-            "1",
-            "0",
-            "0",
-            "1",
-            "0",
-            "AFTER_COMMIT",
-            "0",
-            "2",
-            "10000",
-            "ON",
-        ]);
+        let lax = row(&["1", "0", "0", "1", "0", "AFTER_COMMIT", "0", "2", "10000"]);
         let r = risks(&lax);
-        assert_eq!(r.len(), 8, "{r:?}");
+        assert_eq!(r.len(), 7, "{r:?}");
         assert!(r.iter().any(|x| x.contains("AFTER_COMMIT")));
         assert_eq!(risks(&[]).len(), 8);
     }

@@ -47,6 +47,11 @@ impl Session {
         }
     }
 
+    /// The server's name, for logs.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Runs one statement, discarding any result.
     pub(crate) async fn exec(&mut self, sql: &str) -> Result<(), String> {
         self.exec_within(sql, self.timeout).await

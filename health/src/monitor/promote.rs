@@ -504,6 +504,10 @@ impl Monitor {
             "current_pos",
         );
         let demoted = async {
+            if self.config.commit_waits_for_replica {
+                // As a replica it must not hold its applied commits for an ack.
+                old_conn.exec(super::WAIT_NO_SLAVE_OFF).await?;
+            }
             old_conn.exec(&change).await?;
             old_conn.exec("START SLAVE").await
         }

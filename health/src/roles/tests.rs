@@ -46,6 +46,7 @@ fn server(name: &str, port: u16, read_only: bool, replication: Vec<Replication>)
         session_track_system_variables: String::new(),
         session_track_schema: true,
         wsrep: None,
+        semi_sync_wait_no_slave: None,
         master_term: None,
     });
     v
