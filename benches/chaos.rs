@@ -21,7 +21,7 @@
 //! ```
 //!
 //! The markdown report goes to stdout and to `target/bench-results/chaos-STAMP.md`.
-//! `tests/chaos.rs` runs three minutes of a fixed seed in the test suite.
+//! `tests/benches.rs` runs three minutes of a fixed seed in the test suite.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
