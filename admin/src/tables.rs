@@ -334,6 +334,7 @@ mod tests {
             session_track_system_variables: String::new(),
             session_track_schema: false,
             wsrep: None,
+            semi_sync_wait_no_slave: None,
             master_term: None,
         }
     }
