@@ -441,10 +441,14 @@ impl<'a> World<'a> {
     }
 }
 
+/// The line that says what happened: the client's `ERROR ...` line when there is one (on
+/// an error the mariadb CLI first echoes the statement between rows of dashes), else the
+/// first line.
 fn first_line(text: &str) -> String {
-    text.trim()
-        .lines()
-        .next()
+    let text = text.trim();
+    text.lines()
+        .find(|l| l.starts_with("ERROR"))
+        .or_else(|| text.lines().next())
         .unwrap_or("")
         .chars()
         .take(160)
