@@ -68,12 +68,31 @@ kp_running() {
 }
 
 # kp_alive PID [WORD]: true if PID runs and (when given) its command line contains WORD.
+# A child started with `&` a moment ago still runs the shell until it execs its program;
+# its command line is then its parent's, and kp_alive waits (up to 5 s) for the exec.
 kp_alive() {
-  local pid=$1 word=${2:-} cmd
+  local pid=$1 word=${2:-} cmd i
   [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] || return 1
   [[ -z $word ]] && return 0
-  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-  [[ $cmd == *"$word"* ]]
+  for ((i = 0; i < 50; i++)); do
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+    [[ $cmd == *"$word"* ]] && return 0
+    kp_not_yet_execed "$pid" "$cmd" || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# kp_not_yet_execed PID CMDLINE: true if PID is a live fork whose command line (CMDLINE)
+# is still its parent's, i.e. it has not exec'd its program yet.
+kp_not_yet_execed() {
+  local pid=$1 cmd=$2 stat rest state ppid
+  [[ -n $cmd ]] || return 1 # a zombie has an empty command line
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  rest=${stat##*) }
+  read -r state ppid _ <<<"$rest"
+  [[ $state != Z && $ppid =~ ^[0-9]+$ ]] || return 1
+  [[ $cmd == "$(tr '\0' ' ' 2>/dev/null <"/proc/$ppid/cmdline")" ]]
 }
 
 # kp_stop_pid PID WORD: SIGTERM the process if it is still ours (command line contains
