@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{spawn_proxy, Env};
+use common::{spawn_proxy, spawn_proxy_with, Env};
 use kohaproxy_faults::{
     checksums_equal, verify_blocking, wait_converged, writable_servers, FaultRelay, Ledger,
     LedgerHandle, LedgerOptions, LedgerReport, Outcome,
@@ -439,16 +439,7 @@ fn a_diverged_old_master_is_kept_out() {
 #[test]
 fn two_proxies_promote_once() {
     let env = Env::start(2);
-    let config = std::fs::read_to_string(env.sb().config_path()).expect("config");
-    let port = common::free_port();
-    let second = config
-        .replace(
-            &format!("listen = \"127.0.0.1:{}\"", env.proxy_port()),
-            &format!("listen = \"127.0.0.1:{port}\""),
-        )
-        .replace("admin.sock", "admin2.sock");
-    let second_path = env.sb().dir().join("kohaproxy2.toml");
-    std::fs::write(&second_path, second).expect("second config");
+    let (second_path, port) = second_proxy_config(&env, "");
     let second_log = env.sb().dir().join("proxy2.log");
     let _proxy2 = spawn_proxy(&second_path, second_log.clone(), port);
 
@@ -503,6 +494,167 @@ fn two_proxies_promote_once() {
         promoted, 1,
         "exactly one promotion:\n{first_log}\n---\n{second_log}"
     );
+}
+
+/// Writes a second proxy's config for `env`'s sandbox (its own port and admin socket
+/// `admin2.sock`, `monitor_extra` added to its `[monitor]` section); returns its path and
+/// port.
+fn second_proxy_config(env: &Env, monitor_extra: &str) -> (PathBuf, u16) {
+    let config = std::fs::read_to_string(env.sb().config_path()).expect("config");
+    let port = common::free_port();
+    let second = config
+        .replace(
+            &format!("listen = \"127.0.0.1:{}\"", env.proxy_port()),
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("admin.sock", "admin2.sock")
+        .replace("[monitor]\n", &format!("[monitor]\n{monitor_extra}"));
+    let path = env.sb().dir().join("kohaproxy2.toml");
+    std::fs::write(&path, second).expect("second config");
+    (path, port)
+}
+
+/// The crash points of a failover, in order (`KOHAPROXY_CRASH_AT`; see
+/// docs/ARCHITECTURE.md).
+const FAILOVER_STEPS: [&str; 8] = [
+    "failover:locked",
+    "failover:term",
+    "failover:drained",
+    "failover:stopped",
+    "failover:recorded",
+    "failover:reset",
+    "failover:writable",
+    "failover:repointed",
+];
+
+/// Scenario 13: the proxy dies (aborts at crash point `point`) in the middle of the
+/// failover from a SIGKILLed master, and is started again: it finishes the promotion the
+/// dead process began, or runs the failover again when nothing changed yet. The cluster
+/// ends with one writable master that every replica follows, and no acknowledged write
+/// is lost.
+fn proxy_killed_mid_failover_and_restarted(point: &str) {
+    let mut env = Env::start(2);
+    env.start_proxy_with("proxy-crashed.log", &[("KOHAPROXY_CRASH_AT", point)]);
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    let crashed = env.wait_proxy_exit(DEADLINE);
+    let crashed_log = env.proxy_log();
+    assert!(
+        crashed.is_some() && crashed_log.contains(&format!("={point} reached")),
+        "the proxy did not die at {point}:\n{crashed_log}"
+    );
+    env.start_proxy();
+    let new = wait_new_master(&env, "db1");
+    let other = if new == "db2" { "db3" } else { "db2" };
+    wait_replica(&env, other);
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = settle_and_verify(
+        &env,
+        &format!("proxy killed at {point}"),
+        ledger,
+        &[fault],
+        &new,
+        &["db2", "db3"],
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
+    // Once the term is recorded, the chosen server is kept: the restarted proxy
+    // finishes its promotion (or finds it done), never promotes another.
+    let restarted_log = env.proxy_log();
+    let promoted_again = restarted_log.contains(" promoted from=");
+    let finished = restarted_log.contains(&format!("finished the promotion of {new}"));
+    match point {
+        "failover:recorded" | "failover:reset" => assert!(
+            finished && !promoted_again,
+            "{point}: the promotion was not finished:\n{restarted_log}"
+        ),
+        "failover:writable" | "failover:repointed" => assert!(
+            !finished && !promoted_again,
+            "{point}: nothing was left to do:\n{restarted_log}"
+        ),
+        _ => assert!(
+            promoted_again,
+            "{point}: the failover was not run again:\n{restarted_log}"
+        ),
+    }
+}
+
+#[test]
+fn a_proxy_killed_early_in_a_failover_runs_it_again_after_a_restart() {
+    for point in &FAILOVER_STEPS[..4] {
+        proxy_killed_mid_failover_and_restarted(point);
+    }
+}
+
+#[test]
+fn a_proxy_killed_late_in_a_failover_finishes_it_after_a_restart() {
+    for point in &FAILOVER_STEPS[4..] {
+        proxy_killed_mid_failover_and_restarted(point);
+    }
+}
+
+/// Scenario 13 with two proxies: the one that fails over first dies half-way (after
+/// STOP SLAVE, or after its term record and RESET SLAVE ALL); the other, which detects
+/// the failure later (`fail_count = 8`), finishes the job. Neither proxy's acknowledged
+/// writes are lost.
+#[test]
+fn when_one_of_two_proxies_dies_mid_failover_the_other_finishes_it() {
+    for point in ["failover:stopped", "failover:reset"] {
+        let mut env = Env::start(2);
+        env.start_proxy_with("proxy-crashed.log", &[("KOHAPROXY_CRASH_AT", point)]);
+        let (second_path, port) = second_proxy_config(&env, "fail_count = 8\n");
+        let second_log = env.sb().dir().join("proxy2.log");
+        let _proxy2 = spawn_proxy_with(&second_path, second_log.clone(), port, &[]);
+        let first_ledger = ledger(&env, 2);
+        let mut opts = LedgerOptions::new(Env::opts(port, "koha", "koha", Some("koha")));
+        opts.database = "koha_ledger2".into();
+        opts.clients = 3;
+        opts.duration = Duration::from_secs(300);
+        let second_ledger = Ledger::spawn(opts);
+        std::thread::sleep(Duration::from_millis(1500));
+        let fault = Instant::now();
+        env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+        let crashed = env.wait_proxy_exit(DEADLINE);
+        let crashed_log = env.proxy_log();
+        assert!(
+            crashed.is_some() && crashed_log.contains(&format!("={point} reached")),
+            "the first proxy did not die at {point}:\n{crashed_log}"
+        );
+        let socket2 = env.sb().dir().join("admin2.sock");
+        let new = wait_for("the second proxy routes to one writable master", || {
+            let writable = writable_servers(env.sb());
+            let master = kohaproxy_faults::proxy_master(&socket2)?;
+            (writable == [master.clone()] && master != "db1").then_some(master)
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let first = first_ledger.stop_and_join().expect("first ledger");
+        let second = second_ledger.stop_and_join().expect("second ledger");
+        wait_converged(env.sb(), &["db2", "db3"], DEADLINE).expect("servers converge");
+        for (name, report) in [("first", &first), ("second", &second)] {
+            let verdict = verify_blocking(report, direct(&env, &new)).expect("verify");
+            eprintln!(
+                "RUN two proxies, first killed at {point} ({name} ledger): RTO {:?}, {verdict}",
+                report.rto(fault)
+            );
+            assert!(
+                verdict.acked > 0 && verdict.lost.is_empty(),
+                "{point}: {verdict}"
+            );
+        }
+        assert!(
+            second.rto(fault).is_some(),
+            "writes resumed through the second proxy"
+        );
+        let log2 = std::fs::read_to_string(&second_log).unwrap_or_default();
+        if point == "failover:reset" {
+            assert!(
+                log2.contains(&format!("finished the promotion of {new}")),
+                "{point}: the second proxy did not finish the promotion:\n{log2}"
+            );
+        }
+        assert_eq!(writable_servers(env.sb()), vec![new.clone()]);
+    }
 }
 
 /// A session keeps its socket and its state across a failover: schema, character set,

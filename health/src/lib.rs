@@ -14,6 +14,7 @@
 
 pub mod acked;
 pub mod control;
+pub mod crash;
 mod failover;
 pub mod galera;
 pub mod gtid;

@@ -15,7 +15,7 @@ use crate::acked::Acked;
 use crate::control::{Control, Request};
 use crate::hysteresis::{Hysteresis, Outcome};
 use crate::probe::{Prober, Status, ThreadState};
-use crate::roles;
+use crate::roles::{self, Followed};
 use crate::semi_sync;
 use crate::sql;
 use crate::term;
@@ -376,14 +376,33 @@ impl Monitor {
             }
         }
         if self.master.is_none() {
-            // Every server read-only (all restarted, as production servers come up): the
-            // one all replicas follow, itself replicating from nobody, is the master.
-            if let Some(x) = followed_by_all(&t) {
-                self.adopt(
+            if term::unfinished_promotion(&t.servers).is_some() {
+                self.finish_unfinished_promotion().await;
+                return;
+            }
+            match roles::followed_by_all(&t.servers) {
+                // Every server read-only (all restarted, as production servers come up):
+                // the one all replicas follow, itself replicating from nobody, is the master.
+                Some(Followed::Alive(x)) => self.adopt(
                     x,
                     newest.term,
                     "every replica follows this read-only server: it is the master",
-                );
+                ),
+                // The master all replicas follow is down, and this proxy never saw it
+                // alive (it started after the master died, or during another proxy's
+                // failover that changed nothing yet): it is the master, seen down, and
+                // the usual failover decides below. As for a master seen alive, only
+                // after `fail_count` failed probes in a row (a first probe decides a new
+                // server's state alone).
+                Some(Followed::Dead(x))
+                    if self.servers[x].health.failures() >= self.config.fail_count.max(1) =>
+                {
+                    self.term = self.term.max(newest.term);
+                    self.master = Some(x);
+                    self.trust = Trust::Doubted;
+                    warn!(master = %self.servers[x].name, term = self.term, "every replica follows this server, which is down: it is the master, and it is down");
+                }
+                Some(Followed::Dead(_)) | None => {}
             }
         }
         let Some(h) = self.master else { return };
@@ -423,6 +442,28 @@ impl Monitor {
                 let _ = self.master_down(&t, h, false).await;
             }
             ServerState::Unknown => {}
+        }
+    }
+
+    /// This proxy has no master and the servers show a promotion left half-way
+    /// ([`term::unfinished_promotion`]): under the topology lock (a promotion still under
+    /// way elsewhere holds it until it is done), look again and finish it.
+    async fn finish_unfinished_promotion(&mut self) {
+        let _locks = match self.lock_majority(None).await {
+            Ok(locks) => locks,
+            Err(e) => {
+                debug!("a promotion looks unfinished; not finished this round: {e}");
+                return;
+            }
+        };
+        self.probe().await;
+        let views: Vec<ServerView> = self.servers.iter().map(Slot::view).collect();
+        let Some(c) = term::unfinished_promotion(&views) else {
+            return;
+        };
+        let recorded = term::newest(&views).term;
+        if let Err(e) = self.finish_promotion(c, recorded).await {
+            warn!("{e}");
         }
     }
 
@@ -912,36 +953,4 @@ pub(crate) fn io_running(v: &ServerView) -> bool {
         .as_ref()
         .and_then(|s| s.replication.first())
         .is_some_and(|r| r.io_thread == ThreadState::Running)
-}
-
-/// The up, read-only server that every up replica's link points at, itself replicating
-/// from nobody, when no server is writable and there is at least one such replica.
-fn followed_by_all(t: &Topology) -> Option<usize> {
-    let up = || t.servers.iter().filter(|v| v.state == ServerState::Up);
-    if up().any(|v| v.read_only != Some(true)) {
-        return None;
-    }
-    let mut target = None;
-    for v in up() {
-        let st = v.status.as_ref()?;
-        match st.replication.as_slice() {
-            [] => {}
-            [link] => {
-                let x = roles::master_of(&t.servers, link)?;
-                if target.is_some_and(|y| y != x) {
-                    return None;
-                }
-                target = Some(x);
-            }
-            _ => return None,
-        }
-    }
-    let x = target?;
-    let leader = t.servers.get(x)?;
-    (leader.state == ServerState::Up
-        && leader
-            .status
-            .as_ref()
-            .is_some_and(|s| s.replication.is_empty()))
-    .then_some(x)
 }

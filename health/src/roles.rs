@@ -220,6 +220,54 @@ pub(crate) fn master_of(servers: &[ServerView], link: &Replication) -> Option<us
 }
 
 /// `host` as a configured name, or `host:port` if it is none.
+/// The server every replica follows when no server is writable (see
+/// [`followed_by_all`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    /// It is up and replicates from nobody: every server restarted read-only, as
+    /// production servers come up; it is the master.
+    Alive(usize),
+    /// It is down: the master died (perhaps while no kohaproxy watched, or while the
+    /// one promoting a replica died before changing anything); it is the master to fail
+    /// over from.
+    Dead(usize),
+}
+
+/// The server that every up replica's link points at, when no up server is writable and
+/// at least one replica has a link, and every link points at that one server.
+pub fn followed_by_all(servers: &[ServerView]) -> Option<Followed> {
+    let up = || servers.iter().filter(|v| v.state == ServerState::Up);
+    if up().any(|v| v.read_only != Some(true)) {
+        return None;
+    }
+    let mut target = None;
+    for v in up() {
+        let st = v.status.as_ref()?;
+        match st.replication.as_slice() {
+            [] => {}
+            [link] => {
+                let x = master_of(servers, link)?;
+                if target.is_some_and(|y| y != x) {
+                    return None;
+                }
+                target = Some(x);
+            }
+            _ => return None,
+        }
+    }
+    let x = target?;
+    let leader = servers.get(x)?;
+    match leader.state {
+        ServerState::Up => leader
+            .status
+            .as_ref()
+            .is_some_and(|s| s.replication.is_empty())
+            .then_some(Followed::Alive(x)),
+        ServerState::Down => Some(Followed::Dead(x)),
+        ServerState::Unknown => None,
+    }
+}
+
 fn describe(servers: &[ServerView], link: &Replication) -> String {
     match master_of(servers, link) {
         Some(i) => servers[i].name.clone(),

@@ -128,6 +128,38 @@ pub fn master_to_follow(servers: &[ServerView], current: Option<usize>) -> (Newe
     (newest, under)
 }
 
+/// A promotion that stopped half-way: the server the newest record names is up and
+/// holds that record itself, but is still read-only and replicates from nobody (its
+/// threads stopped), and no server is writable. The promoting kohaproxy died (or lost its
+/// connection) after recording the term, before `read_only = OFF`: the server it chose
+/// has drained its relay log and carries the new term, so the promotion is finished on
+/// it, never restarted on another replica (which could lack writes, and would leave this
+/// one diverged by its own term record).
+pub fn unfinished_promotion(servers: &[ServerView]) -> Option<usize> {
+    let up = |v: &&ServerView| v.state == ServerState::Up;
+    if servers
+        .iter()
+        .filter(up)
+        .any(|v| v.status.as_ref().is_some_and(|st| !st.read_only))
+    {
+        return None;
+    }
+    let best = servers
+        .iter()
+        .filter(up)
+        .filter_map(|v| v.status.as_ref()?.master_term)
+        .max_by_key(|r| r.term)?;
+    servers.iter().position(|v| {
+        v.state == ServerState::Up
+            && v.status.as_ref().is_some_and(|st| {
+                st.server_id == best.server_id
+                    && st.read_only
+                    && st.master_term.is_some_and(|r| r.term == best.term)
+                    && !st.replication.iter().any(|r| r.is_active())
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -257,6 +289,57 @@ mod tests {
         by_hand[1].state = ServerState::Up;
         assert_eq!(master_to_follow(&by_hand, Some(2)).1, Some(2));
         assert_eq!(master_to_follow(&by_hand, Some(0)).1, Some(1));
+    }
+
+    #[test]
+    fn a_recorded_read_only_server_replicating_from_nobody_is_an_unfinished_promotion() {
+        // db1 (term 4) died; a proxy recorded term 5 on db2 and died before read_only=OFF.
+        // db3 still follows db1 (its record is db1's).
+        let mut servers = [
+            server("db1", 1, false, Some((4, 1))),
+            server("db2", 2, true, Some((5, 2))),
+            server("db3", 3, true, Some((4, 1))),
+        ];
+        servers[0].state = ServerState::Down;
+        assert_eq!(unfinished_promotion(&servers), Some(1));
+        // Not while any server is writable (db1 woke up: it is fenced first, or the
+        // promotion finished and db2 is writable).
+        servers[0].state = ServerState::Up;
+        assert_eq!(unfinished_promotion(&servers), None);
+        servers[0].state = ServerState::Down;
+        // Not when db2 replicates again (a switchover made it a replica of someone).
+        let mut replicating = servers.clone();
+        let link = |io: &str| {
+            crate::probe::Replication::from_fields(|name| match name {
+                "Master_Host" => Some("127.0.0.1".into()),
+                "Master_Port" => Some("3301".into()),
+                "Slave_IO_Running" => Some(io.into()),
+                "Slave_SQL_Running" => Some("No".into()),
+                _ => None,
+            })
+            .expect("link")
+        };
+        replicating[1].status.as_mut().expect("status").replication = vec![link("Yes")];
+        assert_eq!(unfinished_promotion(&replicating), None);
+        // A link left stopped (the promoting proxy ran STOP SLAVE) does not count.
+        replicating[1].status.as_mut().expect("status").replication = vec![link("No")];
+        assert_eq!(unfinished_promotion(&replicating), Some(1));
+        // Not when the server the record names lacks the record itself (db3 holds a
+        // newer record naming db2, which did not get it back: no promotion of db2 ran
+        // on db2).
+        let mut elsewhere = servers.clone();
+        elsewhere[1].status.as_mut().expect("status").master_term = Some(TermRecord {
+            term: 4,
+            server_id: 1,
+        });
+        elsewhere[2].status.as_mut().expect("status").master_term = Some(TermRecord {
+            term: 5,
+            server_id: 2,
+        });
+        assert_eq!(unfinished_promotion(&elsewhere), None);
+        // No record at all: nothing unfinished.
+        let plain = [server("db1", 1, true, None), server("db2", 2, true, None)];
+        assert_eq!(unfinished_promotion(&plain), None);
     }
 
     #[test]

@@ -99,12 +99,19 @@ impl Env {
 
     /// Starts (or restarts) the proxy and waits until it greets clients.
     pub fn start_proxy(&mut self) {
+        self.start_proxy_with("proxy.log", &[]);
+    }
+
+    /// Starts (or restarts) the proxy with `vars` added to its environment, logging to
+    /// `log_name` in the sandbox directory, and waits until it greets clients.
+    pub fn start_proxy_with(&mut self, log_name: &str, vars: &[(&str, &str)]) {
         self.proxy = None;
-        let log = self.sb().dir().join("proxy.log");
-        self.proxy = Some(spawn_proxy(
+        let log = self.sb().dir().join(log_name);
+        self.proxy = Some(spawn_proxy_with(
             &self.sb().config_path(),
             log,
             self.proxy_port(),
+            vars,
         ));
     }
 
@@ -185,10 +192,21 @@ impl Env {
 /// Starts `kohaproxy run --config CONFIG` logging to `log`, and waits until it listens on
 /// `port` (it is killed when the returned value is dropped).
 pub fn spawn_proxy(config: &Path, log: PathBuf, port: u16) -> ProxyProcess {
+    spawn_proxy_with(config, log, port, &[])
+}
+
+/// [`spawn_proxy`] with `vars` added to the proxy's environment.
+pub fn spawn_proxy_with(
+    config: &Path,
+    log: PathBuf,
+    port: u16,
+    vars: &[(&str, &str)],
+) -> ProxyProcess {
     let child = Command::new(env!("CARGO_BIN_EXE_kohaproxy"))
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(vars.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("proxy log"))

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::{io_running, replicas_of, Monitor, LOCK};
 use crate::control::Command;
+use crate::crash;
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
 use crate::sql::{self, Session, Target};
@@ -120,6 +121,7 @@ impl Monitor {
                 return Err(op);
             }
         };
+        crash::point("failover:locked");
         // Under the lock, look again: another proxy may have acted meanwhile.
         self.probe_except(Some(h)).await;
         let views: Vec<ServerView> = self.servers.iter().map(super::Slot::view).collect();
@@ -137,6 +139,13 @@ impl Monitor {
                 "another server was made master meanwhile: following it",
             );
             return Ok(format!("{name} is the master now"));
+        }
+        if let Some(c) = term::unfinished_promotion(&t.servers) {
+            // Another kohaproxy (or this one, before a restart) died half-way through
+            // promoting `c`: finish that promotion rather than start another.
+            let result = self.finish_promotion(c, recorded.term).await;
+            drop(locks);
+            return result;
         }
         if t.servers[h].state == ServerState::Up {
             drop(locks);
@@ -173,6 +182,7 @@ impl Monitor {
             self.term
         )));
         self.publish();
+        crash::point("failover:term");
         // Read after the new term is published: every OK forwarded before it raised this.
         let acked = self.acked.get();
         let choice = match failover::choose(&candidates, &acked) {
@@ -200,6 +210,7 @@ impl Monitor {
             self.set_operation(Some(op.clone()));
             return Err(op);
         }
+        crash::point("failover:writable");
         self.master = Some(c);
         self.trust = super::Trust::Confirmed;
         self.set_operation(Some(format!(
@@ -213,6 +224,7 @@ impl Monitor {
             "failover: {name} promoted"
         );
         self.repoint(&replicas, c, h).await;
+        crash::point("failover:repointed");
         drop(locks);
         self.set_operation(None);
         Ok(format!(
@@ -242,6 +254,7 @@ impl Monitor {
         s.exec("START SLAVE SQL_THREAD").await?;
         self.drain_relay_log(&mut s).await?;
         self.wait_for(&mut s, received).await?;
+        crash::point("failover:drained");
         let now: GtidList = s
             .value("SELECT @@gtid_current_pos", self.config.timeout)
             .await?
@@ -254,8 +267,14 @@ impl Monitor {
             ));
         }
         s.exec("STOP SLAVE").await?;
-        s.exec("RESET SLAVE ALL").await?;
+        crash::point("failover:stopped");
+        // The term is recorded before the link is removed: should this proxy die from
+        // here on, the record names the server that has drained its relay log, and the
+        // next kohaproxy to look finishes this promotion ([`term::unfinished_promotion`]).
         self.record_term(&mut s, c).await;
+        crash::point("failover:recorded");
+        s.exec("RESET SLAVE ALL").await?;
+        crash::point("failover:reset");
         s.exec("SET GLOBAL read_only = OFF").await?;
         if let Some(st) = self.servers[c].status.as_mut() {
             st.read_only = false;
@@ -263,6 +282,52 @@ impl Monitor {
         }
         self.servers[c].note = None;
         Ok(())
+    }
+
+    /// Finishes the promotion of `c` that a kohaproxy left half-way (see
+    /// [`term::unfinished_promotion`]; the caller holds the topology lock and has just
+    /// probed): `c` holds the newest term record and has applied its relay log, so it is
+    /// made a writable master replicating from nobody, as [`Self::promote`] would have.
+    /// Only the steps not yet done remain, and none of them can lose a write: nothing is
+    /// re-chosen, no relay log is discarded. The other replicas are re-pointed by the
+    /// rounds' rejoin. Refused if `c` lacks a write this proxy acknowledged.
+    pub(super) async fn finish_promotion(
+        &mut self,
+        c: usize,
+        recorded: u64,
+    ) -> Result<String, String> {
+        let name = self.servers[c].name.clone();
+        let view = self.servers[c].view();
+        if let Some(refusal) = self.lacks_acked(&view) {
+            let op =
+                format!("the promotion of {name} (term {recorded}) left unfinished: {refusal}");
+            self.set_operation(Some(op.clone()));
+            return Err(op);
+        }
+        self.set_operation(Some(format!(
+            "finishing the promotion of {name} (term {recorded}) that a kohaproxy left half-way"
+        )));
+        let mut s = self.open(c).await?;
+        s.exec("STOP SLAVE").await?;
+        s.exec("RESET SLAVE ALL").await?;
+        s.exec("SET GLOBAL read_only = OFF").await?;
+        if let Some(st) = self.servers[c].status.as_mut() {
+            st.read_only = false;
+            st.replication.clear();
+        }
+        self.servers[c].note = None;
+        self.adopt(
+            c,
+            recorded,
+            &format!(
+                "finished the promotion of {name} (term {recorded}) a kohaproxy left half-way"
+            ),
+        );
+        self.set_operation(None);
+        self.publish();
+        Ok(format!(
+            "{name} is the master now (its unfinished promotion in term {recorded} finished)"
+        ))
     }
 
     /// Records this proxy's term, with server `c` as its master, on `s` (the new master,

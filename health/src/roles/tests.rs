@@ -301,3 +301,45 @@ fn lag_of(replica: &Status) -> Option<u64> {
     let master = cluster()[0].status.clone().unwrap();
     lag(replica, &master).seconds_behind_master
 }
+
+#[test]
+fn the_server_every_replica_follows_when_none_is_writable() {
+    // All restarted read-only: db1 replicates from nobody, the others follow it.
+    let mut servers = cluster();
+    servers[0].status.as_mut().unwrap().read_only = true;
+    servers[0].read_only = Some(true);
+    assert_eq!(followed_by_all(&servers), Some(Followed::Alive(0)));
+    // db1 is down: the master died, perhaps before this proxy ever saw it.
+    let dead: Vec<ServerView> = servers
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, v)| if i == 0 { down(v) } else { v })
+        .collect();
+    assert_eq!(followed_by_all(&dead), Some(Followed::Dead(0)));
+    // Not yet known up or down (the first probes): nothing.
+    let mut unknown = dead.clone();
+    unknown[0].state = ServerState::Unknown;
+    assert_eq!(followed_by_all(&unknown), None);
+    // A stopped link still says whom a replica follows (a promoting proxy died after
+    // STOP SLAVE, before its term record).
+    let mut stopped = dead.clone();
+    stopped[1].status.as_mut().unwrap().replication = vec![link(
+        "127.0.0.1",
+        1,
+        ThreadState::Stopped,
+        ThreadState::Stopped,
+    )];
+    assert_eq!(followed_by_all(&stopped), Some(Followed::Dead(0)));
+    // A writable server, replicas following different servers, or nobody following
+    // anyone: nothing.
+    assert_eq!(followed_by_all(&cluster()), None);
+    let mut split = dead.clone();
+    split[2].status.as_mut().unwrap().replication = vec![running("127.0.0.1", 2)];
+    assert_eq!(followed_by_all(&split), None);
+    let alone = vec![
+        down(server("db1", 1, true, vec![])),
+        server("db2", 2, true, vec![]),
+    ];
+    assert_eq!(followed_by_all(&alone), None);
+}
