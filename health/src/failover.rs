@@ -83,6 +83,21 @@ pub(crate) fn choose(candidates: &[Candidate], acked: &GtidList) -> Result<Choic
     })
 }
 
+/// The replicas (of `candidates`) that hold transactions the master `master_has`
+/// (its `gtid_current_pos`) lacks. A replica only ever has what its master sent, so any
+/// such transaction is one the master lost: it crashed and came back without it
+/// (`--init-rpl-role=SLAVE` crash recovery removes binlogged transactions whose InnoDB
+/// commit was not yet durable, and under semi-sync AFTER_SYNC those may have been
+/// acknowledged: a replica had them). Such a master must not take writes again; the
+/// replica holding them is promoted instead.
+pub(crate) fn ahead_of_master(candidates: &[Candidate], master_has: &GtidList) -> Vec<usize> {
+    candidates
+        .iter()
+        .filter(|c| !master_has.contains(&c.received))
+        .map(|c| c.index)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +166,20 @@ mod tests {
         assert!(choose(&[], &pos(""))
             .unwrap_err()
             .contains("no reachable replica"));
+    }
+
+    #[test]
+    fn a_replica_with_what_the_restarted_master_lacks_is_ahead() {
+        let master: GtidList = "0-1-100".parse().unwrap();
+        let replicas = [
+            cand(1, "db2", "0-1-100", 0, true),
+            cand(2, "db3", "0-1-103", 0, true),
+            cand(3, "db4", "0-1-90", 0, true),
+        ];
+        assert_eq!(ahead_of_master(&replicas, &master), vec![2]);
+        // Another domain the master never had counts too (it cannot come from elsewhere).
+        let other = [cand(1, "db2", "0-1-100,1-2-5", 0, true)];
+        assert_eq!(ahead_of_master(&other, &master), vec![1]);
+        assert!(ahead_of_master(&replicas[..1], &master).is_empty());
     }
 }

@@ -11,8 +11,11 @@ use tracing::{debug, info, warn};
 mod galera;
 mod promote;
 
+use promote::Why;
+
 use crate::acked::Acked;
 use crate::control::{Control, Request};
+use crate::failover;
 use crate::hysteresis::{Hysteresis, Outcome};
 use crate::probe::{Prober, Status, ThreadState};
 use crate::roles::{self, Followed};
@@ -439,7 +442,7 @@ impl Monitor {
             ServerState::Up => self.make_writable(&t, h).await,
             ServerState::Down => {
                 self.trust = Trust::Doubted;
-                let _ = self.master_down(&t, h, false).await;
+                let _ = self.master_down(&t, h, Why::Down).await;
             }
             ServerState::Unknown => {}
         }
@@ -492,6 +495,23 @@ impl Monitor {
         true
     }
 
+    /// What master `h`'s replicas hold that it lacks, when any does
+    /// ([`failover::ahead_of_master`]), as "db2 has 0-1-103".
+    fn lost_by_master(&self, views: &[ServerView], h: usize) -> Option<String> {
+        let t = Topology::build_under(views.to_vec(), None);
+        let has = t.servers[h].status.as_ref()?.gtid_current_pos.clone();
+        let candidates = self.candidates(&t, &replicas_of(&t, h));
+        let ahead = failover::ahead_of_master(&candidates, &has);
+        (!ahead.is_empty()).then(|| {
+            candidates
+                .iter()
+                .filter(|c| ahead.contains(&c.index))
+                .map(|c| format!("{} has {}", c.name, c.received))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
     /// The term's master is up but read-only (restarted with read_only=ON, as production
     /// servers should be): if it replicates from nobody and no other server is writable,
     /// it is made writable again.
@@ -518,7 +538,7 @@ impl Monitor {
         // Another kohaproxy may be switching over right now (it made this server
         // read-only and is promoting another): take the topology lock it holds while it
         // does, and look again, so that this proxy never undoes its switch.
-        let _locks = match self.lock_majority(None).await {
+        let locks = match self.lock_majority(None).await {
             Ok(locks) => locks,
             Err(e) => {
                 debug!(server = %self.servers[h].name, "the master is read-only; not made writable this round: {e}");
@@ -548,6 +568,30 @@ impl Monitor {
         if !still || newer {
             if newer {
                 debug!(server = %self.servers[h].name, "the master is read-only and a newer term is recorded elsewhere: not made writable");
+            }
+            return;
+        }
+        // Nor if it came back from a crash without transactions a replica holds (and a
+        // client may have been told are saved): the replica is promoted instead.
+        if let Some(lost) = self.lost_by_master(&views, h) {
+            drop(locks);
+            let name = self.servers[h].name.clone();
+            let why = format!(
+                "{name} came back without transactions its replicas hold ({lost}): \
+                 not made writable again"
+            );
+            if self.config.failover == FailoverMode::Manual {
+                self.set_operation(Some(format!(
+                    "{why}; failover is manual: run FAILOVER on the admin console"
+                )));
+                return;
+            }
+            warn!(
+                term = self.term,
+                "{why}; promoting the replica that holds them"
+            );
+            if let Err(e) = self.failover(h, Why::BehindReplicas).await {
+                warn!("{e}");
             }
             return;
         }
@@ -725,15 +769,11 @@ impl Monitor {
     }
 
     /// The term's master `h` is down. Fails over when the mode allows and the replicas
-    /// confirm it (`forced` skips that confirmation, never the acknowledged-write check).
-    async fn master_down(
-        &mut self,
-        t: &Topology,
-        h: usize,
-        forced: bool,
-    ) -> Result<String, String> {
+    /// confirm it ([`Why::Forced`] skips that confirmation, never the acknowledged-write
+    /// check).
+    async fn master_down(&mut self, t: &Topology, h: usize, why: Why) -> Result<String, String> {
         let name = self.servers[h].name.clone();
-        if self.config.failover == FailoverMode::Manual && !forced {
+        if self.config.failover == FailoverMode::Manual && why != Why::Forced {
             let op = format!(
                 "master {name} is down; failover is manual: run FAILOVER on the admin console"
             );
@@ -748,7 +788,7 @@ impl Monitor {
             self.set_operation(Some(op.clone()));
             return Err(op);
         }
-        if !forced {
+        if why == Why::Down {
             let now = Instant::now();
             let seeing: Vec<&str> = replicas
                 .iter()
@@ -764,7 +804,7 @@ impl Monitor {
                 return Err(op);
             }
         }
-        self.failover(h, forced).await
+        self.failover(h, why).await
     }
 }
 

@@ -129,8 +129,9 @@ pub fn master_to_follow(servers: &[ServerView], current: Option<usize>) -> (Newe
 }
 
 /// A promotion that stopped half-way: the server the newest record names is up and
-/// holds that record itself, but is still read-only and replicates from nobody (its
-/// threads stopped), and no server is writable. The promoting kohaproxy died (or lost its
+/// holds that record itself, but is still read-only, replicates from nobody (its
+/// threads stopped), and no server follows it yet; and no server is writable. (A master
+/// of that term restarted read-only is followed by its replicas: not this.) The promoting kohaproxy died (or lost its
 /// connection) after recording the term, before `read_only = OFF`: the server it chose
 /// has drained its relay log and carries the new term, so the promotion is finished on
 /// it, never restarted on another replica (which could lack writes, and would leave this
@@ -149,7 +150,7 @@ pub fn unfinished_promotion(servers: &[ServerView]) -> Option<usize> {
         .filter(up)
         .filter_map(|v| v.status.as_ref()?.master_term)
         .max_by_key(|r| r.term)?;
-    servers.iter().position(|v| {
+    let c = servers.iter().position(|v| {
         v.state == ServerState::Up
             && v.status.as_ref().is_some_and(|st| {
                 st.server_id == best.server_id
@@ -157,7 +158,15 @@ pub fn unfinished_promotion(servers: &[ServerView]) -> Option<usize> {
                     && st.master_term.is_some_and(|r| r.term == best.term)
                     && !st.replication.iter().any(|r| r.is_active())
             })
-    })
+    })?;
+    let followed = servers.iter().filter(up).any(|v| {
+        v.status.as_ref().is_some_and(|st| {
+            st.replication
+                .iter()
+                .any(|l| crate::roles::master_of(servers, l) == Some(c))
+        })
+    });
+    (!followed).then_some(c)
 }
 
 #[cfg(test)]
@@ -324,6 +333,13 @@ mod tests {
         // A link left stopped (the promoting proxy ran STOP SLAVE) does not count.
         replicating[1].status.as_mut().expect("status").replication = vec![link("No")];
         assert_eq!(unfinished_promotion(&replicating), Some(1));
+        // Not when a replica follows db2 (port 3302): db2 is the master of term 5,
+        // restarted read-only, not a promotion under way.
+        let mut restarted = servers.clone();
+        let mut follows_db2 = link("Yes");
+        follows_db2.master_port = 3302;
+        restarted[2].status.as_mut().expect("status").replication = vec![follows_db2];
+        assert_eq!(unfinished_promotion(&restarted), None);
         // Not when the server the record names lacks the record itself (db3 holds a
         // newer record naming db2, which did not get it back: no promotion of db2 ran
         // on db2).

@@ -16,6 +16,19 @@ use crate::sql::{self, Session, Target};
 use crate::term;
 use crate::topology::{Role, ServerState, ServerView, Topology};
 
+/// Why a failover runs, which decides what it checks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// The master is down: no failover while a replica still receives from it.
+    Down,
+    /// A person asked for it (`FAILOVER`): the master is down, whatever the replicas see.
+    Forced,
+    /// The master came back from a crash without transactions a replica holds
+    /// ([`failover::ahead_of_master`]): it is up and read-only, and never made writable
+    /// again; the replica that holds them is promoted.
+    BehindReplicas,
+}
+
 /// How long a switchover waits for statements that looked at the master before the hold
 /// to finish. Only statements sent but not yet started can meet the read-only master (a
 /// running write holds `SET GLOBAL read_only` back), so this is short.
@@ -86,7 +99,7 @@ impl Monitor {
 
     /// The servers `indices` as promotion candidates: what each received (applied, raised
     /// to its relay log's `Gtid_IO_Pos`), its priority, and whether it may be promoted.
-    fn candidates(&self, t: &Topology, indices: &[usize]) -> Vec<Candidate> {
+    pub(super) fn candidates(&self, t: &Topology, indices: &[usize]) -> Vec<Candidate> {
         indices
             .iter()
             .filter_map(|&i| {
@@ -110,7 +123,7 @@ impl Monitor {
     /// Promotes the best replica of the failed master `h`: lock, new term (no OK of the
     /// old master is forwarded from now on), choose, apply the relay log, promote,
     /// re-point the other replicas.
-    pub(super) async fn failover(&mut self, h: usize, forced: bool) -> Result<String, String> {
+    pub(super) async fn failover(&mut self, h: usize, why: Why) -> Result<String, String> {
         let started = Instant::now();
         let old = self.servers[h].name.clone();
         let locks = match self.lock_majority(Some(h)).await {
@@ -122,8 +135,10 @@ impl Monitor {
             }
         };
         crash::point("failover:locked");
-        // Under the lock, look again: another proxy may have acted meanwhile.
-        self.probe_except(Some(h)).await;
+        // Under the lock, look again: another proxy may have acted meanwhile. A master
+        // that is down is not probed (a hung one would cost a whole probe timeout).
+        self.probe_except((why != Why::BehindReplicas).then_some(h))
+            .await;
         let views: Vec<ServerView> = self.servers.iter().map(super::Slot::view).collect();
         let recorded = term::newest(&views);
         let t = Topology::build_under(views, recorded.master);
@@ -147,7 +162,15 @@ impl Monitor {
             drop(locks);
             return result;
         }
-        if t.servers[h].state == ServerState::Up {
+        if why == Why::BehindReplicas {
+            if t.servers[h].read_only != Some(true) || self.lost_by_master(&t.servers, h).is_none()
+            {
+                drop(locks);
+                return Err(format!(
+                    "{old} no longer lacks what its replicas hold: no failover"
+                ));
+            }
+        } else if t.servers[h].state == ServerState::Up {
             drop(locks);
             return Err(format!("{old} answers again: no failover"));
         }
@@ -156,7 +179,7 @@ impl Monitor {
         let seeing = replicas
             .iter()
             .any(|&i| io_running(&t.servers[i]) && self.receiving(i, &t.servers[i], now));
-        if !forced && seeing {
+        if why == Why::Down && seeing {
             drop(locks);
             return Err(format!(
                 "a replica still replicates from {old}: no failover"
@@ -298,9 +321,12 @@ impl Monitor {
     ) -> Result<String, String> {
         let name = self.servers[c].name.clone();
         let view = self.servers[c].view();
-        if let Some(refusal) = self.lacks_acked(&view) {
-            let op =
-                format!("the promotion of {name} (term {recorded}) left unfinished: {refusal}");
+        if self.lacks_acked(&view).is_some() {
+            let op = format!(
+                "the promotion of {name} (term {recorded}) left half-way is not finished: it \
+                 lacks writes this kohaproxy acknowledged ({}); writes wait",
+                self.acked.get()
+            );
             self.set_operation(Some(op.clone()));
             return Err(op);
         }
@@ -615,12 +641,18 @@ impl Monitor {
                     return Err("no master was ever seen: nothing to fail over from".into());
                 };
                 if t.servers[h].state == ServerState::Up {
+                    let views: Vec<ServerView> =
+                        self.servers.iter().map(super::Slot::view).collect();
+                    if views[h].read_only == Some(true) && self.lost_by_master(&views, h).is_some()
+                    {
+                        return self.failover(h, Why::BehindReplicas).await;
+                    }
                     return Err(format!(
                         "the master {} is up: use SWITCHOVER for a planned change",
                         self.servers[h].name
                     ));
                 }
-                self.master_down(&t, h, true).await
+                self.master_down(&t, h, Why::Forced).await
             }
             Command::Maintenance { server, on } => {
                 let i = self.index_of(&server)?;
