@@ -63,6 +63,31 @@ fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Like [`wait_for`], and a timeout shows the proxy's log.
+fn wait_logged<T>(env: &Env, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            eprintln!("{what}: {:?}", start.elapsed());
+            return v;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}; the proxy's log:\n{}",
+            env.proxy_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The one writable server, when the proxy routes writes to it.
+fn routed_master(env: &Env) -> Option<String> {
+    match writable_servers(env.sb()).as_slice() {
+        [one] if proxy_master(env).as_deref() == Some(one) => Some(one.clone()),
+        _ => None,
+    }
+}
+
 /// Waits until exactly one server is writable, the proxy routes to it, and it is not
 /// `old`; returns its name.
 fn wait_new_master(env: &Env, old: &str) -> String {
@@ -454,20 +479,9 @@ fn a_master_restarted_at_once_after_a_crash_loses_no_acknowledged_write() {
             .kill(&master, Signal::Kill)
             .expect("SIGKILL master");
         env.sb().start(&master).expect("restart it");
-        let start = Instant::now();
-        let now = loop {
-            let writable = writable_servers(env.sb());
-            match writable.as_slice() {
-                [one] if proxy_master(&env).as_deref() == Some(one) => break one.clone(),
-                _ => {}
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "round {round}: no writable master within {DEADLINE:?}:\n{}",
-                env.proxy_log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let now = wait_logged(&env, &format!("round {round}: a writable master"), || {
+            routed_master(&env)
+        });
         eprintln!("round {round}: {master} killed and restarted; master now {now}");
         std::thread::sleep(Duration::from_millis(1500));
     }
@@ -482,6 +496,96 @@ fn a_master_restarted_at_once_after_a_crash_loses_no_acknowledged_write() {
     );
     for f in &faults {
         assert!(report.rto(*f).is_some(), "writes resumed after every fault");
+    }
+}
+
+/// Scenario 9: a replica killed and restarted under load (its relay log is discarded by
+/// `relay_log_recovery` and fetched again), then the master SIGKILLed while that replica
+/// is still catching up: the other replica, which acknowledged meanwhile, has every
+/// acknowledged write, and the choice falls on whichever has received the most.
+#[test]
+fn a_replica_restart_then_a_master_crash_loses_no_acknowledged_write() {
+    let env = Env::start(2);
+    let ledger = ledger(&env, 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    env.sb().kill("db2", Signal::Kill).expect("SIGKILL db2");
+    env.sb().start("db2").expect("restart db2");
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    let new = wait_new_master(&env, "db1");
+    eprintln!("db2 restarted, db1 killed: {new} promoted");
+    std::thread::sleep(Duration::from_millis(1000));
+    env.sb().start("db1").expect("restart db1");
+    wait_replica(&env, "db1");
+    let other = if new == "db2" { "db3" } else { "db2" };
+    wait_replica(&env, other);
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = settle_and_verify(
+        &env,
+        "replica restart, then master crash",
+        ledger,
+        &[fault],
+        &new,
+        &["db1", "db2", "db3"],
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
+}
+
+/// Scenario 8, a double fault: the master and the only replica acknowledging (db3 and
+/// db4 have stopped replicating) are SIGKILLed together. Four servers, so that the two
+/// left are a majority of the three others and may lock the topology (with three, the
+/// failover waits for that lock instead). db3 and db4 lack acknowledged writes, so the
+/// failover is refused with that reason and writes wait; when the two servers come back
+/// the cluster has one master again, and the run reports how many acknowledged writes
+/// survived (a loss here is the documented cost of losing both copies at once: the
+/// replica's relay log tail is discarded at its restart, and the master's
+/// `--init-rpl-role=SLAVE` recovery drops commits InnoDB had not made durable).
+#[test]
+fn a_double_fault_is_refused_until_a_server_with_the_writes_returns() {
+    let env = Env::start(3);
+    for r in ["db3", "db4"] {
+        env.sb().sql(r, "STOP SLAVE").expect("stop replicating");
+    }
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    env.sb().kill("db2", Signal::Kill).expect("SIGKILL db2");
+    for r in ["db3", "db4"] {
+        env.sb().sql(r, "START SLAVE").expect("replicate again");
+    }
+    let refused = wait_for("the failover refused", || {
+        let out = admin(&env, "SHOW TOPOLOGY").ok()?;
+        out.contains("has every acknowledged write").then_some(out)
+    });
+    eprintln!("{}", refused.trim());
+    assert!(refused.contains("acknowledged"), "{refused}");
+    assert!(
+        writable_servers(env.sb()).is_empty(),
+        "db3 was not promoted"
+    );
+    env.sb().start("db2").expect("restart db2");
+    env.sb().start("db1").expect("restart db1");
+    let master = wait_logged(&env, "one writable master again", || routed_master(&env));
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = ledger.stop_and_join().expect("ledger");
+    let all = ["db1", "db2", "db3", "db4"];
+    let position = wait_converged(env.sb(), &all, DEADLINE).expect("servers converge");
+    let verdict = verify_blocking(&report, direct(&env, &master)).expect("verify");
+    eprintln!(
+        "RUN double fault: master {master}, RTO {:?}, {verdict}, position {position}",
+        report.rto(fault)
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
+    assert_eq!(writable_servers(env.sb()), vec![master]);
+    // At most the writes in flight when both copies died: one per client.
+    assert!(verdict.lost.len() <= 4, "{verdict}");
+    if !verdict.lost.is_empty() {
+        let log = env.proxy_log();
+        assert!(
+            log.contains("they are lost"),
+            "a loss is reported as an error:\n{log}"
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kohaproxy_config::{Config, FailoverMode, MonitorConfig, ServerConfig};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 mod galera;
 mod promote;
@@ -594,6 +594,16 @@ impl Monitor {
                 warn!("{e}");
             }
             return;
+        }
+        if self.lacks_acked(&views[h]).is_some() {
+            // No server has them (none is ahead of it): they are gone, and waiting would
+            // not bring them back. Say so, loudly, and take writes again.
+            error!(
+                server = %self.servers[h].name, acked = %self.acked.get(),
+                "the master came back without writes this kohaproxy acknowledged, and no \
+                 other server has them: they are lost (both copies were lost at once, or \
+                 semi-sync had fallen back to asynchronous)"
+            );
         }
         let slot = &self.servers[h];
         match self.open(h).await {

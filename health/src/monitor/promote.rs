@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{io_running, replicas_of, Monitor, LOCK};
 use crate::control::Command;
@@ -189,7 +189,7 @@ impl Monitor {
         let candidates = self.candidates(&t, &replicas);
         // A first look, without a new term: a refusal must not cut the old master's
         // sessions off (it may come back, and then it stays the master).
-        if let Err(e) = failover::choose(&candidates, &self.acked.get()) {
+        if let Err(e) = failover::choose(&candidates, &self.required(why, &candidates)) {
             let op = format!("failover from {old} refused: {e}; writes wait for {old} to return");
             self.set_operation(Some(op.clone()));
             return Err(op);
@@ -207,7 +207,7 @@ impl Monitor {
         self.publish();
         crash::point("failover:term");
         // Read after the new term is published: every OK forwarded before it raised this.
-        let acked = self.acked.get();
+        let acked = self.required(why, &candidates);
         let choice = match failover::choose(&candidates, &acked) {
             Ok(c) => c,
             Err(e) => {
@@ -255,6 +255,26 @@ impl Monitor {
             promoted_in.as_millis(),
             self.term
         ))
+    }
+
+    /// The acknowledged position the promoted replica must hold: this proxy's. Except when
+    /// the old master is up and behind its replicas ([`Why::BehindReplicas`]): every copy
+    /// is then in sight, and if no replica holds the whole position either, the missing
+    /// writes are gone from every server (both copies were lost at once). Stopping writes
+    /// for good would bring nothing back, so the replica holding the most is promoted and
+    /// the loss is logged as an error.
+    fn required(&self, why: Why, candidates: &[Candidate]) -> GtidList {
+        let acked = self.acked.get();
+        if why != Why::BehindReplicas || candidates.iter().any(|c| c.received.contains(&acked)) {
+            return acked;
+        }
+        error!(
+            acked = %acked,
+            "no server has every write this kohaproxy acknowledged (the master came back \
+             without them and no replica has them): they are lost; promoting the replica \
+             that has the most"
+        );
+        GtidList::default()
     }
 
     /// Applies the relay log candidate `c` already has (bounded by `catchup_timeout`),
