@@ -499,6 +499,48 @@ fn a_master_restarted_at_once_after_a_crash_loses_no_acknowledged_write() {
     }
 }
 
+/// Scenario 3: the replica that received the most may not be promoted (`no_promote`),
+/// and the one that may is behind (its IO thread was stopped while the other
+/// acknowledged). The promotable one first catches up from the other, then is promoted:
+/// no acknowledged write is lost, and the other follows it.
+#[test]
+fn a_promotable_replica_catches_up_from_a_no_promote_one_that_has_more() {
+    let env = Env::start_with(2, |text| {
+        *text = text.replace("name = \"db3\"\n", "name = \"db3\"\nno_promote = true\n");
+    });
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    env.sb()
+        .sql("db2", "STOP SLAVE IO_THREAD")
+        .expect("db2 stops receiving");
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    env.sb()
+        .sql("db2", "START SLAVE IO_THREAD")
+        .expect("db2 tries to receive again");
+    let new = wait_logged(&env, "a new master", || {
+        routed_master(&env).filter(|m| m != "db1")
+    });
+    assert_eq!(new, "db2", "only db2 may be promoted");
+    let log = env.proxy_log();
+    assert!(
+        log.contains("caught up from a replica that may not be promoted"),
+        "db2 caught up from db3 first:\n{log}"
+    );
+    wait_replica(&env, "db3");
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = settle_and_verify(
+        &env,
+        "catch up from a no_promote replica",
+        ledger,
+        &[fault],
+        "db2",
+        &["db2", "db3"],
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
+}
+
 /// Scenario 9: a replica killed and restarted under load (its relay log is discarded by
 /// `relay_log_recovery` and fetched again), then the master SIGKILLed while that replica
 /// is still catching up: the other replica, which acknowledged meanwhile, has every

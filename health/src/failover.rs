@@ -4,7 +4,9 @@
 //! it has received (relay log included: it is applied before promotion). Among those,
 //! the one that received the most wins, then the configured priority, then the name.
 //! Servers marked `no_promote` or in maintenance are never chosen; if one of them
-//! received more than the chosen one, the choice comes with a warning.
+//! received more than the chosen one, the chosen one first catches up from it (and the
+//! acknowledged-write check counts what it will get from there); a warning remains only
+//! for another one that has more still.
 
 use crate::gtid::GtidList;
 
@@ -28,6 +30,10 @@ pub(crate) struct Candidate {
 pub(crate) struct Choice {
     /// Config index of the server to promote.
     pub index: usize,
+    /// A replica that may not be promoted (`no_promote`, maintenance) but received
+    /// transactions the chosen one lacks: the chosen one replicates from it until it has
+    /// them all, before its promotion (failover.md scenario 3).
+    pub catch_up_from: Option<usize>,
     /// Why this choice is not ideal, if it is not (another replica received more).
     pub warning: Option<String>,
 }
@@ -38,6 +44,13 @@ pub(crate) fn choose(candidates: &[Candidate], acked: &GtidList) -> Result<Choic
     for c in candidates {
         most.raise_all(&c.received);
     }
+    let by_most = |a: &&Candidate, b: &&Candidate| {
+        a.received
+            .behind(&most)
+            .cmp(&b.received.behind(&most))
+            .then(b.priority.cmp(&a.priority))
+            .then(a.name.cmp(&b.name))
+    };
     let mut eligible: Vec<&Candidate> = candidates.iter().filter(|c| c.eligible).collect();
     if eligible.is_empty() {
         return Err(if candidates.is_empty() {
@@ -46,14 +59,17 @@ pub(crate) fn choose(candidates: &[Candidate], acked: &GtidList) -> Result<Choic
             "every reachable replica is no_promote or in maintenance".to_string()
         });
     }
-    eligible.sort_by(|a, b| {
-        a.received
-            .behind(&most)
-            .cmp(&b.received.behind(&most))
-            .then(b.priority.cmp(&a.priority))
-            .then(a.name.cmp(&b.name))
-    });
-    let Some(best) = eligible.iter().find(|c| c.received.contains(acked)) else {
+    eligible.sort_by(by_most);
+    // The replica that may not be promoted and received the most: the one to catch up from.
+    let donor = candidates.iter().filter(|c| !c.eligible).min_by(by_most);
+    let after_catch_up = |c: &Candidate| {
+        let mut r = c.received.clone();
+        if let Some(d) = donor {
+            r.raise_all(&d.received);
+        }
+        r
+    };
+    let Some(best) = eligible.iter().find(|c| after_catch_up(c).contains(acked)) else {
         let top = eligible[0];
         return Err(format!(
             "no promotable replica has every acknowledged write: acknowledged {acked}, \
@@ -66,19 +82,24 @@ pub(crate) fn choose(candidates: &[Candidate], acked: &GtidList) -> Result<Choic
             }
         ));
     };
+    let catch_up_from = donor
+        .filter(|d| !best.received.contains(&d.received))
+        .map(|d| d.index);
+    let has = after_catch_up(best);
     let warning = candidates
         .iter()
-        .filter(|c| !c.received.is_empty() && !best.received.contains(&c.received))
+        .filter(|c| !c.received.is_empty() && !has.contains(&c.received))
         .map(|c| {
             format!(
                 "{} received more ({}) than the promoted {} ({}): its extra transactions \
                  will keep it from following the new master",
-                c.name, c.received, best.name, best.received
+                c.name, c.received, best.name, has
             )
         })
         .next();
     Ok(Choice {
         index: best.index,
+        catch_up_from,
         warning,
     })
 }
@@ -136,6 +157,7 @@ mod tests {
             choose(&c, &pos("")).unwrap(),
             Choice {
                 index: 1,
+                catch_up_from: None,
                 warning: None
             }
         );
@@ -152,15 +174,38 @@ mod tests {
             e.contains("acknowledged 0-1-10") && e.contains("db2 has 0-1-9"),
             "{e}"
         );
-        // The best is excluded: the next one that has every acknowledged write is chosen,
-        // with a warning naming the one that had more.
+        // The best is excluded: the promotable one is chosen and catches up from it
+        // first (scenario 3), also when only that one has every acknowledged write.
         let c = [
             cand(1, "db2", "0-1-12", 0, false),
             cand(2, "db3", "0-1-10", 0, true),
         ];
-        let choice = choose(&c, &pos("0-1-10")).unwrap();
-        assert_eq!(choice.index, 2);
-        assert!(choice.warning.unwrap().contains("db2 received more"));
+        for acked in ["0-1-10", "0-1-12"] {
+            assert_eq!(
+                choose(&c, &pos(acked)).unwrap(),
+                Choice {
+                    index: 2,
+                    catch_up_from: Some(1),
+                    warning: None
+                }
+            );
+        }
+        // Two excluded: the one that received most is the source; the other, if it has
+        // more still (another domain), is named in a warning.
+        let c = [
+            cand(1, "db2", "0-1-12", 0, false),
+            cand(2, "db3", "0-1-10", 0, true),
+            cand(3, "db4", "0-1-11,1-4-1", 0, false),
+        ];
+        let choice = choose(&c, &pos("0-1-12")).unwrap();
+        assert_eq!((choice.index, choice.catch_up_from), (2, Some(1)));
+        assert!(choice.warning.unwrap().contains("db4 received more"));
+        // Nothing to catch up: no source.
+        let c = [
+            cand(1, "db2", "0-1-9", 0, false),
+            cand(2, "db3", "0-1-10", 0, true),
+        ];
+        assert_eq!(choose(&c, &pos("0-1-10")).unwrap().catch_up_from, None);
         let c = [cand(1, "db2", "0-1-12", 0, false)];
         assert!(choose(&c, &pos("")).unwrap_err().contains("no_promote"));
         assert!(choose(&[], &pos(""))

@@ -227,7 +227,10 @@ impl Monitor {
             .find(|x| x.index == c)
             .map(|x| x.received.clone())
             .unwrap_or_default();
-        if let Err(e) = self.promote(c, &received, &acked).await {
+        if let Err(e) = self
+            .promote(c, &received, &acked, choice.catch_up_from)
+            .await
+        {
             let op = format!("failover from {old} to {name} failed: {e}");
             self.servers[c].note = Some(op.clone());
             self.set_operation(Some(op.clone()));
@@ -285,6 +288,7 @@ impl Monitor {
         c: usize,
         received: &GtidList,
         acked: &GtidList,
+        catch_up_from: Option<usize>,
     ) -> Result<(), String> {
         let mut s = self.open(c).await?;
         // Apply all the relay log holds, not only what the last probe saw received: that
@@ -298,6 +302,9 @@ impl Monitor {
         self.drain_relay_log(&mut s).await?;
         self.wait_for(&mut s, received).await?;
         crash::point("failover:drained");
+        if let Some(x) = catch_up_from {
+            self.catch_up(&mut s, x).await?;
+        }
         let now: GtidList = s
             .value("SELECT @@gtid_current_pos", self.config.timeout)
             .await?
@@ -414,6 +421,39 @@ impl Monitor {
                 self.term
             ),
         }
+    }
+
+    /// Brings the candidate behind `s` (its relay log applied) up to replica `x`, which
+    /// may not be promoted (`no_promote`, maintenance) but received transactions the
+    /// candidate lacks (failover.md scenario 3): `x` applies its own relay log (its binlog
+    /// serves only what it applied), then the candidate replicates from `x` until it has
+    /// everything `x` has. Each wait is bounded by `catchup_timeout`. The candidate's link
+    /// to `x` is removed with the rest of its replication by the promotion.
+    async fn catch_up(&self, s: &mut Session, x: usize) -> Result<(), String> {
+        let from = self.servers[x].name.clone();
+        let in_from = |e: String| format!("catching up from {from}: {e}");
+        let mut d = self.open(x).await.map_err(in_from)?;
+        d.exec("START SLAVE SQL_THREAD").await.map_err(in_from)?;
+        self.drain_relay_log(&mut d).await.map_err(in_from)?;
+        let target: GtidList = d
+            .value("SELECT @@gtid_current_pos", self.config.timeout)
+            .await
+            .map_err(in_from)?
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| in_from(format!("{e}")))?;
+        let change = sql::change_master(
+            &self.servers[x].address,
+            &self.config.replication_user,
+            &self.config.replication_password,
+            "slave_pos",
+        );
+        s.exec("STOP SLAVE").await?;
+        s.exec(&change).await?;
+        s.exec("START SLAVE").await?;
+        self.wait_for(s, &target).await.map_err(in_from)?;
+        info!(server = %s.name(), from = %from, position = %target, "caught up from a replica that may not be promoted");
+        Ok(())
     }
 
     /// Waits until the replica behind `s`, whose master is gone (its IO thread receives
