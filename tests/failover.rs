@@ -116,6 +116,17 @@ fn ledger(env: &Env, clients: usize) -> LedgerHandle {
     Ledger::spawn(opts)
 }
 
+/// The ledger through a second proxy on `port`: `clients` sessions writing until stopped,
+/// into their own database (two ledgers starting together would pick the same client
+/// ids).
+fn second_ledger(port: u16, clients: usize) -> LedgerHandle {
+    let mut opts = LedgerOptions::new(Env::opts(port, "koha", "koha", Some("koha")));
+    opts.database = "koha_ledger2".into();
+    opts.clients = clients;
+    opts.duration = Duration::from_secs(300);
+    Ledger::spawn(opts)
+}
+
 /// Direct koha options on server `name`.
 fn direct(env: &Env, name: &str) -> mysql_async::Opts {
     let port = env.sb().server(name).expect("server").port;
@@ -641,12 +652,7 @@ fn two_proxies_promote_once() {
     let _proxy2 = spawn_proxy(&second_path, second_log.clone(), port);
 
     let first_ledger = ledger(&env, 3);
-    let mut opts = LedgerOptions::new(Env::opts(port, "koha", "koha", Some("koha")));
-    // Its own table: two ledgers starting together would pick the same client ids.
-    opts.database = "koha_ledger2".into();
-    opts.clients = 3;
-    opts.duration = Duration::from_secs(300);
-    let second_ledger = Ledger::spawn(opts);
+    let second_ledger = second_ledger(port, 3);
     std::thread::sleep(Duration::from_millis(1500));
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
@@ -724,6 +730,16 @@ const FAILOVER_STEPS: [&str; 8] = [
     "failover:repointed",
 ];
 
+/// Waits for `env`'s proxy, started with `KOHAPROXY_CRASH_AT=point`, to abort there.
+fn wait_crashed_at(env: &mut Env, point: &str) {
+    let crashed = env.wait_proxy_exit(DEADLINE);
+    let log = env.proxy_log();
+    assert!(
+        crashed.is_some() && log.contains(&format!("={point} reached")),
+        "the proxy did not die at {point}:\n{log}"
+    );
+}
+
 /// Scenario 13: the proxy dies (aborts at crash point `point`) in the middle of the
 /// failover from a SIGKILLed master, and is started again: it finishes the promotion the
 /// dead process began, or runs the failover again when nothing changed yet. The cluster
@@ -736,12 +752,7 @@ fn proxy_killed_mid_failover_and_restarted(point: &str) {
     std::thread::sleep(Duration::from_millis(1500));
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
-    let crashed = env.wait_proxy_exit(DEADLINE);
-    let crashed_log = env.proxy_log();
-    assert!(
-        crashed.is_some() && crashed_log.contains(&format!("={point} reached")),
-        "the proxy did not die at {point}:\n{crashed_log}"
-    );
+    wait_crashed_at(&mut env, point);
     env.start_proxy();
     let new = wait_new_master(&env, "db1");
     let other = if new == "db2" { "db3" } else { "db2" };
@@ -804,20 +815,11 @@ fn when_one_of_two_proxies_dies_mid_failover_the_other_finishes_it() {
         let second_log = env.sb().dir().join("proxy2.log");
         let _proxy2 = spawn_proxy_with(&second_path, second_log.clone(), port, &[]);
         let first_ledger = ledger(&env, 2);
-        let mut opts = LedgerOptions::new(Env::opts(port, "koha", "koha", Some("koha")));
-        opts.database = "koha_ledger2".into();
-        opts.clients = 3;
-        opts.duration = Duration::from_secs(300);
-        let second_ledger = Ledger::spawn(opts);
+        let second_ledger = second_ledger(port, 3);
         std::thread::sleep(Duration::from_millis(1500));
         let fault = Instant::now();
         env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
-        let crashed = env.wait_proxy_exit(DEADLINE);
-        let crashed_log = env.proxy_log();
-        assert!(
-            crashed.is_some() && crashed_log.contains(&format!("={point} reached")),
-            "the first proxy did not die at {point}:\n{crashed_log}"
-        );
+        wait_crashed_at(&mut env, point);
         let socket2 = env.sb().dir().join("admin2.sock");
         let new = wait_for("the second proxy routes to one writable master", || {
             let writable = writable_servers(env.sb());
