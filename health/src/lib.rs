@@ -8,7 +8,7 @@
 //!
 //! Modules: [`gtid`] (GTID positions), `probe` (what one server says), [`hysteresis`]
 //! (up/down after consecutive failures), [`roles`] (who is master, who replicates),
-//! `topology` (the snapshot), `monitor` (the task).
+//! `topology` (the snapshot), `monitor` (the task; `monitor/keep.rs` fences, rejoins and sets semi-sync each round, `monitor/promote.rs` fails over and switches over).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

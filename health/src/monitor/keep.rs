@@ -1,0 +1,195 @@
+//! Keeping the cluster whole while the master is up, each round: fencing writable
+//! servers that are not the master, semi-sync settings that follow the roles, and
+//! rejoining read-only servers as replicas (or keeping diverged ones out).
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::{Monitor, WAIT_NO_SLAVE_OFF};
+use crate::roles;
+use crate::semi_sync;
+use crate::sql;
+use crate::topology::{Role, ServerState, Topology};
+
+impl Monitor {
+    /// Makes read-only every reachable server other than the master that is writable.
+    pub(super) async fn fence(&mut self, t: &Topology, h: usize) {
+        for (i, v) in t.servers.iter().enumerate() {
+            if i == h || v.state != ServerState::Up || v.read_only != Some(false) {
+                continue;
+            }
+            let result = match self.open(i).await {
+                Ok(mut s) => {
+                    // Commits held for a semi-sync ack that no replica will give (a woken
+                    // old master cut off from its replicas) hold `read_only` back, up to
+                    // rpl_semi_sync_master_timeout, and would then be answered OK. Killed,
+                    // their clients get an error instead and the fence lands at once.
+                    kill_held_commits(&mut s, self.config.timeout).await;
+                    s.exec("SET GLOBAL read_only = ON").await
+                }
+                Err(e) => Err(e),
+            };
+            let master = self.servers[h].name.clone();
+            let note = match result {
+                Ok(()) => {
+                    if let Some(st) = self.servers[i].status.as_mut() {
+                        st.read_only = true;
+                    }
+                    format!(
+                        "fenced: was writable while {master} is the master (term {})",
+                        self.term
+                    )
+                }
+                Err(e) => {
+                    format!("writable while {master} is the master, and cannot be fenced: {e}")
+                }
+            };
+            warn!(server = %v.name, "{note}");
+            self.servers[i].note = Some(note);
+        }
+    }
+
+    /// Sets `rpl_semi_sync_master_wait_no_slave` ON on the master `h` and OFF on the
+    /// other servers where it differs ([`crate::semi_sync`]); a failure is logged and the
+    /// next round tries again.
+    pub(super) async fn semi_sync_follows_roles(&mut self, t: &Topology, h: usize) {
+        let seen: Vec<semi_sync::Seen> = t
+            .servers
+            .iter()
+            .map(|v| semi_sync::Seen {
+                up: v.state == ServerState::Up,
+                wait_no_slave: v.status.as_ref().and_then(|s| s.semi_sync_wait_no_slave),
+            })
+            .collect();
+        for (i, on) in semi_sync::changes(&seen, h) {
+            let value = if on { "ON" } else { "OFF" };
+            let sql = format!("SET GLOBAL rpl_semi_sync_master_wait_no_slave = {value}");
+
+            let result = match self.open(i).await {
+                Ok(mut s) => s.exec(&sql).await,
+                Err(e) => Err(e),
+            };
+            let name = &self.servers[i].name;
+            match result {
+                Ok(()) => {
+                    info!(server = %name, "rpl_semi_sync_master_wait_no_slave set {value}");
+                    if let Some(st) = self.servers[i].status.as_mut() {
+                        st.semi_sync_wait_no_slave = Some(on);
+                    }
+                }
+                Err(e) => {
+                    warn!(server = %name, "could not set rpl_semi_sync_master_wait_no_slave {value}: {e}")
+                }
+            }
+        }
+    }
+
+    /// Rejoins as replicas of the master the read-only servers that replicate from nobody
+    /// or from another server, unless their history diverged (then they are kept out and
+    /// the extra transactions are shown).
+    pub(super) async fn rejoin(&mut self, t: &Topology, h: usize) {
+        let Some(master_state) = t.servers[h]
+            .status
+            .as_ref()
+            .map(|s| s.gtid_binlog_state.clone())
+        else {
+            return;
+        };
+        for (i, v) in t.servers.iter().enumerate() {
+            if i == h || v.state != ServerState::Up || self.servers[i].maintenance {
+                continue;
+            }
+            let Some(st) = v.status.as_ref() else {
+                continue;
+            };
+            if !st.read_only || !matches!(v.role, Role::Standalone | Role::Stale) {
+                continue;
+            }
+            let follows_other = match st.replication.as_slice() {
+                [] => true,
+                [link] => roles::master_of(&t.servers, link) != Some(h),
+                _ => false,
+            };
+            if !follows_other {
+                continue;
+            }
+            let extra = st.gtid_binlog_state.extra_over(&master_state);
+            if !extra.is_empty() {
+                let list: Vec<String> = extra.iter().map(ToString::to_string).collect();
+                let note = format!(
+                    "diverged: has {} that the master {} lacks; kept out (rebuild it from a backup, or \
+                     restart it with --init-rpl-role=SLAVE if those were never acknowledged)",
+                    list.join(","),
+                    t.servers[h].name
+                );
+                if self.servers[i].note.as_deref() != Some(&note) {
+                    warn!(server = %v.name, "{note}");
+                    self.servers[i].note = Some(note);
+                }
+                continue;
+            }
+            let change = sql::change_master(
+                &t.servers[h].address,
+                &self.config.replication_user,
+                &self.config.replication_password,
+                "current_pos",
+            );
+            let result = match self.open(i).await {
+                Ok(mut s) => {
+                    let _ = s.exec("STOP SLAVE").await;
+                    if self.config.commit_waits_for_replica {
+                        // A fenced old master still has it ON ([`semi_sync`]).
+                        let _ = s.exec(WAIT_NO_SLAVE_OFF).await;
+                    }
+                    match s.exec(&change).await {
+                        Ok(()) => s.exec("START SLAVE").await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let note = match result {
+                Ok(()) => {
+                    info!(server = %v.name, master = %t.servers[h].name, "rejoined as a replica");
+                    format!(
+                        "rejoined as a replica of {} (term {})",
+                        t.servers[h].name, self.term
+                    )
+                }
+                Err(e) => {
+                    let note = format!("rejoin failed: {e}");
+                    if self.servers[i].note.as_deref() != Some(&note) {
+                        warn!(server = %v.name, "{note}");
+                    }
+                    note
+                }
+            };
+            self.servers[i].note = Some(note);
+        }
+    }
+}
+
+/// Kills the connections whose commit waits for a semi-sync ack on a server being fenced
+/// (best effort: one that finished meanwhile is no error).
+async fn kill_held_commits(s: &mut sql::Session, limit: Duration) {
+    let ids = s
+        .value(
+            "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
+             WHERE STATE = 'Waiting for semi-sync ACK from slave'",
+            limit,
+        )
+        .await;
+    let Ok(Some(ids)) = ids else { return };
+    for id in ids
+        .split(',')
+        .filter_map(|id| id.trim().parse::<u64>().ok())
+    {
+        let _ = s.exec(&format!("KILL CONNECTION {id}")).await;
+    }
+    info!(
+        server = %s.name(),
+        connections = %ids,
+        "fencing: killed commits held for a semi-sync ack (their clients get an error, not OK)"
+    );
+}
