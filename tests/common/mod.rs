@@ -3,6 +3,7 @@
 //! everything started here is stopped by pid when the `Env` is dropped.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod failover;
 pub mod raw;
 
 use std::net::TcpListener;

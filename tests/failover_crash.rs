@@ -1,0 +1,153 @@
+//! A proxy that dies in the middle of a failover (scenario 13 of
+//! ../shared/research/failover.md section 8): it aborts at each crash point
+//! (`KOHAPROXY_CRASH_AT`, see docs/ARCHITECTURE.md) and is started again, or a second proxy
+//! finishes the job. The cluster ends with one master every replica follows, and no
+//! acknowledged write is lost.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::failover::*;
+use common::{spawn_proxy_with, Env};
+use kohaproxy_faults::{verify_blocking, wait_converged, writable_servers};
+use kohaproxy_sandbox::Signal;
+
+/// The crash points of a failover, in order (`KOHAPROXY_CRASH_AT`; see
+/// docs/ARCHITECTURE.md).
+const FAILOVER_STEPS: [&str; 8] = [
+    "failover:locked",
+    "failover:term",
+    "failover:drained",
+    "failover:stopped",
+    "failover:recorded",
+    "failover:reset",
+    "failover:writable",
+    "failover:repointed",
+];
+
+/// Waits for `env`'s proxy, started with `KOHAPROXY_CRASH_AT=point`, to abort there.
+fn wait_crashed_at(env: &mut Env, point: &str) {
+    let crashed = env.wait_proxy_exit(DEADLINE);
+    let log = env.proxy_log();
+    assert!(
+        crashed.is_some() && log.contains(&format!("={point} reached")),
+        "the proxy did not die at {point}:\n{log}"
+    );
+}
+
+/// Scenario 13: the proxy dies (aborts at crash point `point`) in the middle of the
+/// failover from a SIGKILLed master, and is started again: it finishes the promotion the
+/// dead process began, or runs the failover again when nothing changed yet. The cluster
+/// ends with one writable master that every replica follows, and no acknowledged write
+/// is lost.
+fn proxy_killed_mid_failover_and_restarted(point: &str) {
+    let mut env = Env::start(2);
+    env.start_proxy_with("proxy-crashed.log", &[("KOHAPROXY_CRASH_AT", point)]);
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    wait_crashed_at(&mut env, point);
+    env.start_proxy();
+    let new = wait_new_master(&env, "db1");
+    let other = if new == "db2" { "db3" } else { "db2" };
+    wait_replica(&env, other);
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = settle_and_verify(
+        &env,
+        &format!("proxy killed at {point}"),
+        ledger,
+        &[fault],
+        &new,
+        &["db2", "db3"],
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
+    // Once the term is recorded, the chosen server is kept: the restarted proxy
+    // finishes its promotion (or finds it done), never promotes another.
+    let restarted_log = env.proxy_log();
+    let promoted_again = restarted_log.contains(" promoted from=");
+    let finished = restarted_log.contains(&format!("finished the promotion of {new}"));
+    match point {
+        "failover:recorded" | "failover:reset" => assert!(
+            finished && !promoted_again,
+            "{point}: the promotion was not finished:\n{restarted_log}"
+        ),
+        "failover:writable" | "failover:repointed" => assert!(
+            !finished && !promoted_again,
+            "{point}: nothing was left to do:\n{restarted_log}"
+        ),
+        _ => assert!(
+            promoted_again,
+            "{point}: the failover was not run again:\n{restarted_log}"
+        ),
+    }
+}
+
+#[test]
+fn a_proxy_killed_early_in_a_failover_runs_it_again_after_a_restart() {
+    for point in &FAILOVER_STEPS[..4] {
+        proxy_killed_mid_failover_and_restarted(point);
+    }
+}
+
+#[test]
+fn a_proxy_killed_late_in_a_failover_finishes_it_after_a_restart() {
+    for point in &FAILOVER_STEPS[4..] {
+        proxy_killed_mid_failover_and_restarted(point);
+    }
+}
+
+/// Scenario 13 with two proxies: the one that fails over first dies half-way (after
+/// STOP SLAVE, or after its term record and RESET SLAVE ALL); the other, which detects
+/// the failure later (`fail_count = 8`), finishes the job. Neither proxy's acknowledged
+/// writes are lost.
+#[test]
+fn when_one_of_two_proxies_dies_mid_failover_the_other_finishes_it() {
+    for point in ["failover:stopped", "failover:reset"] {
+        let mut env = Env::start(2);
+        env.start_proxy_with("proxy-crashed.log", &[("KOHAPROXY_CRASH_AT", point)]);
+        let (second_path, port) = second_proxy_config(&env, "fail_count = 8\n");
+        let second_log = env.sb().dir().join("proxy2.log");
+        let _proxy2 = spawn_proxy_with(&second_path, second_log.clone(), port, &[]);
+        let first_ledger = ledger(&env, 2);
+        let second_ledger = second_ledger(port, 3);
+        std::thread::sleep(Duration::from_millis(1500));
+        let fault = Instant::now();
+        env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+        wait_crashed_at(&mut env, point);
+        let socket2 = env.sb().dir().join("admin2.sock");
+        let new = wait_for("the second proxy routes to one writable master", || {
+            let writable = writable_servers(env.sb());
+            let master = kohaproxy_faults::proxy_master(&socket2)?;
+            (writable == [master.clone()] && master != "db1").then_some(master)
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let first = first_ledger.stop_and_join().expect("first ledger");
+        let second = second_ledger.stop_and_join().expect("second ledger");
+        wait_converged(env.sb(), &["db2", "db3"], DEADLINE).expect("servers converge");
+        for (name, report) in [("first", &first), ("second", &second)] {
+            let verdict = verify_blocking(report, direct(&env, &new)).expect("verify");
+            eprintln!(
+                "RUN two proxies, first killed at {point} ({name} ledger): RTO {:?}, {verdict}",
+                report.rto(fault)
+            );
+            assert!(
+                verdict.acked > 0 && verdict.lost.is_empty(),
+                "{point}: {verdict}"
+            );
+        }
+        assert!(
+            second.rto(fault).is_some(),
+            "writes resumed through the second proxy"
+        );
+        let log2 = std::fs::read_to_string(&second_log).unwrap_or_default();
+        if point == "failover:reset" {
+            assert!(
+                log2.contains(&format!("finished the promotion of {new}")),
+                "{point}: the second proxy did not finish the promotion:\n{log2}"
+            );
+        }
+        assert_eq!(writable_servers(env.sb()), vec![new.clone()]);
+    }
+}
