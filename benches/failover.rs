@@ -3,7 +3,9 @@
 //!
 //! - Replication: `ROUNDS` SIGKILL failovers in a row (each time the current master, each
 //!   old master restarted and rejoined before the next), then `SWITCHOVERS` planned
-//!   switchovers.
+//!   switchovers; then `HANGS` SIGSTOPs of the master, each on a fresh sandbox (a master
+//!   woken after its replacement often holds a commit no replica received, and is then
+//!   kept out as diverged: it cannot take part in the next round).
 //! - Galera (three nodes): `ROUNDS` SIGKILLs of the writer (each killed node restarted and
 //!   Synced again before the next), then `SWITCHOVERS` switchovers.
 //!
@@ -12,7 +14,7 @@
 //! write pause (the longest interval with no acknowledged write around each one).
 //!
 //! ```sh
-//! cargo bench --bench failover                 # both: 20 faults, 10 switchovers, 8 clients
+//! cargo bench --bench failover                 # both: 20 kills, 10 switchovers, 10 hangs, 8 clients
 //! KIND=galera ROUNDS=5 SWITCHOVERS=3 cargo bench --bench failover
 //! ```
 //!
@@ -122,6 +124,8 @@ pub struct Options {
     pub rounds: usize,
     /// Planned switchovers after them.
     pub switchovers: usize,
+    /// SIGSTOPs of the master, each on a fresh sandbox (replication only).
+    pub hangs: usize,
     /// Ledger clients.
     pub clients: usize,
     /// The kohaproxy binary.
@@ -416,6 +420,21 @@ fn replication(opts: Options) -> Result<String> {
     let same = checksums_equal(sb, &all, "koha_ledger.acks").unwrap_or(false);
     let writable = writable_servers(sb);
 
+    let mut hang_rtos = Vec::new();
+    let mut hang_lost = 0;
+    let mut hang_acked = 0;
+    for round in 1..=opts.hangs {
+        let (rto, verdict) = hang_round(opts)?;
+        eprintln!(
+            "hang {round}/{}: RTO {:?}, {verdict}",
+            opts.hangs,
+            rto.map(|d| d.as_millis())
+        );
+        hang_rtos.extend(rto);
+        hang_lost += verdict.lost.len();
+        hang_acked += verdict.acked;
+    }
+
     let mut md = String::new();
     md.push_str("## Failover benchmark: replication\n\n");
     md.push_str(&format!(
@@ -429,12 +448,70 @@ fn replication(opts: Options) -> Result<String> {
     md.push_str(&format!(
         "| the three servers' ledgers identical | {same} |\n"
     ));
-    if !verdict.lost.is_empty() || writable.len() != 1 || !same {
+    let (hmin, hmed, hmax) = stats(hang_rtos.clone());
+    md.push_str(&format!(
+        "| SIGSTOP failovers (each on a fresh sandbox) | {} |\n\
+         | RTO after a hang min / median / max (ms) | {hmin} / {hmed} / {hmax} |\n\
+         | hangs with no write acknowledged after them | {} |\n\
+         | writes acknowledged in the hang rounds, lost | {hang_acked}, {hang_lost} |\n",
+        opts.hangs,
+        opts.hangs - hang_rtos.len(),
+    ));
+    if !verdict.lost.is_empty() || writable.len() != 1 || !same || hang_lost != 0 {
         return Err(format!(
             "{md}\nFAILED: lost writes, several masters or diverged servers"
         ));
     }
     Ok(md)
+}
+
+/// One hang on a fresh sandbox: the ledger writes, the master is SIGSTOPped, a replica is
+/// promoted, the old master is woken and must end fenced (a replica again, or kept out as
+/// diverged). Returns the RTO and the verdict on the new master.
+fn hang_round(opts: Options) -> Result<(Option<Duration>, Verdict)> {
+    let bench = start(
+        |dir| {
+            let mut up = UpOptions::new(dir);
+            up.replicas = 2;
+            up
+        },
+        opts.binary,
+    )?;
+    hang_on(&bench, opts.clients).map_err(|e| with_log(&bench, e))
+}
+
+/// [`hang_round`] on a started bench.
+fn hang_on(bench: &Bench, clients: usize) -> Result<(Option<Duration>, Verdict)> {
+    let (sb, socket) = (&bench.sb.0, bench.socket.as_path());
+    let ledger = start_ledger(sb, clients);
+    std::thread::sleep(Duration::from_secs(2));
+    let fault = Instant::now();
+    sb.kill("db1", Signal::Stop)
+        .map_err(|e| format!("SIGSTOP: {e}"))?;
+    let new = wait_new_master(sb, socket, "db1");
+    // Woken even when no master came, so that the sandbox can stop.
+    sb.kill("db1", Signal::Cont)
+        .map_err(|e| format!("SIGCONT: {e}"))?;
+    let new = new?;
+    wait_for(
+        "db1 fenced: a replica again or kept out as diverged",
+        || {
+            let row = server_row(socket, "db1")?;
+            (row.read_only == "ON" && (row.role == "replica" || row.note.starts_with("diverged")))
+                .then_some(())
+        },
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let report = ledger.stop_and_join().map_err(|e| format!("ledger: {e}"))?;
+    let port = sb.server(&new).ok_or("new master gone")?.port;
+    let verdict = verify_blocking(&report, koha_opts(port)).map_err(|e| format!("verify: {e}"))?;
+    if writable_servers(sb) != [new.clone()] {
+        return Err(format!(
+            "after the hang: writable {:?}",
+            writable_servers(sb)
+        ));
+    }
+    Ok((report.rto(fault), verdict))
 }
 
 fn main() {
@@ -453,6 +530,7 @@ fn main() {
             kind,
             rounds: env_number("ROUNDS", 20),
             switchovers: env_number("SWITCHOVERS", 10),
+            hangs: env_number("HANGS", 10),
             clients: env_number("CLIENTS", 8),
             binary: env!("CARGO_BIN_EXE_kohaproxy"),
         })

@@ -9,7 +9,7 @@ use std::process::Command;
 mod failover_bench;
 
 /// `benches/failover.rs`, short: on replication and on Galera, two SIGKILLs of the master
-/// (writer) and one switchover under the write ledger; the run fails on a lost write,
+/// (writer) and one switchover under the write ledger, and on replication one SIGSTOP; the run fails on a lost write,
 /// several masters, diverged servers, and on Galera a certification conflict or a client
 /// error at the switchover.
 #[test]
@@ -20,6 +20,7 @@ fn failover_bench_loses_nothing_on_replication_and_galera() {
             kind,
             rounds: 2,
             switchovers: 1,
+            hangs: usize::from(kind == Kind::Replication),
             clients: 4,
             binary: env!("CARGO_BIN_EXE_kohaproxy"),
         };
