@@ -109,10 +109,13 @@ impl Monitor {
             let requests = monitor.handle.clone();
             loop {
                 tokio::select! {
-                    _ = tick.tick() => monitor.round().await,
+                    _ = tick.tick() => {
+                        monitor.round().await;
+                        tick.reset_after(monitor.next_round());
+                    }
                     () = requests.probe_requested() => {
                         monitor.round().await;
-                        tick.reset();
+                        tick.reset_after(monitor.next_round());
                     }
                     Some((command, reply)) = monitor.commands.recv() => {
                         let answer = monitor.command(command).await;
@@ -152,7 +155,7 @@ impl Monitor {
                         Prober::new(&s.address, &m.user, &m.password, m.timeout).galera()
                     }
                 },
-                health: Hysteresis::new(m.fail_count, now),
+                health: Hysteresis::new(m.fail_count, m.interval, now),
                 status: None,
                 last_error: None,
                 note: None,
@@ -196,6 +199,16 @@ impl Monitor {
         self.publish();
     }
 
+    /// How long until the next round: a whole interval, or a fraction of it while a
+    /// server that is up has just failed a probe (see [`crate::hysteresis`]).
+    fn next_round(&self) -> Duration {
+        if self.servers.iter().any(|s| s.health.suspect()) {
+            self.interval / crate::hysteresis::RECHECK
+        } else {
+            self.interval
+        }
+    }
+
     /// Probes every server and records the outcomes.
     async fn probe(&mut self) {
         self.probe_except(None).await;
@@ -209,11 +222,15 @@ impl Monitor {
             .iter_mut()
             .enumerate()
             .filter(|(i, _)| Some(*i) != skip)
-            .map(|(i, s)| async move { (i, s.prober.probe().await) });
+            .map(|(i, s)| async move {
+                let started = Instant::now();
+                let outcome = s.prober.probe().await;
+                (i, outcome, started.elapsed())
+            });
         let outcomes = futures::future::join_all(probes).await;
         let now = Instant::now();
-        for (i, outcome) in outcomes {
-            self.servers[i].record(outcome, now);
+        for (i, outcome, waited) in outcomes {
+            self.servers[i].record(outcome, waited, now);
         }
         self.check_settings().await;
     }
@@ -229,6 +246,14 @@ impl Monitor {
                 continue;
             }
             self.servers[i].settings_checked = true;
+            let period = self.servers[i]
+                .status
+                .as_ref()
+                .and_then(|s| s.replication.first())
+                .map_or(0, |r| r.heartbeat_period_ms);
+            if let Some(risk) = crate::settings::heartbeat_risk(period) {
+                warn!(server = %self.servers[i].name, "{risk}");
+            }
             let values = match self.open(i).await {
                 Ok(mut s) => s.row(crate::settings::QUERY, self.config.timeout).await,
                 Err(e) => Err(e),
@@ -662,8 +687,9 @@ impl Monitor {
 }
 
 impl Slot {
-    /// Applies one probe's outcome; logs a change of up/down once, with the reason.
-    fn record(&mut self, outcome: Result<Status, String>, now: Instant) {
+    /// Applies the outcome of one probe that took `waited`; logs a change of up/down once,
+    /// with the reason.
+    fn record(&mut self, outcome: Result<Status, String>, waited: Duration, now: Instant) {
         let change = match outcome {
             Ok(status) => {
                 let progress = |s: &Status| {
@@ -681,7 +707,7 @@ impl Slot {
             Err(error) => {
                 debug!(server = %self.name, %error, failures = self.health.failures().saturating_add(1), "probe failed");
                 self.last_error = Some(error);
-                self.health.record(Outcome::Failure, now)
+                self.health.record(Outcome::Failure { waited }, now)
             }
         };
         match change {

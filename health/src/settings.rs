@@ -54,9 +54,38 @@ pub(crate) fn risks(values: &[Option<String>]) -> Vec<String> {
     out
 }
 
+/// The warning for a replication link whose heartbeat period (`Slave_heartbeat_period`)
+/// is long: a hung master is failed over only once its replicas heard nothing for two
+/// periods. Links kohaproxy sets up use [`crate::sql::HEARTBEAT_SECONDS`].
+pub(crate) fn heartbeat_risk(period_ms: u64) -> Option<String> {
+    let short = crate::sql::HEARTBEAT_SECONDS * 1000;
+    (period_ms > short * 2).then(|| {
+        format!(
+            "the replication heartbeat period is {} s: a hung master is failed over only \
+             after {} s without heartbeats (set MASTER_HEARTBEAT_PERIOD={} with CHANGE \
+             MASTER; kohaproxy does on the links it sets up)",
+            period_ms as f64 / 1000.0,
+            period_ms.saturating_mul(2) as f64 / 1000.0,
+            crate::sql::HEARTBEAT_SECONDS
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_heartbeat_period_is_a_slow_hang_failover() {
+        assert_eq!(heartbeat_risk(1000), None);
+        assert_eq!(
+            heartbeat_risk(0),
+            None,
+            "no heartbeat: the IO thread is believed"
+        );
+        let r = heartbeat_risk(30_000).unwrap_or_default();
+        assert!(r.contains("30 s") && r.contains("60 s"), "{r}");
+    }
 
     #[test]
     fn the_safe_settings_raise_nothing() {

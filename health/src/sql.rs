@@ -192,13 +192,20 @@ pub fn literal(s: &str) -> String {
     out
 }
 
-/// `CHANGE MASTER TO` the server at `address`, with the replication account and GTID mode
-/// (`slave_pos` for a replica, `current_pos` for a rejoining old master).
+/// The heartbeat period kohaproxy gives the replicas it points at a master. A hung master
+/// is confirmed dead when its replicas heard nothing for two periods; MariaDB's default
+/// period (half of `slave_net_timeout`) is 30 s.
+pub const HEARTBEAT_SECONDS: u64 = 1;
+
+/// `CHANGE MASTER TO` the server at `address`, with the replication account, GTID mode
+/// (`slave_pos` for a replica, `current_pos` for a rejoining old master) and a heartbeat
+/// every [`HEARTBEAT_SECONDS`].
 pub fn change_master(address: &str, user: &str, password: &str, gtid_mode: &str) -> String {
     let (host, port) = split_address(address);
     format!(
         "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, \
-         MASTER_PASSWORD={}, MASTER_USE_GTID={gtid_mode}, MASTER_CONNECT_RETRY=1",
+         MASTER_PASSWORD={}, MASTER_USE_GTID={gtid_mode}, MASTER_CONNECT_RETRY=1, \
+         MASTER_HEARTBEAT_PERIOD={HEARTBEAT_SECONDS}",
         literal(&host),
         literal(user),
         literal(password)
@@ -216,7 +223,8 @@ mod tests {
         assert_eq!(
             sql,
             "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=3307, MASTER_USER='repl', \
-             MASTER_PASSWORD='p''w', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+             MASTER_PASSWORD='p''w', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
+             MASTER_HEARTBEAT_PERIOD=1"
         );
         assert_eq!(first_words("SET GLOBAL read_only = 1"), "SET GLOBAL");
     }

@@ -395,7 +395,7 @@ impl Session {
                 if let Err(e) = self.master.stream.write_all(&self.cbuf[..k]).await {
                     // The rest of the message is read and dropped; the caller answers.
                     info!(session = self.id, server = %self.master.server, "master connection broke while sending: {e}");
-                    self.lose_master();
+                    self.master_broke();
                 }
             }
             self.cbuf.advance(k);
@@ -477,13 +477,13 @@ impl Session {
             !self.master_lost && self.master.stream.write_all(&self.cbuf[..n]).await.is_ok();
         if !sent && !in_transaction && !self.unrestorable() {
             info!(session = self.id, server = %self.master.server, "master connection broke before a statement was sent: sending it to the current master");
-            self.lose_master();
+            self.master_broke();
             if self.ensure_master().await?.is_none() {
                 sent = self.master.stream.write_all(&self.cbuf[..n]).await.is_ok();
             }
         }
         if !sent {
-            self.lose_master();
+            self.master_broke();
         }
         self.cbuf.advance(n);
         Ok(next_seq)
@@ -513,7 +513,7 @@ impl Session {
                 // Whether the statement ran is unknown: the client is told so. The session
                 // stays open; its next statement runs on the (new) master.
                 info!(session = self.id, server = %self.master.server, "master connection lost during a statement: {reason}");
-                self.lose_master();
+                self.master_broke();
                 // A server error code (not the client library's 2013, which makes clients
                 // drop the connection): the session goes on.
                 let err = ErrPacket::new(

@@ -440,7 +440,7 @@ impl Session {
         let sent = !self.master_lost && self.master.stream.write_all(&out).await.is_ok();
         self.out = out;
         if !sent {
-            self.lose_master();
+            self.master_broke();
         }
         sent
     }
@@ -476,7 +476,7 @@ impl Session {
             }
             Err(reason) => {
                 info!(session = self.id, server = %self.master.server, "master connection lost reading its position: {reason}");
-                self.lose_master();
+                self.master_broke();
                 None
             }
         }
@@ -537,7 +537,7 @@ impl Session {
         self.out = out;
         if !sent {
             // Not sent, so not run: on the current master.
-            self.lose_master();
+            self.master_broke();
             return self.query_on_master(len, class).await;
         }
         shared.stats.causal.master_checked.fetch_add(1, Relaxed);
@@ -575,7 +575,7 @@ impl Session {
                 // The connection failed, or the check was refused: the read, safe to run
                 // again, runs on a fresh connection to the current master.
                 debug!(session = self.id, "the master check failed: {other:?}");
-                self.lose_master();
+                self.master_broke();
             }
         }
         self.query_on_master(len, class).await

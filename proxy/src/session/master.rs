@@ -213,6 +213,15 @@ impl Session {
         self.entry.in_transaction.store(false, Relaxed);
     }
 
+    /// The master connection failed under this session (closed, reset, a write that did
+    /// not go through): gives it up, and asks the monitor to probe now. Under load a
+    /// session is the first to see a master die; the monitor then counts failed probes
+    /// from this moment rather than from its next round.
+    pub(super) fn master_broke(&mut self) {
+        self.lose_master();
+        self.shared.topology.request_probe();
+    }
+
     /// The session holds state no new connection can be given.
     pub(super) fn unrestorable(&self) -> bool {
         self.router.pinned || self.server_prepared
