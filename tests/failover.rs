@@ -722,13 +722,80 @@ fn a_koha_dbi_connection_survives_a_failover() {
     assert!(lost.is_empty(), "acknowledged checkouts lost: {lost:?}");
 }
 
-/// Scenario 6b: semi-sync fell back to asynchronous (no replica receiving; the master held
-/// commits for its timeout first), so writes were acknowledged that only the master has; then the master hangs. Promoting a replica
-/// would lose them: the proxy refuses, says so, keeps writes waiting, and carries on with
-/// the old master when it wakes. Nothing acknowledged is lost.
+/// Scenario 6b under `durability = "replicated"` (the default): no replica receives (both
+/// IO threads stopped), so the master's commits wait for an ack that never comes. After
+/// `failover_hold` (3 s here) the monitor kills them: their clients get an error, never
+/// OK, and SHOW SERVERS says why. Then the master crashes: the replicas hold everything
+/// it acknowledged, so one is promoted at once and no acknowledged write is lost.
+#[test]
+fn under_replicated_durability_no_write_is_acknowledged_without_a_replica() {
+    let env = Env::start_with(2, |text| {
+        *text = text.replace("[monitor]\n", "[monitor]\nfailover_hold_ms = 3000\n");
+    });
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "STOP SLAVE IO_THREAD")
+            .expect("stop receiving");
+    }
+    let stopped = Instant::now();
+    let note = wait_logged(&env, "the master's note says commits wait", || {
+        let (_, _, note) = server_row(&env, "db1")?;
+        note.contains("no replica is connected").then_some(note)
+    });
+    eprintln!("db1: {note}");
+    wait_logged(&env, "held commits killed", || {
+        env.proxy_log()
+            .contains("killed commits held for a semi-sync ack")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(3000));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    let new = wait_new_master(&env, "db1");
+    let other = if new == "db2" { "db3" } else { "db2" };
+    wait_replica(&env, other);
+    std::thread::sleep(Duration::from_millis(1000));
+    let report = settle_and_verify(
+        &env,
+        "durability replicated, no replica receiving, then a crash",
+        ledger,
+        &[fault],
+        &new,
+        &["db2", "db3"],
+    );
+    // A commit that began once no replica received was never acknowledged.
+    let late = report
+        .attempts
+        .iter()
+        .filter(|a| {
+            a.outcome.is_acked()
+                && a.invoked > stopped + Duration::from_millis(200)
+                && a.completed < fault
+        })
+        .count();
+    assert_eq!(late, 0, "writes acknowledged with no replica receiving");
+    let codes = error_codes(&report);
+    eprintln!("client error codes: {codes:?}");
+    assert!(
+        codes.contains(&Some(1927)),
+        "held commits failed: {codes:?}"
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed on {new}");
+}
+
+/// Scenario 6b under `durability = "available"`: semi-sync fell back to asynchronous (no
+/// replica receiving; the master held commits for its timeout first), so writes were
+/// acknowledged that only the master has, and SHOW SERVERS says so; then the master
+/// hangs. Promoting a replica would lose them: the proxy refuses, says so, keeps writes
+/// waiting, and carries on with the old master when it wakes. Nothing acknowledged is
+/// lost.
 #[test]
 fn a_failover_that_would_lose_acknowledged_writes_is_refused() {
-    let env = Env::start(2);
+    let env = Env::start_with(2, |text| {
+        *text = text.replace("[monitor]\n", "[monitor]\ndurability = \"available\"\n");
+    });
     for replica in ["db2", "db3"] {
         env.sb()
             .sql(replica, "STOP SLAVE IO_THREAD")
@@ -748,6 +815,12 @@ fn a_failover_that_would_lose_acknowledged_writes_is_refused() {
             .ok()?;
         (status.trim() == "OFF").then_some(())
     });
+    let note = wait_for("the master's note says it acknowledges alone", || {
+        let (_, _, note) = server_row(&env, "db1")?;
+        note.contains("acknowledged by the master alone")
+            .then_some(note)
+    });
+    eprintln!("db1: {note}");
     std::thread::sleep(Duration::from_millis(1500));
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Stop).expect("SIGSTOP db1");

@@ -335,6 +335,9 @@ mod tests {
             session_track_schema: false,
             wsrep: None,
             semi_sync_wait_no_slave: None,
+            semi_sync_timeout_ms: None,
+            semi_sync_waiting: None,
+            semi_sync_clients: None,
             master_term: None,
         }
     }

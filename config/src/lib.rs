@@ -153,11 +153,9 @@ pub struct MonitorConfig {
     /// has, or a switchover target to reach the old master's position (default 10 s, key
     /// `catchup_timeout_ms`).
     pub catchup_timeout: Duration,
-    /// The monitor keeps `rpl_semi_sync_master_wait_no_slave` ON on the master and OFF
-    /// on replicas (default true, key `commit_waits_for_replica`): a master that loses its
-    /// last replica then holds each commit up to `rpl_semi_sync_master_timeout` instead of
-    /// acknowledging writes only it has. False leaves the servers' setting alone.
-    pub commit_waits_for_replica: bool,
+    /// Whether a write may be acknowledged that no replica has received (default
+    /// [`Durability::Replicated`], key `durability`).
+    pub durability: Durability,
 }
 
 impl std::fmt::Debug for MonitorConfig {
@@ -174,7 +172,7 @@ impl std::fmt::Debug for MonitorConfig {
             .field("replication_password", &Redacted)
             .field("failover_hold", &self.failover_hold)
             .field("catchup_timeout", &self.catchup_timeout)
-            .field("commit_waits_for_replica", &self.commit_waits_for_replica)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -186,6 +184,26 @@ pub enum FailoverMode {
     Auto,
     /// Only on the admin command FAILOVER.
     Manual,
+}
+
+/// What the proxy promises about an acknowledged write when no replica receives the
+/// master's writes (`monitor.durability`; replication clusters with semi-synchronous
+/// replication). See docs/ARCHITECTURE.md, "Durability".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Never acknowledge a write no replica has received: the monitor keeps the master's
+    /// commits waiting for a replica's ack (`rpl_semi_sync_master_wait_no_slave` ON, the
+    /// semi-sync timeout a day) and kills a commit held longer than `failover_hold`; its
+    /// client gets an error, not OK. Writes fail while no replica receives; a failover
+    /// never loses an acknowledged write, even when the master's disk is lost.
+    Replicated,
+    /// Stay writable: the master holds commits for its `rpl_semi_sync_master_timeout`,
+    /// then acknowledges writes only it has (logged as an error and shown in SHOW
+    /// TOPOLOGY). While it does, a failover is refused until it returns; losing its disk
+    /// loses those writes.
+    Available,
+    /// Leave the servers' semi-sync settings as they are (warnings only).
+    Unmanaged,
 }
 
 /// `[cluster]` section.

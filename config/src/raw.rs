@@ -69,7 +69,16 @@ pub(crate) struct RawMonitor {
     pub replication_password: Option<String>,
     pub failover_hold_ms: Option<Spanned<u64>>,
     pub catchup_timeout_ms: Option<Spanned<u64>>,
-    pub commit_waits_for_replica: Option<bool>,
+    pub durability: Option<RawDurability>,
+}
+
+/// `monitor.durability`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawDurability {
+    Replicated,
+    Available,
+    Unmanaged,
 }
 
 /// `monitor.failover`.

@@ -110,6 +110,7 @@ fn design_sketch_parses() {
 #[test]
 fn defaults() {
     let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.monitor.durability, crate::Durability::Replicated);
     assert_eq!(c.proxy.max_connections, 10_000);
     assert_eq!(c.proxy.handshake_timeout, Duration::from_secs(10));
     assert_eq!(c.proxy.connect_timeout, Duration::from_secs(5));
@@ -179,6 +180,7 @@ user = "mon"
 timeout_ms = 250
 fail_count = 1
 failover = "manual"
+durability = "available"
 [cluster]
 kind = "galera"
 failback = true
@@ -192,6 +194,7 @@ priority = -2
     let c = parse(text).unwrap();
     assert_eq!(c.proxy.listen, "[::1]:6033".parse().unwrap());
     assert_eq!(c.proxy.max_connections, 50);
+    assert_eq!(c.monitor.durability, crate::Durability::Available);
     assert_eq!(c.proxy.handshake_timeout, Duration::from_millis(2000));
     assert_eq!(c.proxy.connect_timeout, Duration::from_millis(300));
     assert_eq!(c.proxy.max_allowed_packet, 64 << 20);
@@ -348,6 +351,10 @@ fn wrong_types_name_the_key() {
     refused(
         &edit("user = \"mon\"", "user = \"mon\"\nfailover = \"sometimes\""),
         &["monitor.failover", "unknown variant"],
+    );
+    refused(
+        &edit("user = \"mon\"", "user = \"mon\"\ndurability = \"maybe\""),
+        &["monitor.durability", "unknown variant", "replicated"],
     );
     refused(
         &format!("{MINIMAL}\n[routing]\ncausal_reads = \"always\"\n"),

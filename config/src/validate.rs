@@ -3,13 +3,14 @@
 
 use crate::load::{line_col, ConfigError};
 use crate::raw::{
-    parse_size, RawAdmin, RawBackup, RawCausal, RawCluster, RawClusterKind, RawConfig, RawFailover,
-    RawMonitor, RawPriority, RawProxy, RawRouting, RawServer, RawSize, RawUser,
+    parse_size, RawAdmin, RawBackup, RawCausal, RawCluster, RawClusterKind, RawConfig,
+    RawDurability, RawFailover, RawMonitor, RawPriority, RawProxy, RawRouting, RawServer, RawSize,
+    RawUser,
 };
 use crate::{
     AdminConfig, BackupConfig, BackupPriority, CausalReads, ClusterConfig, ClusterKind, Config,
-    FailoverMode, MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, Schedule, ServerConfig,
-    TlsFiles, UserConfig, DEFAULT_MAX_RECV_QUEUE,
+    Durability, FailoverMode, MonitorConfig, PasswordHash, ProxyConfig, RoutingConfig, Schedule,
+    ServerConfig, TlsFiles, UserConfig, DEFAULT_MAX_RECV_QUEUE,
 };
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -327,7 +328,11 @@ fn monitor(cx: &Ctx, m: Spanned<RawMonitor>) -> Result<MonitorConfig, ConfigErro
         replication_password,
         failover_hold: Duration::from_millis(hold),
         catchup_timeout: Duration::from_millis(catchup),
-        commit_waits_for_replica: m.commit_waits_for_replica.unwrap_or(true),
+        durability: match m.durability.unwrap_or(RawDurability::Replicated) {
+            RawDurability::Replicated => Durability::Replicated,
+            RawDurability::Available => Durability::Available,
+            RawDurability::Unmanaged => Durability::Unmanaged,
+        },
     })
 }
 

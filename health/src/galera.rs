@@ -574,6 +574,9 @@ mod topology_tests {
             session_track_schema: false,
             wsrep,
             semi_sync_wait_no_slave: None,
+            semi_sync_timeout_ms: None,
+            semi_sync_waiting: None,
+            semi_sync_clients: None,
             master_term: None,
         });
         v

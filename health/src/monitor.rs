@@ -23,10 +23,6 @@ use crate::roles::{self, Followed};
 use crate::term;
 use crate::topology::{Role, ServerState, ServerView, Topology, TopologyHandle};
 
-/// Turns off holding commits with no replica connected (see [`semi_sync`]); run on a
-/// server before it is made a replica.
-pub(crate) const WAIT_NO_SLAVE_OFF: &str = "SET GLOBAL rpl_semi_sync_master_wait_no_slave = OFF";
-
 /// The name of the lock a kohaproxy holds on a majority of the servers while it changes
 /// the topology, so that of several proxies watching one cluster only one acts.
 const LOCK: &str = "kohaproxy_topology";
@@ -107,22 +103,27 @@ impl Monitor {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             let requests = monitor.handle.clone();
+            let recheck = monitor.interval / crate::hysteresis::RECHECK;
+            let mut last = tokio::time::Instant::now();
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {
-                        monitor.round().await;
-                        tick.reset_after(monitor.next_round());
-                    }
+                    _ = tick.tick() => {}
                     () = requests.probe_requested() => {
-                        monitor.round().await;
-                        tick.reset_after(monitor.next_round());
+                        // Requests come in bursts (every session of a dead master asks):
+                        // rounds stay `recheck` apart, so `fail_count` failed probes span
+                        // at least `fail_count - 1` rechecks, never a burst of refusals.
+                        tokio::time::sleep_until(last + recheck).await;
                     }
                     Some((command, reply)) = monitor.commands.recv() => {
                         let answer = monitor.command(command).await;
                         let _ = reply.send(answer);
                         monitor.publish();
+                        continue;
                     }
                 }
+                last = tokio::time::Instant::now();
+                monitor.round().await;
+                tick.reset_after(monitor.next_round());
             }
         });
         (handle, commands)
@@ -200,9 +201,20 @@ impl Monitor {
     }
 
     /// How long until the next round: a whole interval, or a fraction of it while a
-    /// server that is up has just failed a probe (see [`crate::hysteresis`]).
+    /// server that is up has just failed a probe (see [`crate::hysteresis`]), and while
+    /// the master is down and not yet replaced, up to `failover_hold` (the time
+    /// statements wait for a new master): a failover waiting for the replicas to confirm
+    /// the master's death goes ahead as soon as they do.
     fn next_round(&self) -> Duration {
-        if self.servers.iter().any(|s| s.health.suspect()) {
+        let now = Instant::now();
+        let master_down = self
+            .master
+            .and_then(|m| self.servers.get(m))
+            .is_some_and(|m| {
+                m.health.state() == ServerState::Down
+                    && m.health.duration(now) < self.config.failover_hold
+            });
+        if master_down || self.servers.iter().any(|s| s.health.suspect()) {
             self.interval / crate::hysteresis::RECHECK
         } else {
             self.interval
@@ -225,12 +237,12 @@ impl Monitor {
             .map(|(i, s)| async move {
                 let started = Instant::now();
                 let outcome = s.prober.probe().await;
-                (i, outcome, started.elapsed())
+                (i, outcome, started, Instant::now())
             });
-        let outcomes = futures::future::join_all(probes).await;
-        let now = Instant::now();
-        for (i, outcome, waited) in outcomes {
-            self.servers[i].record(outcome, waited, now);
+        // Each outcome dates from its own probe's end: a hung server's probe, which
+        // lasts the whole timeout, must not make the others' news look later.
+        for (i, outcome, started, finished) in futures::future::join_all(probes).await {
+            self.servers[i].record(outcome, finished - started, finished);
         }
         self.check_settings().await;
     }
@@ -459,9 +471,7 @@ impl Monitor {
                 }
                 self.fence(&t, h).await;
                 self.rejoin(&t, h).await;
-                if self.config.commit_waits_for_replica {
-                    self.semi_sync_follows_roles(&t, h).await;
-                }
+                self.semi_sync_follows_roles(&t, h).await;
             }
             ServerState::Up => self.make_writable(&t, h).await,
             ServerState::Down => {
@@ -687,8 +697,8 @@ impl Monitor {
 }
 
 impl Slot {
-    /// Applies the outcome of one probe that took `waited`; logs a change of up/down once,
-    /// with the reason.
+    /// Applies the outcome of one probe that took `waited` and ended at `now`; logs a
+    /// change of up/down once, with the reason.
     fn record(&mut self, outcome: Result<Status, String>, waited: Duration, now: Instant) {
         let change = match outcome {
             Ok(status) => {

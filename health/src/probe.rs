@@ -36,6 +36,13 @@ pub struct Status {
     /// `@@rpl_semi_sync_master_wait_no_slave`: with no replica connected, commits still
     /// wait for an ack (up to the semi-sync timeout) instead of going asynchronous at once.
     pub semi_sync_wait_no_slave: Option<bool>,
+    /// `@@rpl_semi_sync_master_timeout` in milliseconds: how long a commit waits for an
+    /// ack before semi-sync falls back to asynchronous.
+    pub semi_sync_timeout_ms: Option<u64>,
+    /// `Rpl_semi_sync_master_wait_sessions`: commits waiting for a replica's ack now.
+    pub semi_sync_waiting: Option<u64>,
+    /// `Rpl_semi_sync_master_clients`: semi-sync replicas connected to it.
+    pub semi_sync_clients: Option<u64>,
     /// Its replication connections (SHOW ALL SLAVES STATUS); empty when it replicates
     /// from nobody.
     pub replication: Vec<Replication>,
@@ -170,7 +177,11 @@ const VARS_SQL: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, \
      @@global.session_track_schema, @@gtid_binlog_state, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
       WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'), \
-     @@rpl_semi_sync_master_wait_no_slave";
+     @@rpl_semi_sync_master_wait_no_slave, @@rpl_semi_sync_master_timeout, \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+      WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS'), \
+     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+      WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS')";
 
 impl Status {
     /// Builds a status from the [`VARS_SQL`] row (as text, `None` for NULL) and the
@@ -211,6 +222,21 @@ impl Status {
                 .cloned()
                 .flatten()
                 .map(|v| matches!(v.trim(), "ON" | "1")),
+            semi_sync_timeout_ms: vars
+                .get(10)
+                .cloned()
+                .flatten()
+                .and_then(|v| v.trim().parse().ok()),
+            semi_sync_waiting: vars
+                .get(11)
+                .cloned()
+                .flatten()
+                .and_then(|v| v.trim().parse().ok()),
+            semi_sync_clients: vars
+                .get(12)
+                .cloned()
+                .flatten()
+                .and_then(|v| v.trim().parse().ok()),
             gtid_binlog_state: var(7)
                 .parse::<GtidState>()
                 .map_err(|e| format!("@@gtid_binlog_state: {e}"))?,

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use tracing::{info, warn};
+use kohaproxy_config::Durability;
+use tracing::{error, info, warn};
 
-use super::{Monitor, WAIT_NO_SLAVE_OFF};
+use super::Monitor;
 use crate::roles;
 use crate::semi_sync;
 use crate::sql;
@@ -25,7 +26,7 @@ impl Monitor {
                     // old master cut off from its replicas) hold `read_only` back, up to
                     // rpl_semi_sync_master_timeout, and would then be answered OK. Killed,
                     // their clients get an error instead and the fence lands at once.
-                    kill_held_commits(&mut s, self.config.timeout).await;
+                    kill_held_commits(&mut s, self.config.timeout, Duration::ZERO).await;
                     s.exec("SET GLOBAL read_only = ON").await
                 }
                 Err(e) => Err(e),
@@ -50,22 +51,24 @@ impl Monitor {
         }
     }
 
-    /// Sets `rpl_semi_sync_master_wait_no_slave` ON on the master `h` and OFF on the
-    /// other servers where it differs ([`crate::semi_sync`]); a failure is logged and the
-    /// next round tries again.
+    /// Gives each server the semi-sync settings its role and the configured durability
+    /// call for ([`crate::semi_sync`]); a failure is logged and the next round tries
+    /// again. Under [`Durability::Replicated`] it also kills the master's commits held for
+    /// an ack longer than `failover_hold`, and the master's note says while commits wait
+    /// (or, under [`Durability::Available`], while it acknowledges writes alone).
     pub(super) async fn semi_sync_follows_roles(&mut self, t: &Topology, h: usize) {
+        let durability = self.config.durability;
         let seen: Vec<semi_sync::Seen> = t
             .servers
             .iter()
             .map(|v| semi_sync::Seen {
                 up: v.state == ServerState::Up,
                 wait_no_slave: v.status.as_ref().and_then(|s| s.semi_sync_wait_no_slave),
+                timeout_ms: v.status.as_ref().and_then(|s| s.semi_sync_timeout_ms),
             })
             .collect();
-        for (i, on) in semi_sync::changes(&seen, h) {
-            let value = if on { "ON" } else { "OFF" };
-            let sql = format!("SET GLOBAL rpl_semi_sync_master_wait_no_slave = {value}");
-
+        for (i, change) in semi_sync::changes(&seen, h, durability) {
+            let sql = change.sql();
             let result = match self.open(i).await {
                 Ok(mut s) => s.exec(&sql).await,
                 Err(e) => Err(e),
@@ -73,14 +76,82 @@ impl Monitor {
             let name = &self.servers[i].name;
             match result {
                 Ok(()) => {
-                    info!(server = %name, "rpl_semi_sync_master_wait_no_slave set {value}");
+                    info!(server = %name, "{sql}");
                     if let Some(st) = self.servers[i].status.as_mut() {
-                        st.semi_sync_wait_no_slave = Some(on);
+                        match change {
+                            semi_sync::Change::WaitNoSlave(on) => {
+                                st.semi_sync_wait_no_slave = Some(on)
+                            }
+                            semi_sync::Change::Timeout(ms) => st.semi_sync_timeout_ms = Some(ms),
+                        }
                     }
                 }
-                Err(e) => {
-                    warn!(server = %name, "could not set rpl_semi_sync_master_wait_no_slave {value}: {e}")
+                Err(e) => warn!(server = %name, "could not {sql}: {e}"),
+            }
+        }
+        if t.servers.len() < 2 {
+            return;
+        }
+        let Some(status) = t.servers[h].status.as_ref() else {
+            return;
+        };
+        let waiting = status.semi_sync_waiting;
+        if let Some(bound) =
+            semi_sync::kill_held_after(durability, waiting, self.config.failover_hold)
+        {
+            if let Ok(mut s) = self.open(h).await {
+                kill_held_commits(&mut s, self.config.timeout, bound).await;
+            }
+        }
+        let note = match durability {
+            Durability::Replicated if status.semi_sync_clients == Some(0) => Some(format!(
+                "no replica is connected: commits wait for one and fail after {} ms \
+                 (durability = replicated: never acknowledged without a replica)",
+                self.config
+                    .failover_hold
+                    .max(semi_sync::MIN_HOLD)
+                    .as_millis()
+            )),
+            Durability::Available | Durability::Unmanaged
+                if status.semi_sync_active == Some(false) =>
+            {
+                Some(
+                    "semi-sync is off: writes are acknowledged by the master alone (a \
+                     failover is refused while it holds writes no replica has; losing its \
+                     disk loses them)"
+                        .to_string(),
+                )
+            }
+            _ => None,
+        };
+        let before = self.handle.load();
+        let shown = before.servers.get(h).and_then(|v| v.note.as_deref());
+        if let Some(note) = note {
+            if shown != Some(note.as_str()) {
+                match durability {
+                    // Also for a moment after each promotion, until the replicas are
+                    // re-pointed: commits wait, nothing is at risk.
+                    Durability::Replicated => warn!(server = %self.servers[h].name, "{note}"),
+                    Durability::Available | Durability::Unmanaged => {
+                        error!(server = %self.servers[h].name, "{note}")
+                    }
                 }
+            }
+            self.servers[h].note = Some(note);
+        }
+    }
+
+    /// Gives server `c`, about to be made writable, the master's semi-sync settings
+    /// ([`semi_sync::as_master`]) on its session `s`, so that no write is acknowledged
+    /// under weaker ones before the next round. A failure is logged; the rounds retry.
+    pub(super) async fn semi_sync_as_master(&mut self, s: &mut sql::Session, c: usize) {
+        let timeout = self.servers[c]
+            .status
+            .as_ref()
+            .and_then(|st| st.semi_sync_timeout_ms);
+        for sql in semi_sync::as_master(self.config.durability, timeout) {
+            if let Err(e) = s.exec(&sql).await {
+                warn!(server = %self.servers[c].name, "could not {sql}: {e}");
             }
         }
     }
@@ -137,10 +208,10 @@ impl Monitor {
             );
             let result = match self.open(i).await {
                 Ok(mut s) => {
-                    let _ = s.exec("STOP SLAVE").await;
-                    if self.config.commit_waits_for_replica {
-                        // A fenced old master still has it ON ([`semi_sync`]).
-                        let _ = s.exec(WAIT_NO_SLAVE_OFF).await;
+                    let _ = s.stop_slave().await;
+                    // A fenced old master still holds commits for an ack ([`semi_sync`]).
+                    if let Some(sql) = semi_sync::as_replica(self.config.durability) {
+                        let _ = s.exec(&sql).await;
                     }
                     match s.exec(&change).await {
                         Ok(()) => s.exec("START SLAVE").await,
@@ -170,13 +241,18 @@ impl Monitor {
     }
 }
 
-/// Kills the connections whose commit waits for a semi-sync ack on a server being fenced
-/// (best effort: one that finished meanwhile is no error).
-async fn kill_held_commits(s: &mut sql::Session, limit: Duration) {
+/// Kills the connections whose commit has waited at least `held` for a semi-sync ack
+/// (best effort: one that finished meanwhile is no error). Their clients get an error,
+/// never OK; the transaction stays in the server's binlog (a replica that connects later
+/// receives it), so to the client its outcome is unknown.
+pub(super) async fn kill_held_commits(s: &mut sql::Session, limit: Duration, held: Duration) {
     let ids = s
         .value(
-            "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
-             WHERE STATE = 'Waiting for semi-sync ACK from slave'",
+            &format!(
+                "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
+                 WHERE STATE = 'Waiting for semi-sync ACK from slave' AND TIME_MS >= {}",
+                held.as_millis()
+            ),
             limit,
         )
         .await;
@@ -187,9 +263,10 @@ async fn kill_held_commits(s: &mut sql::Session, limit: Duration) {
     {
         let _ = s.exec(&format!("KILL CONNECTION {id}")).await;
     }
-    info!(
+    warn!(
         server = %s.name(),
         connections = %ids,
-        "fencing: killed commits held for a semi-sync ack (their clients get an error, not OK)"
+        held_ms = held.as_millis() as u64,
+        "killed commits held for a semi-sync ack that no replica gave (their clients get an error, not OK)"
     );
 }

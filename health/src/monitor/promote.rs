@@ -12,6 +12,7 @@ use crate::control::Command;
 use crate::crash;
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
+use crate::semi_sync;
 use crate::sql::{self, Session, Target};
 use crate::term;
 use crate::topology::{Role, ServerState, ServerView, Topology};
@@ -316,7 +317,7 @@ impl Monitor {
                 "after applying its relay log it has {now}, not every acknowledged write ({acked})"
             ));
         }
-        s.exec("STOP SLAVE").await?;
+        s.stop_slave().await?;
         crash::point("failover:stopped");
         // The term is recorded before the link is removed: should this proxy die from
         // here on, the record names the server that has drained its relay log, and the
@@ -325,6 +326,7 @@ impl Monitor {
         crash::point("failover:recorded");
         s.exec("RESET SLAVE ALL").await?;
         crash::point("failover:reset");
+        self.semi_sync_as_master(&mut s, c).await;
         s.exec("SET GLOBAL read_only = OFF").await?;
         if let Some(st) = self.servers[c].status.as_mut() {
             st.read_only = false;
@@ -361,8 +363,9 @@ impl Monitor {
             "finishing the promotion of {name} (term {recorded}) that a kohaproxy left half-way"
         )));
         let mut s = self.open(c).await?;
-        s.exec("STOP SLAVE").await?;
+        s.stop_slave().await?;
         s.exec("RESET SLAVE ALL").await?;
+        self.semi_sync_as_master(&mut s, c).await;
         s.exec("SET GLOBAL read_only = OFF").await?;
         if let Some(st) = self.servers[c].status.as_mut() {
             st.read_only = false;
@@ -448,7 +451,7 @@ impl Monitor {
             &self.config.replication_password,
             "slave_pos",
         );
-        s.exec("STOP SLAVE").await?;
+        s.stop_slave().await?;
         s.exec(&change).await?;
         s.exec("START SLAVE").await?;
         self.wait_for(s, &target).await.map_err(in_from)?;
@@ -517,7 +520,7 @@ impl Monitor {
         );
         for &r in replicas.iter().filter(|&&r| r != c && r != h) {
             let result = match self.open(r).await {
-                Ok(mut s) => match s.exec("STOP SLAVE").await {
+                Ok(mut s) => match s.stop_slave().await {
                     Ok(()) => match s.exec(&change).await {
                         Ok(()) => s.exec("START SLAVE").await,
                         Err(e) => Err(e),
@@ -616,13 +619,14 @@ impl Monitor {
         self.term = self.term.max(term::newest(&t.servers).term) + 1;
         self.publish();
         let promoted = async {
-            new_conn.exec("STOP SLAVE").await?;
+            new_conn.stop_slave().await?;
             new_conn.exec("RESET SLAVE ALL").await
         }
         .await;
         let promoted = match promoted {
             Ok(()) => {
                 self.record_term(&mut new_conn, c).await;
+                self.semi_sync_as_master(&mut new_conn, c).await;
                 new_conn.exec("SET GLOBAL read_only = OFF").await
             }
             Err(e) => Err(e),
@@ -655,9 +659,9 @@ impl Monitor {
             "current_pos",
         );
         let demoted = async {
-            if self.config.commit_waits_for_replica {
-                // As a replica it must not hold its applied commits for an ack.
-                old_conn.exec(super::WAIT_NO_SLAVE_OFF).await?;
+            // As a replica it must not hold its applied commits for an ack.
+            if let Some(sql) = semi_sync::as_replica(self.config.durability) {
+                old_conn.exec(&sql).await?;
             }
             old_conn.exec(&change).await?;
             old_conn.exec("START SLAVE").await
