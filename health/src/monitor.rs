@@ -715,9 +715,10 @@ impl Slot {
                 self.health.record(Outcome::Success, now)
             }
             Err(error) => {
-                debug!(server = %self.name, %error, failures = self.health.failures().saturating_add(1), "probe failed");
+                let change = self.health.record(Outcome::Failure { waited }, now);
+                debug!(server = %self.name, %error, failures = self.health.failures(), "probe failed");
                 self.last_error = Some(error);
-                self.health.record(Outcome::Failure { waited }, now)
+                change
             }
         };
         match change {

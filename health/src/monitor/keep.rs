@@ -62,7 +62,7 @@ impl Monitor {
             .servers
             .iter()
             .map(|v| semi_sync::Seen {
-                up: v.state == ServerState::Up,
+                up: v.state == ServerState::Up && v.last_error.is_none(),
                 wait_no_slave: v.status.as_ref().and_then(|s| s.semi_sync_wait_no_slave),
                 timeout_ms: v.status.as_ref().and_then(|s| s.semi_sync_timeout_ms),
             })
@@ -89,7 +89,9 @@ impl Monitor {
                 Err(e) => warn!(server = %name, "could not {sql}: {e}"),
             }
         }
-        if t.servers.len() < 2 {
+        // Only on news from this round: a master whose last probe failed may be hung, and
+        // a session opened to it would cost this round a whole timeout.
+        if t.servers.len() < 2 || t.servers[h].last_error.is_some() {
             return;
         }
         let Some(status) = t.servers[h].status.as_ref() else {
