@@ -154,7 +154,10 @@ fn start(up: impl FnOnce(PathBuf) -> UpOptions, binary: &str) -> Result<Bench> {
     let child = Command::new(binary)
         .args(["run", "--config"])
         .arg(sb.0.config_path())
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).map_err(|e| format!("log: {e}"))?)
@@ -251,6 +254,19 @@ fn galera(opts: Options) -> Result<String> {
     galera_on(&bench, opts).map_err(|e| with_log(&bench, e))
 }
 
+/// Copies the proxy's log to `target/bench-results/failover-KIND-proxy.log` (the sandbox
+/// directory goes when the run ends).
+fn keep_log(bench: &Bench, kind: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-results");
+    let to = dir.join(format!("failover-{kind}-proxy.log"));
+    let copied = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::copy(bench.sb.0.dir().join("proxy.log"), &to));
+    match copied {
+        Ok(_) => eprintln!("proxy log: {}", to.display()),
+        Err(e) => eprintln!("proxy log not kept: {e}"),
+    }
+}
+
 /// `e` with the end of the proxy's log and the nodes' states, for a failed run.
 fn with_log(bench: &Bench, e: String) -> String {
     let log = std::fs::read_to_string(bench.sb.0.dir().join("proxy.log")).unwrap_or_default();
@@ -307,6 +323,7 @@ fn galera_on(bench: &Bench, opts: Options) -> Result<String> {
     }
     std::thread::sleep(Duration::from_millis(1000));
     let report = ledger.stop_and_join().map_err(|e| format!("ledger: {e}"))?;
+    keep_log(bench, "galera");
     let conflicts = certification_conflicts(sb).saturating_sub(conflicts_before);
     let writer = proxy_master(socket).ok_or("no writer at the end")?;
     let port = sb.server(&writer).ok_or("writer gone")?.port;
@@ -420,6 +437,7 @@ fn replication(opts: Options) -> Result<String> {
     let same = checksums_equal(sb, &all, "koha_ledger.acks").unwrap_or(false);
     let writable = writable_servers(sb);
 
+    keep_log(&bench, "replication");
     let mut hang_rtos = Vec::new();
     let mut hang_lost = 0;
     let mut hang_acked = 0;

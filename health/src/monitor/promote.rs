@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{io_running, replicas_of, Monitor, LOCK};
 use crate::control::Command;
@@ -299,9 +299,12 @@ impl Monitor {
         // in GTID mode, starting the SQL thread with both threads stopped discards the
         // relay log. START SLAVE SQL_THREAD runs whatever the probe said: another proxy's
         // failed attempt may have stopped it since.
+        let began = Instant::now();
         s.exec("START SLAVE SQL_THREAD").await?;
         self.drain_relay_log(&mut s).await?;
+        let drained = began.elapsed();
         self.wait_for(&mut s, received).await?;
+        debug!(server = %s.name(), drained_ms = drained.as_millis() as u64, waited_ms = began.elapsed().as_millis() as u64, %received, "candidate applied its relay log");
         crash::point("failover:drained");
         if let Some(x) = catch_up_from {
             self.catch_up(&mut s, x).await?;
