@@ -439,18 +439,22 @@ fn replication(opts: Options) -> Result<String> {
 
     keep_log(&bench, "replication");
     let mut hang_rtos = Vec::new();
+    let mut hang_outages = Vec::new();
     let mut hang_lost = 0;
     let mut hang_acked = 0;
     for round in 1..=opts.hangs {
-        let (rto, verdict) = hang_round(opts)?;
+        let hang = hang_round(opts)?;
         eprintln!(
-            "hang {round}/{}: RTO {:?}, {verdict}",
+            "hang {round}/{}: RTO {:?} ms, outage {} ms, {}",
             opts.hangs,
-            rto.map(|d| d.as_millis())
+            hang.rto.map(|d| d.as_millis()),
+            hang.outage.as_millis(),
+            hang.verdict
         );
-        hang_rtos.extend(rto);
-        hang_lost += verdict.lost.len();
-        hang_acked += verdict.acked;
+        hang_rtos.extend(hang.rto);
+        hang_outages.push(hang.outage);
+        hang_lost += hang.verdict.lost.len();
+        hang_acked += hang.verdict.acked;
     }
 
     let mut md = String::new();
@@ -467,9 +471,11 @@ fn replication(opts: Options) -> Result<String> {
         "| the three servers' ledgers identical | {same} |\n"
     ));
     let (hmin, hmed, hmax) = stats(hang_rtos.clone());
+    let (omin, omed, omax) = stats(hang_outages);
     md.push_str(&format!(
         "| SIGSTOP failovers (each on a fresh sandbox) | {} |\n\
          | RTO after a hang min / median / max (ms) | {hmin} / {hmed} / {hmax} |\n\
+         | write outage after a hang min / median / max (ms) | {omin} / {omed} / {omax} |\n\
          | hangs with no write acknowledged after them | {} |\n\
          | writes acknowledged in the hang rounds, lost | {hang_acked}, {hang_lost} |\n",
         opts.hangs,
@@ -483,10 +489,20 @@ fn replication(opts: Options) -> Result<String> {
     Ok(md)
 }
 
+/// What one hang round measured.
+struct Hang {
+    /// Fault to the first acknowledged write invoked after it.
+    rto: Option<Duration>,
+    /// The longest stretch with no acknowledgement in the 10 s after the fault: the RTO
+    /// without the writes the server still finished as the signal landed.
+    outage: Duration,
+    verdict: Verdict,
+}
+
 /// One hang on a fresh sandbox: the ledger writes, the master is SIGSTOPped, a replica is
 /// promoted, the old master is woken and must end fenced (a replica again, or kept out as
-/// diverged). Returns the RTO and the verdict on the new master.
-fn hang_round(opts: Options) -> Result<(Option<Duration>, Verdict)> {
+/// diverged).
+fn hang_round(opts: Options) -> Result<Hang> {
     let bench = start(
         |dir| {
             let mut up = UpOptions::new(dir);
@@ -499,7 +515,7 @@ fn hang_round(opts: Options) -> Result<(Option<Duration>, Verdict)> {
 }
 
 /// [`hang_round`] on a started bench.
-fn hang_on(bench: &Bench, clients: usize) -> Result<(Option<Duration>, Verdict)> {
+fn hang_on(bench: &Bench, clients: usize) -> Result<Hang> {
     let (sb, socket) = (&bench.sb.0, bench.socket.as_path());
     let ledger = start_ledger(sb, clients);
     std::thread::sleep(Duration::from_secs(2));
@@ -531,7 +547,11 @@ fn hang_on(bench: &Bench, clients: usize) -> Result<(Option<Duration>, Verdict)>
             writable_servers(sb)
         ));
     }
-    Ok((report.rto(fault), verdict))
+    Ok(Hang {
+        rto: report.rto(fault),
+        outage: longest_outage(&[&report], fault, fault + Duration::from_secs(10)),
+        verdict,
+    })
 }
 
 fn main() {
