@@ -193,9 +193,9 @@ pub enum FailoverMode {
 pub enum Durability {
     /// Never acknowledge a write no replica has received: the monitor keeps the master's
     /// commits waiting for a replica's ack (`rpl_semi_sync_master_wait_no_slave` ON, the
-    /// semi-sync timeout a day) and kills a commit held longer than `failover_hold`; its
-    /// client gets an error, not OK. Writes fail while no replica receives; a failover
-    /// never loses an acknowledged write, even when the master's disk is lost.
+    /// semi-sync timeout a day). Writes wait while no replica receives, until one returns
+    /// or a failover; a failover never loses an acknowledged write, even when the
+    /// master's disk is lost.
     Replicated,
     /// Stay writable: the master holds commits for its `rpl_semi_sync_master_timeout`,
     /// then acknowledges writes only it has (logged as an error and shown in SHOW

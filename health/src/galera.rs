@@ -575,7 +575,6 @@ mod topology_tests {
             wsrep,
             semi_sync_wait_no_slave: None,
             semi_sync_timeout_ms: None,
-            semi_sync_waiting: None,
             semi_sync_clients: None,
             master_term: None,
         });

@@ -39,8 +39,6 @@ pub struct Status {
     /// `@@rpl_semi_sync_master_timeout` in milliseconds: how long a commit waits for an
     /// ack before semi-sync falls back to asynchronous.
     pub semi_sync_timeout_ms: Option<u64>,
-    /// `Rpl_semi_sync_master_wait_sessions`: commits waiting for a replica's ack now.
-    pub semi_sync_waiting: Option<u64>,
     /// `Rpl_semi_sync_master_clients`: semi-sync replicas connected to it.
     pub semi_sync_clients: Option<u64>,
     /// Its replication connections (SHOW ALL SLAVES STATUS); empty when it replicates
@@ -179,8 +177,6 @@ const VARS_SQL: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, \
       WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS'), \
      @@rpl_semi_sync_master_wait_no_slave, @@rpl_semi_sync_master_timeout, \
      (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-      WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS'), \
-     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
       WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS')";
 
 impl Status {
@@ -227,13 +223,8 @@ impl Status {
                 .cloned()
                 .flatten()
                 .and_then(|v| v.trim().parse().ok()),
-            semi_sync_waiting: vars
-                .get(11)
-                .cloned()
-                .flatten()
-                .and_then(|v| v.trim().parse().ok()),
             semi_sync_clients: vars
-                .get(12)
+                .get(11)
                 .cloned()
                 .flatten()
                 .and_then(|v| v.trim().parse().ok()),

@@ -12,18 +12,18 @@
 //! on the master, OFF everywhere else.
 //!
 //! `rpl_semi_sync_master_timeout`: under [`Durability::Replicated`] the master holds a
-//! commit [`HOLD_MS`] (a day) rather than fall back to asynchronous, and the monitor kills
-//! one held longer than `failover_hold` ([`kill_held_after`]): its client gets an error, and
-//! no write is ever acknowledged that only the master has. Under [`Durability::Available`]
-//! the server's own timeout applies (a [`HOLD_MS`] left by an earlier run is put back to
-//! MariaDB's default).
-
-use std::time::Duration;
+//! commit [`HOLD_MS`] (a day) rather than fall back to asynchronous: no write is ever
+//! acknowledged that only the master has; commits wait until a replica receives them or a
+//! failover replaces the master. The held commits are not killed: measured, a KILL of one
+//! held commit let another held commit be answered OK at once, with no replica having it.
+//! Under [`Durability::Available`] the server's own timeout applies (a [`HOLD_MS`] left by
+//! an earlier run is put back to MariaDB's default).
 
 use kohaproxy_config::Durability;
 
-/// The semi-sync timeout of a master under [`Durability::Replicated`]: far longer than any
-/// `failover_hold`, so that the monitor's kill, not the server's fallback, ends the wait.
+/// The semi-sync timeout of a master under [`Durability::Replicated`]: a day, so that a
+/// replica's return or a failover, not the server's fall-back to asynchronous, ends the
+/// wait.
 pub const HOLD_MS: u64 = 86_400_000;
 
 /// MariaDB's default `rpl_semi_sync_master_timeout`.
@@ -121,24 +121,6 @@ pub fn changes(servers: &[Seen], master: usize, durability: Durability) -> Vec<(
         }
     }
     out
-}
-
-/// The shortest time a commit is held for a replica's ack before the monitor kills it
-/// under [`Durability::Replicated`], whatever `failover_hold` says: a healthy replica's
-/// ack takes milliseconds.
-pub const MIN_HOLD: Duration = Duration::from_secs(1);
-
-/// Under [`Durability::Replicated`], how long a commit may wait for a replica's ack before
-/// the monitor kills it: `failover_hold`, at least [`MIN_HOLD`]. `None` when nothing is
-/// to be killed now: another durability, or no commit waits (`waiting`, from
-/// `Rpl_semi_sync_master_wait_sessions`).
-pub fn kill_held_after(
-    durability: Durability,
-    waiting: Option<u64>,
-    failover_hold: Duration,
-) -> Option<Duration> {
-    (durability == Durability::Replicated && waiting.is_some_and(|n| n > 0))
-        .then(|| failover_hold.max(MIN_HOLD))
 }
 
 #[cfg(test)]
@@ -239,19 +221,6 @@ mod tests {
         assert_eq!(
             changes(&[seen(true, Some(false), Some(1))], 0, Replicated),
             vec![]
-        );
-    }
-
-    #[test]
-    fn held_commits_are_killed_only_under_replicated() {
-        let hold = Duration::from_secs(10);
-        assert_eq!(kill_held_after(Replicated, Some(2), hold), Some(hold));
-        assert_eq!(kill_held_after(Replicated, Some(0), hold), None);
-        assert_eq!(kill_held_after(Replicated, None, hold), None);
-        assert_eq!(kill_held_after(Available, Some(2), hold), None);
-        assert_eq!(
-            kill_held_after(Replicated, Some(2), Duration::ZERO),
-            Some(MIN_HOLD)
         );
     }
 }

@@ -80,7 +80,7 @@ pub fn routed_master(env: &Env) -> Option<String> {
 /// Waits until exactly one server is writable, the proxy routes to it, and it is not
 /// `old`; returns its name.
 pub fn wait_new_master(env: &Env, old: &str) -> String {
-    wait_for(&format!("a new master instead of {old}"), || {
+    wait_logged(env, &format!("a new master instead of {old}"), || {
         let writable = writable_servers(env.sb());
         match writable.as_slice() {
             [one] if one != old && proxy_master(env).as_deref() == Some(one) => Some(one.clone()),

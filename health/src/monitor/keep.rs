@@ -26,7 +26,7 @@ impl Monitor {
                     // old master cut off from its replicas) hold `read_only` back, up to
                     // rpl_semi_sync_master_timeout, and would then be answered OK. Killed,
                     // their clients get an error instead and the fence lands at once.
-                    kill_held_commits(&mut s, self.config.timeout, Duration::ZERO).await;
+                    kill_held_commits(&mut s, self.config.timeout).await;
                     s.exec("SET GLOBAL read_only = ON").await
                 }
                 Err(e) => Err(e),
@@ -53,9 +53,8 @@ impl Monitor {
 
     /// Gives each server the semi-sync settings its role and the configured durability
     /// call for ([`crate::semi_sync`]); a failure is logged and the next round tries
-    /// again. Under [`Durability::Replicated`] it also kills the master's commits held for
-    /// an ack longer than `failover_hold`, and the master's note says while commits wait
-    /// (or, under [`Durability::Available`], while it acknowledges writes alone).
+    /// again. The master's note says while its commits wait for a replica
+    /// ([`Durability::Replicated`]) or while it acknowledges writes alone (otherwise).
     pub(super) async fn semi_sync_follows_roles(&mut self, t: &Topology, h: usize) {
         let durability = self.config.durability;
         let seen: Vec<semi_sync::Seen> = t
@@ -97,23 +96,12 @@ impl Monitor {
         let Some(status) = t.servers[h].status.as_ref() else {
             return;
         };
-        let waiting = status.semi_sync_waiting;
-        if let Some(bound) =
-            semi_sync::kill_held_after(durability, waiting, self.config.failover_hold)
-        {
-            if let Ok(mut s) = self.open(h).await {
-                kill_held_commits(&mut s, self.config.timeout, bound).await;
-            }
-        }
         let note = match durability {
-            Durability::Replicated if status.semi_sync_clients == Some(0) => Some(format!(
-                "no replica is connected: commits wait for one and fail after {} ms \
-                 (durability = replicated: never acknowledged without a replica)",
-                self.config
-                    .failover_hold
-                    .max(semi_sync::MIN_HOLD)
-                    .as_millis()
-            )),
+            Durability::Replicated if status.semi_sync_clients == Some(0) => Some(
+                "no replica is connected: commits wait until one receives them or a \
+                 failover (durability = replicated: never acknowledged without a replica)"
+                    .to_string(),
+            ),
             Durability::Available | Durability::Unmanaged
                 if status.semi_sync_active == Some(false) =>
             {
@@ -243,18 +231,17 @@ impl Monitor {
     }
 }
 
-/// Kills the connections whose commit has waited at least `held` for a semi-sync ack
+/// Kills the connections whose commit waits for a semi-sync ack on a server being fenced
 /// (best effort: one that finished meanwhile is no error). Their clients get an error,
 /// never OK; the transaction stays in the server's binlog (a replica that connects later
-/// receives it), so to the client its outcome is unknown.
-pub(super) async fn kill_held_commits(s: &mut sql::Session, limit: Duration, held: Duration) {
+/// receives it). Killing one can let another held commit be answered OK with no replica
+/// having it (measured): harmless here, because the fenced server is no longer the term's
+/// master and no kohaproxy of this term forwards its answers.
+async fn kill_held_commits(s: &mut sql::Session, limit: Duration) {
     let ids = s
         .value(
-            &format!(
-                "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
-                 WHERE STATE = 'Waiting for semi-sync ACK from slave' AND TIME_MS >= {}",
-                held.as_millis()
-            ),
+            "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
+             WHERE STATE = 'Waiting for semi-sync ACK from slave'",
             limit,
         )
         .await;
@@ -265,10 +252,9 @@ pub(super) async fn kill_held_commits(s: &mut sql::Session, limit: Duration, hel
     {
         let _ = s.exec(&format!("KILL CONNECTION {id}")).await;
     }
-    warn!(
+    info!(
         server = %s.name(),
         connections = %ids,
-        held_ms = held.as_millis() as u64,
-        "killed commits held for a semi-sync ack that no replica gave (their clients get an error, not OK)"
+        "fencing: killed commits held for a semi-sync ack (their clients get an error, not OK)"
     );
 }

@@ -48,7 +48,6 @@ fn server(name: &str, port: u16, read_only: bool, replication: Vec<Replication>)
         wsrep: None,
         semi_sync_wait_no_slave: None,
         semi_sync_timeout_ms: None,
-        semi_sync_waiting: None,
         semi_sync_clients: None,
         master_term: None,
     });
