@@ -1028,6 +1028,47 @@ async fn load_data_out_of_order(port: u16) -> Duration {
     start.elapsed()
 }
 
+/// COM_PROCESS_INFO (answered with a result set, as SHOW PROCESSLIST) then COM_PING: the
+/// whole result set arrives, then the ping's OK, each within 5 s; returns the rows.
+async fn process_info_then_ping(port: u16) -> usize {
+    let mut s = raw_login(port, "koha", "koha")
+        .await
+        .unwrap_or_else(|e| panic!("login: {e:?}"));
+    let within = |what: &'static str| {
+        move |r: Result<Option<(u8, Vec<u8>)>, tokio::time::error::Elapsed>| {
+            r.unwrap_or_else(|_| panic!("{what}: nothing within 5 s"))
+                .unwrap_or_else(|| panic!("{what}: closed"))
+        }
+    };
+    let bound = Duration::from_secs(5);
+    s.write_all(&packet(0, &[0x0a])).await.unwrap();
+    let (_, count) = within("column count")(tokio::time::timeout(bound, read_packet(&mut s)).await);
+    assert!(
+        err_code(&count).is_none(),
+        "COM_PROCESS_INFO refused: {count:?}"
+    );
+    for _ in 0..count[0] {
+        within("column definition")(tokio::time::timeout(bound, read_packet(&mut s)).await);
+    }
+    // DEPRECATE_EOF (raw::MODERN): the rows end with an OK starting 0xfe.
+    let mut rows = 0;
+    loop {
+        let (_, p) = within("rows")(tokio::time::timeout(bound, read_packet(&mut s)).await);
+        if p.first() == Some(&0xfe) {
+            break;
+        }
+        rows += 1;
+    }
+    s.write_all(&packet(0, &[command::PING])).await.unwrap();
+    let (seq, ok) = within("ping")(tokio::time::timeout(bound, read_packet(&mut s)).await);
+    assert_eq!(
+        (seq, ok.first()),
+        (1, Some(&0)),
+        "the ping's answer: {ok:?}"
+    );
+    rows
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. Slow readers.
 // ---------------------------------------------------------------------------------------
@@ -1176,14 +1217,17 @@ impl Suite {
         ProcStats::of(self.watch.pid)
     }
 
-    /// Phase 0, the fuzzer's first find (regression): an end of LOCAL INFILE data
-    /// numbered out of sequence left the proxy and the server waiting on each other for
-    /// 30 s.
-    async fn local_infile_out_of_order(&mut self) {
-        self.healthy.phase("LOCAL INFILE out of order");
+    /// Phase 0, what the fuzzer found (regressions): an end of LOCAL INFILE data numbered
+    /// out of sequence left the proxy and the server waiting on each other for 30 s; a
+    /// COM_PROCESS_INFO, answered with a result set the proxy took for one packet, left
+    /// the session waiting forever.
+    async fn fuzzer_finds(&mut self) {
+        self.healthy.phase("the fuzzer's finds");
         let took = load_data_out_of_order(self.port()).await;
         println!("LOCAL INFILE end out of sequence: error 1156, closed in {took:?}");
-        self.after("LOCAL INFILE out of order").await;
+        let rows = process_info_then_ping(self.port()).await;
+        println!("COM_PROCESS_INFO: a result set of {rows} rows, then COM_PING answered");
+        self.after("the fuzzer's finds").await;
     }
 
     /// Phase 1, the fuzzer: no failed case, and connections of both kinds ran.
@@ -1520,7 +1564,7 @@ async fn hostile_clients_never_disturb_the_proxy_or_others() {
         healthy,
         settings,
     };
-    suite.local_infile_out_of_order().await;
+    suite.fuzzer_finds().await;
     suite.fuzzing().await;
     suite.slow_readers().await;
     suite.connect_and_vanish().await;
