@@ -636,7 +636,8 @@ impl Session {
                     return Ok(Outcome::Done { failed });
                 }
                 Scan::LocalInfile => {
-                    self.relay_local_infile().await?;
+                    self.relay_local_infile(relay.last_seq().wrapping_add(1))
+                        .await?;
                     continue;
                 }
                 Scan::StateOk(len) => {
@@ -688,14 +689,30 @@ impl Session {
     }
 
     /// After a LOCAL INFILE request: streams the client's file packets to the backend, up
-    /// to and including the empty packet that ends the file.
-    async fn relay_local_infile(&mut self) -> Result<(), SessionError> {
+    /// to and including the empty packet that ends the file; the first is numbered `seq`.
+    ///
+    /// A packet out of sequence ends the session with error 1156 and is not forwarded: the
+    /// server checks the numbers too, and after one out of order it reads on until an
+    /// in-sequence end of file, so an empty packet the proxy took for the end would leave
+    /// both waiting on each other (the server until its `net_read_timeout`, 30 s), the
+    /// client stuck with them.
+    async fn relay_local_infile(&mut self, mut seq: u8) -> Result<(), SessionError> {
         let mut continued = false;
         loop {
             fill(&mut self.client, &mut self.cbuf, HEADER_LEN)
                 .await
                 .map_err(SessionError::Client)?;
             let len = payload_len(&self.cbuf);
+            if self.cbuf[3] != seq {
+                let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
+                self.client
+                    .write_all(&err.to_packet(self.cbuf[3].wrapping_add(1)))
+                    .await?;
+                return Err(SessionError::ClientProtocol(
+                    "LOCAL INFILE packet out of order",
+                ));
+            }
+            seq = seq.wrapping_add(1);
             self.pass_client_bytes(HEADER_LEN + len, true).await?;
             if len == 0 && !continued {
                 return Ok(());

@@ -30,6 +30,13 @@ pub struct ProxyProcess {
     pub log: PathBuf,
 }
 
+impl ProxyProcess {
+    /// The process id (to read its /proc entries: memory, open file descriptors).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -116,9 +123,14 @@ impl Env {
         ));
     }
 
+    /// The running proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.proxy.as_ref().expect("proxy running").pid()
+    }
+
     /// Sends SIGTERM to the proxy (by its pid), as a service manager would.
     pub fn terminate_proxy(&self) {
-        let pid = self.proxy.as_ref().expect("proxy running").child.id();
+        let pid = self.pid();
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()

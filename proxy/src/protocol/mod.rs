@@ -50,6 +50,9 @@ pub mod command {
     pub const FIELD_LIST: u8 = 0x04;
     /// COM_STATISTICS: a human-readable status string.
     pub const STATISTICS: u8 = 0x09;
+    /// COM_PROCESS_INFO: the process list, answered with a whole result set (as SHOW
+    /// PROCESSLIST).
+    pub const PROCESS_INFO: u8 = 0x0a;
     /// COM_PROCESS_KILL: kill a connection by id (deprecated form of KILL).
     pub const PROCESS_KILL: u8 = 0x0c;
     /// COM_PING.

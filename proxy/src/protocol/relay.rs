@@ -33,6 +33,8 @@ pub struct Relay {
     pending: Option<Step>,
     /// Hand OKs with session state to the caller instead of forwarding them.
     hold_state: bool,
+    /// Sequence id of the last packet header scanned.
+    seq: u8,
 }
 
 impl Relay {
@@ -44,6 +46,7 @@ impl Relay {
             continuation: false,
             pending: None,
             hold_state: false,
+            seq: 0,
         }
     }
 
@@ -53,6 +56,12 @@ impl Relay {
             hold_state: true,
             ..Relay::new(tracker)
         }
+    }
+
+    /// Sequence id of the last packet header scanned: after [`Scan::LocalInfile`], the
+    /// request's, so the client's file packets are numbered from the next one.
+    pub fn last_seq(&self) -> u8 {
+        self.seq
     }
 
     /// The tracker (for the status flags once done).
@@ -85,6 +94,7 @@ impl Relay {
                 return Ok((i, Scan::NeedMore));
             }
             let len = payload_len(rest);
+            self.seq = rest[3];
             if self.continuation {
                 self.continuation = len == MAX_PAYLOAD;
                 i += HEADER_LEN;
@@ -217,5 +227,11 @@ mod tests {
         let (out, scan) = relay_in_chunks(&bytes, 4);
         assert_eq!(scan, Scan::LocalInfile);
         assert_eq!(out, bytes);
+        let mut relay = Relay::new(ResponseTracker::for_command(command::QUERY, MODERN).unwrap());
+        assert_eq!(
+            relay.scan(&packet(3, b"\xfbx")).unwrap(),
+            (6, Scan::LocalInfile)
+        );
+        assert_eq!(relay.last_seq(), 3, "the client's file starts at 4");
     }
 }

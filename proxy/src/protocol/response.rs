@@ -77,7 +77,13 @@ impl ResponseTracker {
     /// COM_STMT_SEND_LONG_DATA, COM_QUIT).
     pub fn for_command(cmd: u8, caps: Caps) -> Option<Self> {
         let state = match cmd {
-            command::QUERY | command::STMT_EXECUTE | command::STMT_BULK_EXECUTE => State::Result,
+            // COM_PROCESS_INFO is answered with a result set too: tracked as one packet,
+            // the rest of the rows would be taken for the next command's answer and the
+            // session would wait forever for a response that already went by.
+            command::QUERY
+            | command::STMT_EXECUTE
+            | command::STMT_BULK_EXECUTE
+            | command::PROCESS_INFO => State::Result,
             command::STMT_PREPARE => State::PrepareOk,
             command::STMT_FETCH => State::Rows,
             command::FIELD_LIST => State::UntilTerminator,
@@ -418,6 +424,33 @@ mod tests {
             feed(&mut t, &[&[0, 0], &eof(0x80)]),
             [Step::More, Step::Done]
         );
+    }
+
+    #[test]
+    fn process_info_is_answered_with_a_result_set() {
+        // What MariaDB 10.11 sends for COM_PROCESS_INFO (9 columns, shortened to 2 here).
+        let col: &[u8] = b"\x03def\x00\x00\x00\x02Id\x00\x0c\x3f\x00";
+        let row: &[u8] = b"\x0216\x04koha";
+        let mut t = ResponseTracker::for_command(command::PROCESS_INFO, CLASSIC).unwrap();
+        assert_eq!(
+            feed(&mut t, &[&[2], col, col, &eof(2), row, row, &eof(2)]),
+            [
+                Step::More,
+                Step::More,
+                Step::More,
+                Step::More,
+                Step::More,
+                Step::More,
+                Step::Done
+            ]
+        );
+        let mut t = ResponseTracker::for_command(command::PROCESS_INFO, MODERN).unwrap();
+        assert_eq!(
+            feed(&mut t, &[&[1], col, row, &ok_eof(2)]),
+            [Step::More, Step::More, Step::More, Step::Done]
+        );
+        let mut t = ResponseTracker::for_command(command::PROCESS_INFO, MODERN).unwrap();
+        assert_eq!(feed(&mut t, &[ERRP]), [Step::Done], "without PROCESS");
     }
 
     #[test]
