@@ -140,6 +140,13 @@ pub fn run(opts: Options) -> Result<String> {
     }
 }
 
+/// A master and two replicas in `dir`.
+fn replication_sandbox(dir: PathBuf) -> UpOptions {
+    let mut up = UpOptions::new(dir);
+    up.replicas = 2;
+    up
+}
+
 /// A sandbox from `up` in a new directory and kohaproxy in front of it (killed on drop,
 /// before the sandbox is stopped).
 fn start(up: impl FnOnce(PathBuf) -> UpOptions, binary: &str) -> Result<Bench> {
@@ -387,14 +394,7 @@ fn replication(opts: Options) -> Result<String> {
         clients,
         ..
     } = opts;
-    let bench = start(
-        |dir| {
-            let mut up = UpOptions::new(dir);
-            up.replicas = 2;
-            up
-        },
-        opts.binary,
-    )?;
+    let bench = start(replication_sandbox, opts.binary)?;
     let (sb, socket) = (&bench.sb.0, bench.socket.as_path());
     let ledger = start_ledger(sb, clients);
     std::thread::sleep(Duration::from_secs(2));
@@ -503,14 +503,7 @@ struct Hang {
 /// promoted, the old master is woken and must end fenced (a replica again, or kept out as
 /// diverged).
 fn hang_round(opts: Options) -> Result<Hang> {
-    let bench = start(
-        |dir| {
-            let mut up = UpOptions::new(dir);
-            up.replicas = 2;
-            up
-        },
-        opts.binary,
-    )?;
+    let bench = start(replication_sandbox, opts.binary)?;
     hang_on(&bench, opts.clients).map_err(|e| with_log(&bench, e))
 }
 

@@ -232,7 +232,7 @@ fn lagging_replicas_apply_their_relay_log_before_promotion() {
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
     let new = wait_new_master(&env, "db1");
-    let other = if new == "db2" { "db3" } else { "db2" };
+    let other = other_replica(&new);
     // The other replica was re-pointed with its SQL thread stopped: START SLAVE ran.
     wait_replica(&env, other);
     std::thread::sleep(Duration::from_millis(1000));
@@ -393,7 +393,7 @@ fn a_replica_restart_then_a_master_crash_loses_no_acknowledged_write() {
     std::thread::sleep(Duration::from_millis(1000));
     env.sb().start("db1").expect("restart db1");
     wait_replica(&env, "db1");
-    let other = if new == "db2" { "db3" } else { "db2" };
+    let other = other_replica(&new);
     wait_replica(&env, other);
     std::thread::sleep(Duration::from_millis(1000));
     let report = settle_and_verify(
@@ -746,10 +746,7 @@ fn under_replicated_durability_no_write_is_acknowledged_without_a_replica() {
     std::thread::sleep(Duration::from_millis(3000));
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
-    let new = wait_new_master(&env, "db1");
-    let other = if new == "db2" { "db3" } else { "db2" };
-    wait_replica(&env, other);
-    std::thread::sleep(Duration::from_millis(1000));
+    let new = wait_promoted_from_db1(&env);
     let report = settle_and_verify(
         &env,
         "durability replicated, no replica receiving, then a crash",

@@ -50,10 +50,7 @@ fn proxy_killed_mid_failover_and_restarted(point: &str) {
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
     wait_crashed_at(&mut env, point);
     env.start_proxy();
-    let new = wait_new_master(&env, "db1");
-    let other = if new == "db2" { "db3" } else { "db2" };
-    wait_replica(&env, other);
-    std::thread::sleep(Duration::from_millis(1000));
+    let new = wait_promoted_from_db1(&env);
     let report = settle_and_verify(
         &env,
         &format!("proxy killed at {point}"),

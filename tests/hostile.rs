@@ -40,10 +40,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::raw::{read_packet, MODERN};
+use common::raw::{self, read_packet, MODERN};
 use common::Env;
 use kohaproxy_proxy::auth::Credential;
-use kohaproxy_proxy::protocol::handshake::{HandshakeResponse, HandshakeV10, NATIVE_PASSWORD};
+use kohaproxy_proxy::protocol::handshake::{HandshakeV10, NATIVE_PASSWORD};
 use kohaproxy_proxy::protocol::{command, Caps};
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
@@ -438,18 +438,9 @@ fn login_payload(greeting: &HandshakeV10, user: &str, password: &str, attrs: boo
     if attrs {
         caps |= Caps::CONNECT_ATTRS;
     }
-    let caps = Caps(caps & (greeting.caps.0 | Caps::CLIENT_MYSQL));
-    HandshakeResponse {
-        caps,
-        max_packet: 1 << 30,
-        collation: 45,
-        user: user.as_bytes().to_vec(),
-        auth_response: Credential::from_password(password).scramble(&greeting.scramble),
-        database: Some(b"koha".to_vec()),
-        auth_plugin: Some(NATIVE_PASSWORD.to_vec()),
-        attrs: attrs.then(|| b"\x0c_client_name\x0ahostile-rs\x04_pid\x0512345".to_vec()),
-    }
-    .encode()
+    let mut login = raw::login_response(greeting, user, password, caps);
+    login.attrs = attrs.then(|| b"\x0c_client_name\x0ahostile-rs\x04_pid\x0512345".to_vec());
+    login.encode()
 }
 
 /// Why a raw login did not give a session.

@@ -37,23 +37,20 @@ pub fn proxy_master(env: &Env) -> Option<String> {
 }
 
 /// Polls `cond` every 100 ms until it returns `Some`, up to [`DEADLINE`].
-pub fn wait_for<T>(what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = cond() {
-            eprintln!("{what}: {:?}", start.elapsed());
-            return v;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+pub fn wait_for<T>(what: &str, cond: impl FnMut() -> Option<T>) -> T {
+    poll(what, cond, String::new)
 }
 
 /// Like [`wait_for`], and a timeout shows the proxy's log.
-pub fn wait_logged<T>(env: &Env, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
+pub fn wait_logged<T>(env: &Env, what: &str, cond: impl FnMut() -> Option<T>) -> T {
+    poll(what, cond, || {
+        format!("; the proxy's log:\n{}", env.proxy_log())
+    })
+}
+
+/// Polls `cond` every 100 ms up to [`DEADLINE`]; a timeout panics with `what` and
+/// `more()`.
+fn poll<T>(what: &str, mut cond: impl FnMut() -> Option<T>, more: impl Fn() -> String) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = cond() {
@@ -62,8 +59,8 @@ pub fn wait_logged<T>(env: &Env, what: &str, mut cond: impl FnMut() -> Option<T>
         }
         assert!(
             start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}; the proxy's log:\n{}",
-            env.proxy_log()
+            "{what}: not within {DEADLINE:?}{}",
+            more()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -87,6 +84,24 @@ pub fn wait_new_master(env: &Env, old: &str) -> String {
             _ => None,
         }
     })
+}
+
+/// The other of db2 and db3 (the sandbox's replicas), once `new` of them is promoted.
+pub fn other_replica(new: &str) -> &'static str {
+    if new == "db2" {
+        "db3"
+    } else {
+        "db2"
+    }
+}
+
+/// Waits for a new master instead of db1 and for the other replica to follow it, then
+/// lets the servers settle for a second; returns the new master.
+pub fn wait_promoted_from_db1(env: &Env) -> String {
+    let new = wait_new_master(env, "db1");
+    wait_replica(env, other_replica(&new));
+    std::thread::sleep(Duration::from_millis(1000));
+    new
 }
 
 /// Waits until `name` replicates from the master with both threads running.

@@ -42,6 +42,26 @@ pub const MODERN: u64 = Caps::PROTOCOL_41
     | Caps::FOUND_ROWS
     | Caps::LOCAL_FILES;
 
+/// The login a client with capabilities `caps` (as far as the server offers them) sends
+/// for `user`/`password` to database `koha`, after `greeting`.
+pub fn login_response(
+    greeting: &HandshakeV10,
+    user: &str,
+    password: &str,
+    caps: u64,
+) -> HandshakeResponse {
+    HandshakeResponse {
+        caps: Caps(caps & (greeting.caps.0 | Caps::CLIENT_MYSQL)),
+        max_packet: 1 << 30,
+        collation: 45,
+        user: user.as_bytes().to_vec(),
+        auth_response: Credential::from_password(password).scramble(&greeting.scramble),
+        database: Some(b"koha".to_vec()),
+        auth_plugin: Some(NATIVE_PASSWORD.to_vec()),
+        attrs: None,
+    }
+}
+
 impl RawClient {
     /// Connects to 127.0.0.1:`port` and logs in; returns the client and the login reply
     /// payload (OK or ERR).
@@ -49,17 +69,8 @@ impl RawClient {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let (_, greeting) = read_packet(&mut stream).await.unwrap();
         let greeting = HandshakeV10::decode(&greeting).unwrap();
-        let caps = Caps(caps & (greeting.caps.0 | Caps::CLIENT_MYSQL));
-        let login = HandshakeResponse {
-            caps,
-            max_packet: 1 << 30,
-            collation: 45,
-            user: user.as_bytes().to_vec(),
-            auth_response: Credential::from_password(password).scramble(&greeting.scramble),
-            database: Some(b"koha".to_vec()),
-            auth_plugin: Some(NATIVE_PASSWORD.to_vec()),
-            attrs: None,
-        };
+        let login = login_response(&greeting, user, password, caps);
+        let caps = login.caps;
         stream.write_all(&packet(1, &login.encode())).await.unwrap();
         let (_, reply) = read_packet(&mut stream).await.unwrap();
         (
