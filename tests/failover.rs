@@ -248,10 +248,13 @@ fn lagging_replicas_apply_their_relay_log_before_promotion() {
 
 /// A master with a transaction no replica has (written directly while replication was
 /// stopped) goes away; after the failover it comes back and is kept out as diverged, with
-/// the extra GTID shown, read-only and not replicating.
+/// the extra GTID shown, read-only and not replicating. `durability = "unmanaged"`: under
+/// the default the direct write would wait for a replica to receive it.
 #[test]
 fn a_diverged_old_master_is_kept_out() {
-    let env = Env::start(2);
+    let env = Env::start_with(2, |text| {
+        *text = text.replace("[monitor]\n", "[monitor]\ndurability = \"unmanaged\"\n");
+    });
     env.sb()
         .sql(
             "db1",
