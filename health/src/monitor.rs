@@ -23,6 +23,9 @@ use crate::roles::{self, Followed};
 use crate::term;
 use crate::topology::{Role, ServerState, ServerView, Topology, TopologyHandle};
 
+/// The least time between two rounds a session asked for (see `Monitor::spawn_with`).
+const REQUEST_GAP: Duration = Duration::from_millis(100);
+
 /// The name of the lock a kohaproxy holds on a majority of the servers while it changes
 /// the topology, so that of several proxies watching one cluster only one acts.
 const LOCK: &str = "kohaproxy_topology";
@@ -103,16 +106,19 @@ impl Monitor {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             let requests = monitor.handle.clone();
-            let recheck = monitor.interval / crate::hysteresis::RECHECK;
+            // At most 100 ms, whatever the interval: a session waiting on a probe round
+            // (a monitor with a long interval is woken only by such requests) must not
+            // wait a fifth of the interval.
+            let gap = (monitor.interval / crate::hysteresis::RECHECK).min(REQUEST_GAP);
             let mut last = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = requests.probe_requested() => {
                         // Requests come in bursts (every session of a dead master asks):
-                        // rounds stay `recheck` apart, so `fail_count` failed probes span
-                        // at least `fail_count - 1` rechecks, never a burst of refusals.
-                        tokio::time::sleep_until(last + recheck).await;
+                        // rounds stay `gap` apart, so `fail_count` failed probes span at
+                        // least `fail_count - 1` gaps, never a burst of refusals.
+                        tokio::time::sleep_until(last + gap).await;
                     }
                     Some((command, reply)) = monitor.commands.recv() => {
                         let answer = monitor.command(command).await;
