@@ -179,11 +179,7 @@ impl Session {
             }
             let len = payload_len(&self.cbuf);
             if self.cbuf[3] != 0 {
-                let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
-                self.client
-                    .write_all(&err.to_packet(self.cbuf[3].wrapping_add(1)))
-                    .await?;
-                return Err(SessionError::ClientProtocol("packet out of order"));
+                return self.out_of_order("packet out of order").await;
             }
             if len == 0 {
                 self.cbuf.advance(HEADER_LEN);
@@ -688,6 +684,16 @@ impl Session {
         }
     }
 
+    /// Answers a client packet whose sequence id (the buffered header's) is not the one
+    /// expected with MariaDB's 1156 and ends the session with `why`.
+    async fn out_of_order<T>(&mut self, why: &'static str) -> Result<T, SessionError> {
+        let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
+        self.client
+            .write_all(&err.to_packet(self.cbuf[3].wrapping_add(1)))
+            .await?;
+        Err(SessionError::ClientProtocol(why))
+    }
+
     /// After a LOCAL INFILE request: streams the client's file packets to the backend, up
     /// to and including the empty packet that ends the file; the first is numbered `seq`.
     ///
@@ -704,13 +710,7 @@ impl Session {
                 .map_err(SessionError::Client)?;
             let len = payload_len(&self.cbuf);
             if self.cbuf[3] != seq {
-                let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
-                self.client
-                    .write_all(&err.to_packet(self.cbuf[3].wrapping_add(1)))
-                    .await?;
-                return Err(SessionError::ClientProtocol(
-                    "LOCAL INFILE packet out of order",
-                ));
+                return self.out_of_order("LOCAL INFILE packet out of order").await;
             }
             seq = seq.wrapping_add(1);
             self.pass_client_bytes(HEADER_LEN + len, true).await?;
