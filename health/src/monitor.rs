@@ -602,7 +602,7 @@ impl Monitor {
         let own = self.servers[h]
             .status
             .as_ref()
-            .and_then(|st| st.master_term)
+            .and_then(|st| st.master_term.as_ref())
             .map_or(0, |r| r.term);
         let newer = term::newest(&views).term > own;
         if !still || newer {

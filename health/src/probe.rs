@@ -362,10 +362,22 @@ impl Prober {
 /// The master's term recorded on this server; `None` when there is no record (no table,
 /// no schema, no row: no promotion by a kohaproxy reached this server).
 async fn read_term(conn: &mut mysql_async::Conn) -> Result<Option<TermRecord>, String> {
-    match conn.query_first::<Row, _>(term::READ_SQL).await {
+    let mut read = conn.query_first::<Row, _>(term::READ_SQL).await;
+    if matches!(&read, Err(mysql_async::Error::Server(e)) if e.code == 1054) {
+        // A table from an older kohaproxy, without `binlog_before`.
+        read = conn
+            .query_first::<Row, _>(term::READ_SQL_WITHOUT_BINLOG)
+            .await;
+    }
+    match read {
         Ok(Some(row)) => {
-            let text = |i: usize| row.as_ref(i).and_then(text).unwrap_or_default();
-            TermRecord::from_row(&text(0), &text(1)).map(Some)
+            let column = |i: usize| row.as_ref(i).and_then(text);
+            TermRecord::from_row(
+                &column(0).unwrap_or_default(),
+                &column(1).unwrap_or_default(),
+                column(2).as_deref(),
+            )
+            .map(Some)
         }
         Ok(None) => Ok(None),
         // No such table (1146) or schema (1049): no record yet. Any other refusal (a

@@ -14,45 +14,66 @@
 //!
 //! Pure: parsing and the decision. The monitor reads and writes the row.
 
+use crate::gtid::GtidList;
 use crate::topology::{ServerState, ServerView};
 
 /// The table that holds the record: one row, `id = 1`.
 pub const TABLE: &str = "kohaproxy.master_term";
 
 /// Reads the record (what a probe runs; error 1146 or 1049 means there is none yet).
-pub const READ_SQL: &str = "SELECT term, server_id FROM kohaproxy.master_term WHERE id = 1";
+pub const READ_SQL: &str =
+    "SELECT term, server_id, binlog_before FROM kohaproxy.master_term WHERE id = 1";
 
-/// Creates [`TABLE`] (and its schema) if missing.
-pub const CREATE_SQL: [&str; 2] = [
+/// Reads a record written before the table had `binlog_before` (error 1054 on
+/// [`READ_SQL`]); the next promotion adds the column.
+pub const READ_SQL_WITHOUT_BINLOG: &str =
+    "SELECT term, server_id FROM kohaproxy.master_term WHERE id = 1";
+
+/// Creates [`TABLE`] (and its schema) if missing, and adds `binlog_before` to a table
+/// created by an older kohaproxy.
+pub const CREATE_SQL: [&str; 3] = [
     "CREATE DATABASE IF NOT EXISTS kohaproxy",
     "CREATE TABLE IF NOT EXISTS kohaproxy.master_term (\
        id TINYINT UNSIGNED NOT NULL PRIMARY KEY, \
        term BIGINT UNSIGNED NOT NULL, \
        server_id INT UNSIGNED NOT NULL, \
-       promoted_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+       promoted_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+       binlog_before VARCHAR(2048) NULL) ENGINE=InnoDB",
+    "ALTER TABLE kohaproxy.master_term ADD COLUMN IF NOT EXISTS binlog_before VARCHAR(2048) NULL",
 ];
 
-/// The statement that records `term` with the new master `server_id`.
-pub fn write_sql(term: u64, server_id: u32) -> String {
+/// The statement that records `term` with the new master `server_id`, whose
+/// `@@gtid_binlog_pos` is `binlog_before` (read just before, in the same session: the
+/// record is then the one transaction past it).
+pub fn write_sql(term: u64, server_id: u32, binlog_before: &GtidList) -> String {
+    // A GTID list is digits, '-' and ',': nothing to escape.
     format!(
-        "INSERT INTO kohaproxy.master_term (id, term, server_id) VALUES (1, {term}, {server_id}) \
+        "INSERT INTO kohaproxy.master_term (id, term, server_id, binlog_before) \
+         VALUES (1, {term}, {server_id}, '{binlog_before}') \
          ON DUPLICATE KEY UPDATE term = VALUES(term), server_id = VALUES(server_id), \
-         promoted_at = CURRENT_TIMESTAMP(6)"
+         binlog_before = VALUES(binlog_before), promoted_at = CURRENT_TIMESTAMP(6)"
     )
 }
 
 /// The record as one server holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TermRecord {
     /// The term of the last promotion this server knows of.
     pub term: u64,
     /// `@@server_id` of the server promoted in it.
     pub server_id: u32,
+    /// The promoted server's `@@gtid_binlog_pos` just before the record was written;
+    /// `None` in a record written by an older kohaproxy.
+    pub binlog_before: Option<GtidList>,
 }
 
 impl TermRecord {
-    /// Parses the [`READ_SQL`] row (as text).
-    pub fn from_row(term: &str, server_id: &str) -> Result<TermRecord, String> {
+    /// Parses the [`READ_SQL`] row (as text; `binlog_before` NULL or absent: `None`).
+    pub fn from_row(
+        term: &str,
+        server_id: &str,
+        binlog_before: Option<&str>,
+    ) -> Result<TermRecord, String> {
         Ok(TermRecord {
             term: term
                 .trim()
@@ -62,7 +83,22 @@ impl TermRecord {
                 .trim()
                 .parse()
                 .map_err(|_| format!("bad recorded server_id {server_id:?}"))?,
+            binlog_before: binlog_before
+                .map(|b| {
+                    b.parse()
+                        .map_err(|e| format!("bad recorded binlog position {b:?}: {e}"))
+                })
+                .transpose()?,
         })
+    }
+
+    /// Whether the server holding this record, with `binlog_pos`, wrote nothing after
+    /// it: its binlog is exactly one transaction (the record itself) past
+    /// `binlog_before`. False for a record without `binlog_before` (nothing proves it).
+    pub fn is_last_write(&self, binlog_pos: &GtidList) -> bool {
+        self.binlog_before
+            .as_ref()
+            .is_some_and(|before| binlog_pos.contains(before) && before.behind(binlog_pos) == 1)
     }
 }
 
@@ -83,7 +119,7 @@ pub fn newest(servers: &[ServerView]) -> Newest {
     let best = servers
         .iter()
         .filter(up)
-        .filter_map(|v| v.status.as_ref()?.master_term)
+        .filter_map(|v| v.status.as_ref()?.master_term.as_ref())
         .max_by_key(|r| r.term);
     let Some(best) = best else {
         return Newest {
@@ -111,7 +147,9 @@ pub fn superseded(servers: &[ServerView], i: usize, newest: &Newest) -> bool {
         && servers
             .get(i)
             .and_then(|v| v.status.as_ref())
-            .is_some_and(|st| !st.read_only && st.master_term.map_or(0, |r| r.term) < newest.term)
+            .is_some_and(|st| {
+                !st.read_only && st.master_term.as_ref().map_or(0, |r| r.term) < newest.term
+            })
 }
 
 /// The master to follow given the records: the newest promotion's server when it is up
@@ -129,9 +167,13 @@ pub fn master_to_follow(servers: &[ServerView], current: Option<usize>) -> (Newe
 }
 
 /// A promotion that stopped half-way: the server the newest record names is up and
-/// holds that record itself, but is still read-only, replicates from nobody (its
-/// threads stopped), and no server follows it yet; and no server is writable. (A master
-/// of that term restarted read-only is followed by its replicas: not this.) The promoting kohaproxy died (or lost its
+/// holds that record itself, as the last transaction in its binlog, but is still
+/// read-only, replicates from nobody (its threads stopped), and no server follows it
+/// yet; and no server is writable. (A master of that term restarted read-only is
+/// followed by its replicas: not this. A master of that term kept out as diverged took
+/// writes after the record: not this either, or a restarted proxy would make it the
+/// master while a newer term's master is down, and lose that master's writes: the
+/// chaos soak, seed 2.) The promoting kohaproxy died (or lost its
 /// connection) after recording the term, before `read_only = OFF`: the server it chose
 /// has drained its relay log and carries the new term, so the promotion is finished on
 /// it, never restarted on another replica (which could lack writes, and would leave this
@@ -148,14 +190,16 @@ pub fn unfinished_promotion(servers: &[ServerView]) -> Option<usize> {
     let best = servers
         .iter()
         .filter(up)
-        .filter_map(|v| v.status.as_ref()?.master_term)
+        .filter_map(|v| v.status.as_ref()?.master_term.as_ref())
         .max_by_key(|r| r.term)?;
     let c = servers.iter().position(|v| {
         v.state == ServerState::Up
             && v.status.as_ref().is_some_and(|st| {
                 st.server_id == best.server_id
                     && st.read_only
-                    && st.master_term.is_some_and(|r| r.term == best.term)
+                    && st.master_term.as_ref().is_some_and(|r| {
+                        r.term == best.term && r.is_last_write(&st.gtid_binlog_pos)
+                    })
                     && !st.replication.iter().any(|r| r.is_active())
             })
     })?;
@@ -187,9 +231,20 @@ mod tests {
             Vec::new(),
         )
         .expect("status");
-        st.master_term = record.map(|(term, server_id)| TermRecord { term, server_id });
+        // Every record was written at 0-x-10 and every server's binlog is at 0-x-11: the
+        // record is the last write of the server it names.
+        st.master_term = record.map(|(term, server_id)| record_at(term, server_id, "0-1-10"));
+        st.gtid_binlog_pos = format!("0-{id}-11").parse().expect("gtid");
         v.status = Some(st);
         v
+    }
+
+    fn record_at(term: u64, server_id: u32, before: &str) -> TermRecord {
+        TermRecord {
+            term,
+            server_id,
+            binlog_before: Some(before.parse().expect("gtid")),
+        }
     }
 
     #[test]
@@ -344,14 +399,8 @@ mod tests {
         // newer record naming db2, which did not get it back: no promotion of db2 ran
         // on db2).
         let mut elsewhere = servers.clone();
-        elsewhere[1].status.as_mut().expect("status").master_term = Some(TermRecord {
-            term: 4,
-            server_id: 1,
-        });
-        elsewhere[2].status.as_mut().expect("status").master_term = Some(TermRecord {
-            term: 5,
-            server_id: 2,
-        });
+        elsewhere[1].status.as_mut().expect("status").master_term = Some(record_at(4, 1, "0-1-10"));
+        elsewhere[2].status.as_mut().expect("status").master_term = Some(record_at(5, 2, "0-1-10"));
         assert_eq!(unfinished_promotion(&elsewhere), None);
         // No record at all: nothing unfinished.
         let plain = [server("db1", 1, true, None), server("db2", 2, true, None)];
@@ -359,15 +408,83 @@ mod tests {
     }
 
     #[test]
+    fn a_master_kept_out_after_taking_writes_is_no_unfinished_promotion() {
+        // Seed 2 of the chaos soak: db1 was promoted in term 9 and took writes; it hung,
+        // another proxy promoted db3 in term 10, and db1 was kept out as diverged
+        // (read-only, replicating from nobody). db3 and its replica db2 are down. A
+        // restarted proxy sees only db1, whose own record is the newest it can read:
+        // finishing "its promotion" would acknowledge writes that db3's term loses.
+        let mut servers = [
+            server("db1", 1, true, Some((9, 1))),
+            server("db2", 2, true, Some((10, 3))),
+            server("db3", 3, false, Some((10, 3))),
+        ];
+        servers[1].state = ServerState::Down;
+        servers[2].state = ServerState::Down;
+        let db1 = servers[0].status.as_mut().expect("status");
+        db1.master_term = Some(record_at(9, 1, "0-2-100"));
+        db1.gtid_binlog_pos = "0-1-101".parse().expect("gtid");
+        assert_eq!(
+            unfinished_promotion(&servers),
+            Some(0),
+            "nothing after: finish"
+        );
+        servers[0].status.as_mut().expect("status").gtid_binlog_pos =
+            "0-1-130112".parse().expect("gtid");
+        assert_eq!(
+            unfinished_promotion(&servers),
+            None,
+            "writes after its record"
+        );
+        // A record from an older kohaproxy proves nothing either way: not finished.
+        let db1 = servers[0].status.as_mut().expect("status");
+        db1.gtid_binlog_pos = "0-1-101".parse().expect("gtid");
+        db1.master_term = Some(TermRecord {
+            term: 9,
+            server_id: 1,
+            binlog_before: None,
+        });
+        assert_eq!(unfinished_promotion(&servers), None);
+    }
+
+    #[test]
+    fn the_record_is_the_last_write_only_one_transaction_past_its_position() {
+        let r = record_at(3, 2, "0-1-10,1-2-5");
+        let at = |s: &str| s.parse::<GtidList>().expect("gtid");
+        assert!(r.is_last_write(&at("0-2-11,1-2-5")));
+        assert!(!r.is_last_write(&at("0-1-10,1-2-5")), "not written yet");
+        assert!(!r.is_last_write(&at("0-2-12,1-2-5")), "a write after it");
+        assert!(
+            !r.is_last_write(&at("0-2-11,1-2-6")),
+            "a write in another domain"
+        );
+        assert!(
+            !r.is_last_write(&at("0-2-11")),
+            "a domain lost: another binlog"
+        );
+        assert!(
+            r.is_last_write(&at("0-1-10,1-2-5,2-2-1")),
+            "written in a new domain"
+        );
+    }
+
+    #[test]
     fn rows_parse_or_say_what_is_wrong() {
         assert_eq!(
-            TermRecord::from_row("7", " 2"),
-            Ok(TermRecord {
-                term: 7,
-                server_id: 2
-            })
+            TermRecord::from_row("7", " 2", Some("0-1-5")),
+            Ok(record_at(7, 2, "0-1-5"))
         );
-        assert!(TermRecord::from_row("x", "2").unwrap_err().contains("term"));
-        assert!(write_sql(3, 2).contains("VALUES (1, 3, 2)"));
+        assert_eq!(
+            TermRecord::from_row("7", "2", None).map(|r| r.binlog_before),
+            Ok(None)
+        );
+        assert!(TermRecord::from_row("x", "2", None)
+            .unwrap_err()
+            .contains("term"));
+        assert!(TermRecord::from_row("7", "2", Some("zz"))
+            .unwrap_err()
+            .contains("binlog"));
+        let sql = write_sql(3, 2, &"0-1-5".parse().expect("gtid"));
+        assert!(sql.contains("VALUES (1, 3, 2, '0-1-5')"), "{sql}");
     }
 }

@@ -400,24 +400,32 @@ impl Monitor {
             warn!(server = %self.servers[c].name, "no server_id known: term {} not recorded", self.term);
             return;
         };
-        let mut result = Ok(());
-        for sql in term::CREATE_SQL
-            .iter()
-            .map(|s| s.to_string())
-            .chain([term::write_sql(self.term, server_id)])
-        {
-            result = s.exec(&sql).await;
-            if result.is_err() {
-                break;
+        let timeout = self.config.timeout;
+        let result: Result<term::TermRecord, String> = async {
+            for sql in term::CREATE_SQL {
+                s.exec(sql).await?;
             }
+            // Read after the DDL above (which is binlogged too): the record is then the
+            // one transaction past this position.
+            let binlog_before: GtidList = s
+                .value("SELECT @@gtid_binlog_pos", timeout)
+                .await?
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| format!("{e}"))?;
+            s.exec(&term::write_sql(self.term, server_id, &binlog_before))
+                .await?;
+            Ok(term::TermRecord {
+                term: self.term,
+                server_id,
+                binlog_before: Some(binlog_before),
+            })
         }
+        .await;
         match result {
-            Ok(()) => {
+            Ok(record) => {
                 if let Some(st) = self.servers[c].status.as_mut() {
-                    st.master_term = Some(term::TermRecord {
-                        term: self.term,
-                        server_id,
-                    });
+                    st.master_term = Some(record);
                 }
             }
             Err(e) => warn!(
