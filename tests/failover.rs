@@ -415,10 +415,11 @@ fn a_replica_restart_then_a_master_crash_loses_no_acknowledged_write() {
 /// left are a majority of the three others and may lock the topology (with three, the
 /// failover waits for that lock instead). db3 and db4 lack acknowledged writes, so the
 /// failover is refused with that reason and writes wait; when the two servers come back
-/// the cluster has one master again, and the run reports how many acknowledged writes
-/// survived (a loss here is the documented cost of losing both copies at once: the
-/// replica's relay log tail is discarded at its restart, and the master's
-/// `--init-rpl-role=SLAVE` recovery drops commits InnoDB had not made durable).
+/// the cluster has one master again and every acknowledged write is there. (The
+/// replica's relay log tail is discarded at its restart, but the master kept them: with
+/// `innodb_flush_log_at_trx_commit=3` its `--init-rpl-role=SLAVE` recovery rolls back
+/// only commits no client was told of. With 1 it rolled back about one acknowledged
+/// write in 1,500.)
 #[test]
 fn a_double_fault_is_refused_until_a_server_with_the_writes_returns() {
     let env = Env::start(3);
@@ -457,15 +458,7 @@ fn a_double_fault_is_refused_until_a_server_with_the_writes_returns() {
     );
     assert!(report.rto(fault).is_some(), "writes resumed");
     assert_eq!(writable_servers(env.sb()), vec![master]);
-    // At most the writes in flight when both copies died: one per client.
-    assert!(verdict.lost.len() <= 4, "{verdict}");
-    if !verdict.lost.is_empty() {
-        let log = env.proxy_log();
-        assert!(
-            log.contains("they are lost"),
-            "a loss is reported as an error:\n{log}"
-        );
-    }
+    assert!(verdict.lost.is_empty(), "{verdict}");
 }
 
 /// Scenario 14: two proxies watch the same cluster; the master dies; exactly one of them

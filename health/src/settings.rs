@@ -42,8 +42,17 @@ pub(crate) fn risks(values: &[Option<String>]) -> Vec<String> {
     if v(6).trim() != "1" {
         loss("sync_binlog is not 1 (a machine crash can lose the binlog tail)".to_string());
     }
-    if v(7).trim() != "1" {
-        loss("innodb_flush_log_at_trx_commit is not 1".to_string());
+    match v(7).trim() {
+        "3" => {}
+        "1" => loss(
+            "innodb_flush_log_at_trx_commit is 1, not 3 (with init_rpl_role=SLAVE, crash \
+             recovery rolls back commits InnoDB had not made durable, the last acknowledged \
+             ones among them)"
+                .to_string(),
+        ),
+        other => loss(format!(
+            "innodb_flush_log_at_trx_commit is {other}, not 3 (a crash loses commits)"
+        )),
     }
     if v(8).trim() != "1" {
         loss(
@@ -90,8 +99,11 @@ mod tests {
     #[test]
     fn the_safe_settings_raise_nothing() {
         let row = |s: &[&str]| s.iter().map(|x| Some(x.to_string())).collect::<Vec<_>>();
-        let safe = row(&["1", "1", "1", "1", "1", "AFTER_SYNC", "1", "1", "1"]);
+        let safe = row(&["1", "1", "1", "1", "1", "AFTER_SYNC", "1", "3", "1"]);
         assert!(risks(&safe).is_empty());
+        let lazy_commit = row(&["1", "1", "1", "1", "1", "AFTER_SYNC", "1", "1", "1"]);
+        let r = risks(&lazy_commit);
+        assert!(r.len() == 1 && r[0].contains("init_rpl_role"), "{r:?}");
         let lax = row(&["1", "0", "0", "1", "0", "AFTER_COMMIT", "0", "2", "10000"]);
         let r = risks(&lax);
         assert_eq!(r.len(), 7, "{r:?}");

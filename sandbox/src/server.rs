@@ -127,6 +127,10 @@ pub(crate) fn mariadbd_args(info: &ServerInfo, buffer_pool_mb: u32) -> Vec<OsStr
         // After a crash, roll back binlogged transactions no replica acknowledged, so an
         // old master can rejoin as a replica instead of holding writes nobody else has.
         "--init-rpl-role=SLAVE".into(),
+        // ... and make each InnoDB commit durable before the client's OK: with 1, MariaDB
+        // syncs the binlog but leaves the InnoDB commit to be redone from it, and the
+        // recovery above distrusts exactly that tail: an acknowledged write would go.
+        "--innodb-flush-log-at-trx-commit=3".into(),
     ];
     args.extend(owned.into_iter().map(OsString::from));
     args
