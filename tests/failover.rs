@@ -771,6 +771,58 @@ fn under_replicated_durability_no_write_is_acknowledged_without_a_replica() {
     assert!(report.rto(fault).is_some(), "writes resumed on {new}");
 }
 
+/// The master SIGKILLed and started again at once (`fail_count = 40`: no failover) while
+/// no replica receives: kohaproxy makes it writable again, and under `durability =
+/// "replicated"` it first gives it the master's semi-sync settings. The restarted server
+/// has its command line's (a replica's: no wait without replicas), under which its first
+/// commits were acknowledged with no replica having them (the chaos soak lost two that
+/// way). No write is acknowledged until a replica receives again; none is lost.
+#[test]
+fn a_master_restarted_while_no_replica_receives_acknowledges_nothing_alone() {
+    let env = Env::start_with(2, |text| {
+        *text = text.replace("[monitor]\n", "[monitor]\nfail_count = 40\n");
+    });
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "STOP SLAVE IO_THREAD")
+            .expect("stop receiving");
+    }
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    env.sb().start("db1").expect("restart db1");
+    wait_logged(&env, "db1 made writable again", || {
+        (writable_servers(env.sb()) == ["db1"]).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(3000));
+    let resumed = Instant::now();
+    for replica in ["db2", "db3"] {
+        env.sb()
+            .sql(replica, "START SLAVE IO_THREAD")
+            .expect("receive again");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = settle_and_verify(
+        &env,
+        "master restarted while no replica receives",
+        ledger,
+        &[fault],
+        "db1",
+        &["db1", "db2", "db3"],
+    );
+    let alone = report
+        .attempts
+        .iter()
+        .filter(|a| a.outcome.is_acked() && a.invoked > fault && a.completed < resumed)
+        .count();
+    assert_eq!(alone, 0, "writes acknowledged with no replica receiving");
+    assert!(
+        report.rto(fault).is_some(),
+        "writes resumed once a replica received"
+    );
+}
+
 /// Scenario 6b under `durability = "available"`: semi-sync fell back to asynchronous (no
 /// replica receiving; the master held commits for its timeout first), so writes were
 /// acknowledged that only the master has, and SHOW SERVERS says so; then the master

@@ -645,20 +645,27 @@ impl Monitor {
                  semi-sync had fallen back to asynchronous)"
             );
         }
-        let slot = &self.servers[h];
+        let name = self.servers[h].name.clone();
         match self.open(h).await {
-            Ok(mut s) => match s.exec("SET GLOBAL read_only = OFF").await {
-                Ok(()) => {
-                    info!(server = %slot.name, term = self.term, "the master came back read-only: made it writable");
-                    // Under the lock, after a probe: nobody else was promoted meanwhile.
-                    self.trust = Trust::Confirmed;
-                    if let Some(st) = self.servers[h].status.as_mut() {
-                        st.read_only = false;
+            Ok(mut s) => {
+                // A restarted server has its configuration's semi-sync settings (often
+                // a replica's: no wait without replicas): the durability setting's
+                // come first, or its first writes are acknowledged with no replica
+                // having them (the chaos soak lost two that way).
+                self.semi_sync_as_master(&mut s, h).await;
+                match s.exec("SET GLOBAL read_only = OFF").await {
+                    Ok(()) => {
+                        info!(server = %name, term = self.term, "the master came back read-only: made it writable");
+                        // Under the lock, after a probe: nobody else was promoted meanwhile.
+                        self.trust = Trust::Confirmed;
+                        if let Some(st) = self.servers[h].status.as_mut() {
+                            st.read_only = false;
+                        }
                     }
+                    Err(e) => warn!(server = %name, "cannot make the master writable: {e}"),
                 }
-                Err(e) => warn!(server = %slot.name, "cannot make the master writable: {e}"),
-            },
-            Err(e) => warn!(server = %slot.name, "cannot make the master writable: {e}"),
+            }
+            Err(e) => warn!(server = %name, "cannot make the master writable: {e}"),
         }
     }
 
