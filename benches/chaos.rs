@@ -199,8 +199,13 @@ impl<'a> World<'a> {
     /// through relays.
     fn start(sb: &'a Sandbox, binary: &'static str) -> Result<World<'a>> {
         let base = sb.dir().to_path_buf();
-        let text = std::fs::read_to_string(sb.config_path())
+        let mut text = std::fs::read_to_string(sb.config_path())
             .map_err(|e| format!("read the sandbox config: {e}"))?;
+        // Servers kept out as diverged are rebuilt from a backup by the proxies, or the
+        // master is soon left without a replica (and, by default, writes wait for one).
+        text = text.replace("[backup]\n", "[backup]\nrebuild_diverged = true\n");
+        std::fs::write(sb.config_path(), &text)
+            .map_err(|e| format!("write the sandbox config: {e}"))?;
         let mut relays = Vec::new();
         let mut relayed = text.clone();
         for s in sb.servers() {
@@ -741,6 +746,8 @@ pub fn run(opts: Options) -> Result<String> {
     let logs: String = world.proxies.iter().map(Proxy::log_text).collect();
     let failovers = logs.matches("promoted\"").count() + logs.matches(" promoted ").count();
     let switchovers = logs.matches("switchover done").count();
+    let rebuilds = logs.matches(" rebuilt from backup ").count();
+    let rebuilds_failed = logs.matches("rebuild failed:").count();
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for d in &done {
         let e = by_kind.entry(d.event.fault.kind()).or_default();
@@ -772,6 +779,9 @@ pub fn run(opts: Options) -> Result<String> {
         "| failovers (promotions logged) | {failovers} |\n"
     ));
     md.push_str(&format!("| switchovers done | {switchovers} |\n"));
+    md.push_str(&format!(
+        "| diverged servers rebuilt / rebuilds failed | {rebuilds} / {rebuilds_failed} |\n"
+    ));
     md.push_str(&format!("| writes acknowledged | {acked} |\n"));
     md.push_str(&format!("| acknowledged writes lost | {lost} |\n"));
     md.push_str(&format!("| Koha pages | {pages_line} |\n"));

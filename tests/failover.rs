@@ -249,9 +249,11 @@ fn lagging_replicas_apply_their_relay_log_before_promotion() {
 /// A master with a transaction no replica has (written directly while replication was
 /// stopped) goes away; after the failover it comes back and is kept out as diverged, with
 /// the extra GTID shown, read-only and not replicating. `durability = "unmanaged"`: under
-/// the default the direct write would wait for a replica to receive it.
+/// the default the direct write would wait for a replica to receive it. Then `REBUILD`
+/// replaces its data by a backup (taken for it, from the healthy replica): it replicates
+/// from the new master, the extra transaction is gone, and every server converges.
 #[test]
-fn a_diverged_old_master_is_kept_out() {
+fn a_diverged_old_master_is_kept_out_until_rebuilt() {
     let env = Env::start_with(2, |text| {
         *text = text.replace("[monitor]\n", "[monitor]\ndurability = \"unmanaged\"\n");
     });
@@ -291,9 +293,53 @@ fn a_diverged_old_master_is_kept_out() {
     });
     eprintln!("{note}");
     assert!(note.contains("0-1-"), "the extra GTID is shown: {note}");
-    assert_eq!(writable_servers(env.sb()), vec![new]);
+    assert_eq!(writable_servers(env.sb()), vec![new.clone()]);
     let log = env.proxy_log();
     assert!(log.contains("diverged"), "the log says so");
+
+    assert!(
+        admin(&env, "REBUILD db2").is_err_and(|e| e.contains("master")) || new != "db2",
+        "the master is never rebuilt"
+    );
+    let said = admin(&env, "REBUILD db1").expect("REBUILD db1");
+    assert!(said.contains("rebuilding db1 (diverged)"), "{said}");
+    wait_logged(&env, "db1 rebuilt and replicating", || {
+        let (role, _, note) = server_row(&env, "db1")?;
+        (role == "replica" && !note.starts_with("diverged")).then_some(())
+    });
+    let extra = env
+        .sb()
+        .sql("db1", "SELECT COUNT(*) FROM koha_extra.t")
+        .expect("db1 answers");
+    assert_eq!(extra.trim(), "0", "the diverged write is gone from db1");
+    env.sb()
+        .sql(&new, "INSERT INTO koha_extra.t VALUES (2)")
+        .expect("a write on the master");
+    let all = ["db1", "db2", "db3"];
+    wait_converged(env.sb(), &all, DEADLINE).expect("every server converges");
+    let log = env.proxy_log();
+    assert!(
+        log.contains("db1 rebuilt from backup"),
+        "the log says it is done:\n{log}"
+    );
+    // What only db1 had is kept: its last binlog files, raw, beside a note.
+    let saved = env.sb().dir().join("backups").join(".diverged");
+    let kept: Vec<_> = std::fs::read_dir(&saved)
+        .expect("the saved binlogs' directory")
+        .flatten()
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let files: Vec<String> = std::fs::read_dir(kept[0].path())
+        .expect("saved")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.starts_with("mysql-bin.")),
+        "{files:?}"
+    );
+    let note = std::fs::read_to_string(kept[0].path().join("diverged.txt")).expect("note");
+    assert!(note.contains("0-1-"), "{note}");
 }
 
 /// The master SIGKILLed and started again at once, before the proxy would fail over

@@ -16,6 +16,7 @@ pub const KNOWN_COMMANDS: &[&str] = &[
     "SET SERVER <name> MAINTENANCE|ONLINE",
     "BACKUP NOW [FROM <name>]",
     "SHOW BACKUPS",
+    "REBUILD <name>",
 ];
 
 /// One parsed admin statement.
@@ -41,6 +42,12 @@ pub enum Command {
     },
     /// `SHOW BACKUPS`: every backup, newest first.
     ShowBackups,
+    /// `REBUILD <name>`: replace a server's data by a backup and make it a replica of
+    /// the master (a server kept out as diverged, or any replica).
+    Rebuild {
+        /// The server to rebuild.
+        server: String,
+    },
     /// `SELECT <probe>, ... [LIMIT n]`: what clients ask on their own at connect
     /// (`@@version_comment`, `@@max_allowed_packet`, `DATABASE()`, `USER()`).
     Select(Vec<Probe>),
@@ -99,6 +106,9 @@ pub fn parse(statement: &str) -> Result<Command, UnknownCommand> {
         ["BACKUP", "NOW"] => Ok(Command::BackupNow { from: None }),
         ["BACKUP", "NOW", "FROM", _] => Ok(Command::BackupNow { from: name(3) }),
         ["SHOW", "BACKUPS"] => Ok(Command::ShowBackups),
+        ["REBUILD", _] => Ok(Command::Rebuild {
+            server: name(1).ok_or_else(unknown)?,
+        }),
         ["SELECT", ..] => parse_select(text).ok_or_else(unknown),
         _ => Err(unknown()),
     }
@@ -200,6 +210,13 @@ mod tests {
         );
         assert_eq!(parse("show backups"), Ok(Command::ShowBackups));
         assert!(parse("BACKUP NOW db3").is_err());
+        assert_eq!(
+            parse("rebuild `db1`;"),
+            Ok(Command::Rebuild {
+                server: "db1".into()
+            })
+        );
+        assert!(parse("REBUILD").is_err());
         assert!(parse("BACKUP").is_err());
     }
 

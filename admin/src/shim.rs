@@ -148,7 +148,9 @@ impl AdminShim {
                 tables::sessions(&shared.sessions.snapshot(), SystemTime::now())
             }
             Command::ShowStats => tables::stats(&shared.stats.snapshot(shared.sessions.len())),
-            Command::Cluster(_) | Command::BackupNow { .. } => tables::message("run elsewhere"),
+            Command::Cluster(_) | Command::BackupNow { .. } | Command::Rebuild { .. } => {
+                tables::message("run elsewhere")
+            }
             Command::ShowBackups => match self.backups.list() {
                 Ok(list) => tables::backups(&list),
                 Err(e) => tables::message(&e.to_string()),
@@ -291,6 +293,18 @@ impl<W: AsyncWrite + Send + Unpin + 'static> AsyncMysqlShim<W> for AdminShim {
                         );
                         write_table(results, &tables::message(&done)).await
                     }
+                    Err(why) => {
+                        let why = why.to_string();
+                        results
+                            .error(ErrorKind::ER_UNKNOWN_ERROR, why.as_bytes())
+                            .await
+                    }
+                }
+            }
+            Ok(Command::Rebuild { server }) => {
+                info!(id = self.conn.id, server = %server, "admin command: REBUILD");
+                match self.backups.start_rebuild(&server) {
+                    Ok(done) => write_table(results, &tables::message(&done)).await,
                     Err(why) => {
                         let why = why.to_string();
                         results

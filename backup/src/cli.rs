@@ -214,6 +214,7 @@ fn options(config: &Config, parallel: Option<usize>, binlog: bool) -> RestoreOpt
         parallel: parallel.unwrap_or(config.backup.parallel).max(1),
         binlog,
         bar: true,
+        accounts: true,
     }
 }
 

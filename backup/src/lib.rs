@@ -16,6 +16,7 @@ pub mod manifest;
 mod pipe;
 mod priority;
 mod progress;
+pub mod rebuild;
 pub mod restore;
 mod runner;
 pub mod schedule;

@@ -34,6 +34,10 @@ pub struct RestoreOptions {
     pub binlog: bool,
     /// Show a progress bar on a terminal.
     pub bar: bool,
+    /// Load the backup's accounts. A rebuilt cluster member keeps its own instead: its
+    /// `mysql` schema is not emptied, and a half-loaded accounts file (its user may not
+    /// be allowed to grant) would have replaced the very account the rebuild runs as.
+    pub accounts: bool,
 }
 
 /// Checks every file of the backup in `dir` against the manifest (size and sha256);
@@ -91,6 +95,9 @@ pub async fn restore(
         (FileKind::Triggers, 1),
         (FileKind::Users, 1),
     ] {
+        if kind == FileKind::Users && !options.accounts {
+            continue;
+        }
         let files = by_kind(kind);
         load_all(dir, files, target, options, parallel, &secret, &progress).await?;
     }

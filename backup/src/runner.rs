@@ -29,6 +29,8 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How often the scheduler looks for a replica a failed resume left paused.
 const RETRY_RESUME: Duration = Duration::from_secs(30);
+/// How often it looks for a diverged server to rebuild (`backup.rebuild_diverged`).
+const LOOK_FOR_DIVERGED: Duration = Duration::from_secs(5);
 /// How long a scheduled backup waits for the monitor to know a source (just after the
 /// proxy started, its first snapshot knows no server yet).
 const SOURCE_WAIT: Duration = Duration::from_secs(30);
@@ -41,6 +43,21 @@ struct Inner {
     config: Arc<Config>,
     proxy: Option<InProxy>,
     bar: bool,
+    /// The server a rebuild is under way on (one at a time).
+    rebuilding: std::sync::Mutex<Option<String>>,
+    /// When each server's last rebuild failed.
+    rebuild_failures: std::sync::Mutex<Vec<(String, Instant)>>,
+}
+
+/// Marks a rebuild under way until dropped.
+pub(crate) struct Rebuilding(Backups);
+
+impl Drop for Rebuilding {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.0 .0.rebuilding.lock() {
+            *r = None;
+        }
+    }
 }
 
 /// What a backup uses of the proxy it runs in.
@@ -76,6 +93,8 @@ impl Backups {
             config,
             proxy: None,
             bar: true,
+            rebuilding: Default::default(),
+            rebuild_failures: Default::default(),
         }))
     }
 
@@ -86,6 +105,8 @@ impl Backups {
             config,
             proxy: Some(proxy),
             bar: false,
+            rebuilding: Default::default(),
+            rebuild_failures: Default::default(),
         }))
     }
 
@@ -98,6 +119,58 @@ impl Backups {
             .as_ref()
             .map(Store::new)
             .ok_or(BackupError::NoDirectory)
+    }
+
+    /// The configuration backups run with.
+    pub(crate) fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// What a backup uses of the proxy, or the error for a tool run without one.
+    pub(crate) fn proxy(&self) -> Result<&InProxy, BackupError> {
+        self.0
+            .proxy
+            .as_ref()
+            .ok_or_else(|| BackupError::NoSource("no monitor: run it in the proxy".into()))
+    }
+
+    /// Marks a rebuild of `server` under way, or says which one already is.
+    pub(crate) fn rebuilding(&self, server: &str) -> Result<Rebuilding, BackupError> {
+        let mut r = self
+            .0
+            .rebuilding
+            .lock()
+            .map_err(|_| BackupError::Busy("a rebuild".into()))?;
+        if let Some(other) = r.as_ref() {
+            return Err(BackupError::Busy(format!("a rebuild of {other}")));
+        }
+        *r = Some(server.to_owned());
+        Ok(Rebuilding(self.clone()))
+    }
+
+    /// Notes that the rebuild of `server` failed now.
+    pub(crate) fn rebuild_failed(&self, server: &str) {
+        if let Ok(mut f) = self.0.rebuild_failures.lock() {
+            f.retain(|(s, _)| s != server);
+            f.push((server.to_owned(), Instant::now()));
+        }
+    }
+
+    /// Whether the last rebuild of `server` failed less than `within` ago.
+    pub(crate) fn failed_recently(&self, server: &str, within: Duration) -> bool {
+        self.0
+            .rebuild_failures
+            .lock()
+            .is_ok_and(|f| f.iter().any(|(s, at)| s == server && at.elapsed() < within))
+    }
+
+    /// Takes a backup now, from the master if no replica is healthy whatever
+    /// `backup.allow_master` says (a rebuild that has no other source).
+    pub(crate) async fn run_allowing_master(&self) -> Result<Manifest, BackupError> {
+        self.recover().await;
+        let topology = self.topology().await;
+        let prepared = self.prepare()?;
+        self.execute(prepared, topology, None, true).await
     }
 
     /// Every backup, newest first.
@@ -131,7 +204,8 @@ impl Backups {
         self.recover().await;
         let topology = self.topology().await;
         let prepared = self.prepare()?;
-        self.execute(prepared, topology, from.map(str::to_owned))
+        let allow_master = self.0.config.backup.allow_master;
+        self.execute(prepared, topology, from.map(str::to_owned), allow_master)
             .await
     }
 
@@ -152,7 +226,10 @@ impl Backups {
         let id = prepared.id.clone();
         let (this, from) = (self.clone(), name.clone());
         tokio::spawn(async move {
-            let _ = this.execute(prepared, topology, Some(from)).await;
+            let allow_master = this.0.config.backup.allow_master;
+            let _ = this
+                .execute(prepared, topology, Some(from), allow_master)
+                .await;
         });
         Ok((id, name))
     }
@@ -178,15 +255,21 @@ impl Backups {
             );
             next = Some(Local::now());
         }
+        let period = if self.0.config.backup.rebuild_diverged {
+            LOOK_FOR_DIVERGED
+        } else {
+            RETRY_RESUME
+        };
         loop {
             let wait = next
                 .map(|at| (at - Local::now()).to_std().unwrap_or_default())
-                .unwrap_or(RETRY_RESUME)
-                .min(RETRY_RESUME);
+                .unwrap_or(period)
+                .min(period);
             tokio::time::sleep(wait).await;
             if store.paused().is_some() {
                 self.recover().await;
             }
+            self.rebuild_diverged();
             if next.is_some_and(|at| Local::now() >= at) {
                 next = schedule::next_local(when);
                 self.wait_for_source(SOURCE_WAIT).await;
@@ -242,6 +325,7 @@ impl Backups {
         prepared: Prepared,
         topology: Arc<Topology>,
         from: Option<String>,
+        allow_master: bool,
     ) -> Result<Manifest, BackupError> {
         let store = self.store()?;
         let _hold = self.0.proxy.as_ref().map(|p| (p.hold)());
@@ -272,6 +356,7 @@ impl Backups {
                 &store,
                 &topology,
                 from.as_deref(),
+                allow_master,
                 &mut m,
                 (&abort, &stopped),
             )
@@ -320,11 +405,12 @@ impl Backups {
         store: &Store,
         topology: &Topology,
         from: Option<&str>,
+        allow_master: bool,
         m: &mut Manifest,
         (abort, stopped): (&Arc<AtomicBool>, &Arc<AtomicBool>),
     ) -> Result<(), BackupError> {
         let b = &self.0.config.backup;
-        let (i, from_master) = source::choose(topology, from, b.allow_master)?;
+        let (i, from_master) = source::choose(topology, from, allow_master)?;
         let view = &topology.servers[i];
         let src = self.endpoint(&view.name, &view.address);
         let galera = view.status.as_ref().is_some_and(|s| s.wsrep.is_some());

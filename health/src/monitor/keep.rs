@@ -164,6 +164,18 @@ impl Monitor {
             let Some(st) = v.status.as_ref() else {
                 continue;
             };
+            // Kept out as diverged, and a replica of the master since, holding nothing the
+            // master lacks: rebuilt (`REBUILD`, or by a person).
+            if v.role == Role::Replica
+                && self.servers[i]
+                    .note
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("diverged"))
+                && st.gtid_binlog_state.extra_over(&master_state).is_empty()
+            {
+                info!(server = %v.name, master = %t.servers[h].name, "no longer diverged: replicates from the master and holds nothing it lacks");
+                self.servers[i].note = None;
+            }
             if !st.read_only || !matches!(v.role, Role::Standalone | Role::Stale) {
                 continue;
             }
@@ -179,13 +191,33 @@ impl Monitor {
             if !extra.is_empty() {
                 let list: Vec<String> = extra.iter().map(ToString::to_string).collect();
                 let note = format!(
-                    "diverged: has {} that the master {} lacks; kept out (rebuild it from a backup, or \
-                     restart it with --init-rpl-role=SLAVE if those were never acknowledged)",
+                    "diverged: has {} that the master {} lacks; kept out (REBUILD {} on the \
+                     console replaces its data by a backup and keeps its last binlog files)",
                     list.join(","),
-                    t.servers[h].name
+                    t.servers[h].name,
+                    v.name
                 );
                 if self.servers[i].note.as_deref() != Some(&note) {
                     warn!(server = %v.name, "{note}");
+                    self.servers[i].note = Some(note);
+                }
+                continue;
+            }
+            // No transaction at all while the master has some: emptied (a rebuild under
+            // way, perhaps another kohaproxy's) or new. Replicating from the master's first
+            // binlog would replay into a restore, or fail on purged files: never here.
+            let master_has = t.servers[h]
+                .status
+                .as_ref()
+                .is_some_and(|m| !m.gtid_binlog_pos.is_empty());
+            if st.gtid_current_pos.is_empty() && master_has {
+                let note = format!(
+                    "empty: no transaction yet; not made a replica from the master's first \
+                     binlog (REBUILD {} loads a backup and makes it one)",
+                    v.name
+                );
+                if self.servers[i].note.as_deref() != Some(&note) {
+                    info!(server = %v.name, "{note}");
                     self.servers[i].note = Some(note);
                 }
                 continue;
