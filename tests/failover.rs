@@ -117,11 +117,7 @@ fn a_proxy_cut_off_alone_does_not_fail_over_but_an_isolated_master_does() {
         "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}; START SLAVE",
         replica_relay.port()
     );
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, &change)
-            .expect("re-point through the relay");
-    }
+    on_replicas(&env, &change);
     wait_replica(&env, "db2");
     wait_replica(&env, "db3");
     let ledger = ledger(&env, 4);
@@ -223,11 +219,7 @@ fn lagging_replicas_apply_their_relay_log_before_promotion() {
     let env = Env::start(2);
     let ledger = ledger(&env, 4);
     std::thread::sleep(Duration::from_millis(800));
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "STOP SLAVE SQL_THREAD")
-            .expect("stop the SQL thread");
-    }
+    on_replicas(&env, "STOP SLAVE SQL_THREAD");
     std::thread::sleep(Duration::from_millis(2000));
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
@@ -266,11 +258,7 @@ fn a_diverged_old_master_is_kept_out_until_rebuilt() {
     env.sb()
         .wait_replication(Duration::from_secs(20))
         .expect("replicated");
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "STOP SLAVE")
-            .expect("stop replication");
-    }
+    on_replicas(&env, "STOP SLAVE");
     env.sb()
         .sql("db1", "INSERT INTO koha_extra.t VALUES (1)")
         .expect("a write only db1 has");
@@ -278,11 +266,7 @@ fn a_diverged_old_master_is_kept_out_until_rebuilt() {
     // transaction on restart (it is in the binlog but its commit was never made durable
     // in InnoDB), which is exactly what keeps a crashed master rejoinable.
     env.sb().kill("db1", Signal::Term).expect("SIGTERM db1");
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "START SLAVE")
-            .expect("start replication");
-    }
+    on_replicas(&env, "START SLAVE");
     let new = wait_new_master(&env, "db1");
     wait_for("db1 stopped and started again", || {
         env.sb().start("db1").ok()
@@ -774,11 +758,7 @@ fn under_replicated_durability_no_write_is_acknowledged_without_a_replica() {
     let env = Env::start(2);
     let ledger = ledger(&env, 4);
     std::thread::sleep(Duration::from_millis(1500));
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "STOP SLAVE IO_THREAD")
-            .expect("stop receiving");
-    }
+    on_replicas(&env, "STOP SLAVE IO_THREAD");
     let stopped = Instant::now();
     let note = wait_logged(&env, "the master's note says commits wait", || {
         let (_, _, note) = server_row(&env, "db1")?;
@@ -830,11 +810,7 @@ fn a_master_restarted_while_no_replica_receives_acknowledges_nothing_alone() {
     });
     let ledger = ledger(&env, 4);
     std::thread::sleep(Duration::from_millis(1500));
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "STOP SLAVE IO_THREAD")
-            .expect("stop receiving");
-    }
+    on_replicas(&env, "STOP SLAVE IO_THREAD");
     let fault = Instant::now();
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
     env.sb().start("db1").expect("restart db1");
@@ -843,11 +819,7 @@ fn a_master_restarted_while_no_replica_receives_acknowledges_nothing_alone() {
     });
     std::thread::sleep(Duration::from_millis(3000));
     let resumed = Instant::now();
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "START SLAVE IO_THREAD")
-            .expect("receive again");
-    }
+    on_replicas(&env, "START SLAVE IO_THREAD");
     std::thread::sleep(Duration::from_millis(1500));
     let report = settle_and_verify(
         &env,
@@ -880,11 +852,7 @@ fn a_failover_that_would_lose_acknowledged_writes_is_refused() {
     let env = Env::start_with(2, |text| {
         *text = text.replace("[monitor]\n", "[monitor]\ndurability = \"available\"\n");
     });
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "STOP SLAVE IO_THREAD")
-            .expect("stop receiving");
-    }
+    on_replicas(&env, "STOP SLAVE IO_THREAD");
     let ledger = ledger(&env, 4);
     // The monitor keeps rpl_semi_sync_master_wait_no_slave ON on the master: commits are
     // held rpl_semi_sync_master_timeout (10 s) before semi-sync falls back.
@@ -920,11 +888,7 @@ fn a_failover_that_would_lose_acknowledged_writes_is_refused() {
         "no replica was promoted"
     );
     env.sb().kill("db1", Signal::Cont).expect("SIGCONT db1");
-    for replica in ["db2", "db3"] {
-        env.sb()
-            .sql(replica, "START SLAVE IO_THREAD")
-            .expect("receive again");
-    }
+    on_replicas(&env, "START SLAVE IO_THREAD");
     wait_for("db1 the master again", || {
         (proxy_master(&env).as_deref() == Some("db1")).then_some(())
     });

@@ -29,7 +29,7 @@ const CATCH_UP: Duration = Duration::from_secs(600);
 /// How long `backup.rebuild_diverged` leaves a server alone after its rebuild failed.
 const RETRY_FAILED: Duration = Duration::from_secs(600);
 
-/// The lock (`GET_LOCK` on the master) a rebuild holds.
+/// The lock (`GET_LOCK` on the server rebuilt) a rebuild holds.
 const LOCK: &str = "kohaproxy_rebuild";
 
 /// The server to rebuild and the master it will replicate from, as indexes into the
@@ -99,6 +99,7 @@ impl Backups {
             let _guard = guard;
             match this.rebuild(&server).await {
                 Ok(done) => info!(server = %server, "{done}"),
+                Err(BackupError::Busy(why)) => info!(server = %server, "not rebuilt now: {why}"),
                 Err(e) => {
                     error!(server = %server, "rebuild failed: {e}");
                     this.rebuild_failed(&server);
@@ -125,6 +126,10 @@ impl Backups {
         }
         let Ok(proxy) = self.proxy() else { return };
         let t = proxy.topology.load();
+        // Only while the cluster is settled: no failover or switchover under way.
+        if t.operation.is_some() || t.problem.is_some() {
+            return;
+        }
         let diverged = t.servers.iter().find(|v| {
             v.state == ServerState::Up
                 && !v.maintenance
@@ -151,29 +156,33 @@ impl Backups {
             Endpoint::new(&v.name, &v.address, &b.user, &b.password)
         };
         let (target, master) = (endpoint(i), endpoint(h));
-        // One rebuild in the cluster at a time, whichever kohaproxy runs it: a lock on the
-        // master, held by this connection until the rebuild ends.
-        let mut lock = master.connect().await?;
+        // One rebuild of a server at a time, whichever kohaproxy runs it: a lock on the
+        // server itself (kohaproxy instances may disagree for a moment on the master, and
+        // two rebuilds at once would load one backup twice: seen in the chaos soak with a
+        // lock on the master), held by this connection until the rebuild ends.
+        let mut lock = target.connect().await?;
         let sql = format!("SELECT GET_LOCK({}, 0)", kohaproxy_health::literal(LOCK));
-        if source::value(&mut lock, &master.name, &sql)
-            .await?
-            .as_deref()
-            != Some("1")
-        {
+        if source::value(&mut lock, name, &sql).await?.as_deref() != Some("1") {
             return Err(BackupError::Busy(format!(
-                "another kohaproxy rebuilds a server ({LOCK} is held on {})",
-                master.name
+                "another kohaproxy rebuilds {name} ({LOCK} is held there)"
             )));
         }
-        // Another kohaproxy may have rebuilt it meanwhile.
+        // Looked at again under the lock: another kohaproxy may have rebuilt it, or the
+        // master changed, meanwhile.
         let diverged = |t: &Topology| {
             t.servers[i]
                 .note
                 .as_deref()
                 .is_some_and(|n| n.starts_with("diverged"))
         };
-        if diverged(&t) && !diverged(&proxy.topology.load()) {
+        let now = proxy.topology.load();
+        if diverged(&t) && !diverged(&now) {
             return Ok(format!("{name} is no longer diverged: not rebuilt"));
+        }
+        if now.master != Some(h) || now.operation.is_some() {
+            return Err(BackupError::Busy(format!(
+                "the master changed or an operation is under way: {name} not rebuilt now"
+            )));
         }
         let (has, oldest) = master_positions(&master).await?;
         let listings = self.list()?;

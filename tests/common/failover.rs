@@ -31,6 +31,15 @@ pub fn server_row(env: &Env, name: &str) -> Option<(String, String, String)> {
     Some((row.role, row.read_only, row.note))
 }
 
+/// Runs `sql` on both replicas of a two-replica sandbox (db2 and db3).
+pub fn on_replicas(env: &Env, sql: &str) {
+    for replica in ["db2", "db3"] {
+        if let Err(e) = env.sb().sql(replica, sql) {
+            panic!("{replica}: {sql}: {e}");
+        }
+    }
+}
+
 /// The proxy's master (SHOW TOPOLOGY), if any.
 pub fn proxy_master(env: &Env) -> Option<String> {
     kohaproxy_faults::proxy_master(&admin_socket(env))
