@@ -27,7 +27,7 @@ use crate::store::Listing;
 const CATCH_UP: Duration = Duration::from_secs(600);
 
 /// How long `backup.rebuild_diverged` leaves a server alone after its rebuild failed.
-const RETRY_FAILED: Duration = Duration::from_secs(600);
+const RETRY_FAILED: Duration = Duration::from_secs(60);
 
 /// The lock (`GET_LOCK` on the server rebuilt) a rebuild holds.
 const LOCK: &str = "kohaproxy_rebuild";
@@ -118,8 +118,8 @@ impl Backups {
     }
 
     /// With `backup.rebuild_diverged`, starts rebuilding the first up server the monitor
-    /// keeps out as diverged, unless a rebuild runs or that server's last one failed less
-    /// than [`RETRY_FAILED`] ago (a failed rebuild leaves it in maintenance, for a person).
+    /// keeps out as diverged or empty ([`needs_rebuild`]), unless a rebuild runs or that
+    /// server's last one failed less than [`RETRY_FAILED`] ago.
     pub(crate) fn rebuild_diverged(&self) {
         if !self.config().backup.rebuild_diverged {
             return;
@@ -133,7 +133,7 @@ impl Backups {
         let diverged = t.servers.iter().find(|v| {
             v.state == ServerState::Up
                 && !v.maintenance
-                && v.note.as_deref().is_some_and(|n| n.starts_with("diverged"))
+                && needs_rebuild(v)
                 && !self.failed_recently(&v.name, RETRY_FAILED)
         });
         let Some(v) = diverged else { return };
@@ -169,15 +169,16 @@ impl Backups {
         }
         // Looked at again under the lock: another kohaproxy may have rebuilt it, or the
         // master changed, meanwhile.
-        let diverged = |t: &Topology| {
-            t.servers[i]
-                .note
-                .as_deref()
-                .is_some_and(|n| n.starts_with("diverged"))
-        };
         let now = proxy.topology.load();
-        if diverged(&t) && !diverged(&now) {
-            return Ok(format!("{name} is no longer diverged: not rebuilt"));
+        if needs_rebuild(&t.servers[i]) && !needs_rebuild(&now.servers[i]) {
+            return Ok(format!("{name} no longer needs a rebuild: not rebuilt"));
+        }
+        // The monitor's view may be a round old: a server another kohaproxy just rebuilt
+        // replicates already.
+        if needs_rebuild(&t.servers[i]) && replicates(&target).await? {
+            return Ok(format!(
+                "{name} replicates (rebuilt meanwhile?): not rebuilt"
+            ));
         }
         if now.master != Some(h) || now.operation.is_some() {
             return Err(BackupError::Busy(format!(
@@ -240,23 +241,17 @@ impl Backups {
                 &m.replication_password,
             )
             .await?;
-            if !source::catch_up(&target, &master, CATCH_UP).await {
-                return Err(BackupError::Target(format!(
-                    "{name} replicates from {} but did not catch up within {} s (SHOW SLAVE \
-                     STATUS on it says why)",
-                    master.name,
-                    CATCH_UP.as_secs()
-                )));
-            }
-            Ok(())
+            caught_up(&target, &master, CATCH_UP).await
         }
         .await;
-        if let Err(e) = rebuilt {
-            error!(server = %name, "rebuild failed after the server was emptied; it stays in maintenance: {e}");
-            return Err(e);
-        }
+        // Back online either way: an emptied server gets no traffic and is not made a
+        // replica by the monitor ("empty"); it waits for the next rebuild.
         if let Err(e) = control.run(maintenance(false)).await {
-            warn!(server = %name, "rebuilt, but could not be put back online: {e}");
+            warn!(server = %name, "could not be put back online: {e}");
+        }
+        if let Err(e) = rebuilt {
+            error!(server = %name, "rebuild failed after the server was emptied; it stays empty until a rebuild succeeds: {e}");
+            return Err(e);
         }
         let _ = lock.disconnect().await;
         Ok(format!(
@@ -342,6 +337,59 @@ async fn save_binlogs(
         });
     }
     Ok(())
+}
+
+/// Whether the monitor keeps `v` out for want of a rebuild: diverged, or emptied (a
+/// rebuild that failed half-way) while the master has data.
+pub fn needs_rebuild(v: &kohaproxy_health::ServerView) -> bool {
+    v.note
+        .as_deref()
+        .is_some_and(|n| n.starts_with("diverged") || n.starts_with("empty"))
+}
+
+/// Whether `server` has a replication link whose SQL thread runs.
+async fn replicates(server: &Endpoint) -> Result<bool, BackupError> {
+    let mut conn = server.connect().await?;
+    let rows: Vec<mysql_async::Row> =
+        mysql_async::prelude::Queryable::query(&mut conn, "SHOW ALL SLAVES STATUS")
+            .await
+            .map_err(|e| BackupError::sql(&server.name, "SHOW ALL SLAVES STATUS", e))?;
+    let _ = conn.disconnect().await;
+    Ok(rows.iter().any(|r| {
+        r.get_opt::<String, _>("Slave_SQL_Running")
+            .and_then(Result::ok)
+            .is_some_and(|v| v == "Yes")
+    }))
+}
+
+/// Waits (at most `bound`) until `target` applied everything `master` had written when
+/// this was called; the error says what stopped it.
+async fn caught_up(
+    target: &Endpoint,
+    master: &Endpoint,
+    bound: Duration,
+) -> Result<(), BackupError> {
+    let mut m = master.connect().await?;
+    let pos = source::value(&mut m, &master.name, "SELECT @@gtid_binlog_pos")
+        .await?
+        .unwrap_or_default();
+    let _ = m.disconnect().await;
+    let mut r = target.connect().await?;
+    let sql = format!(
+        "SELECT MASTER_GTID_WAIT({}, {})",
+        kohaproxy_health::literal(&pos),
+        bound.as_secs_f64()
+    );
+    match source::value(&mut r, &target.name, &sql).await?.as_deref() {
+        Some("0") => Ok(()),
+        _ => Err(BackupError::Target(format!(
+            "{} replicates from {} but did not reach {pos} within {} s (SHOW SLAVE STATUS \
+             on it says why)",
+            target.name,
+            master.name,
+            bound.as_secs()
+        ))),
+    }
 }
 
 /// The master's `gtid_binlog_pos` and the position at the start of its oldest binlog.
