@@ -199,13 +199,8 @@ impl<'a> World<'a> {
     /// through relays.
     fn start(sb: &'a Sandbox, binary: &'static str) -> Result<World<'a>> {
         let base = sb.dir().to_path_buf();
-        let mut text = std::fs::read_to_string(sb.config_path())
+        let text = std::fs::read_to_string(sb.config_path())
             .map_err(|e| format!("read the sandbox config: {e}"))?;
-        // Servers kept out as diverged are rebuilt from a backup by the proxies, or the
-        // master is soon left without a replica (and, by default, writes wait for one).
-        text = text.replace("[backup]\n", "[backup]\nrebuild_diverged = true\n");
-        std::fs::write(sb.config_path(), &text)
-            .map_err(|e| format!("write the sandbox config: {e}"))?;
         let mut relays = Vec::new();
         let mut relayed = text.clone();
         for s in sb.servers() {

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use kohaproxy_health::{Command, GtidList, Role, ServerState, Topology};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::dump::SYSTEM_DATABASES;
 use crate::error::BackupError;
@@ -25,9 +25,6 @@ use crate::store::Listing;
 
 /// How long a rebuilt server may take to apply what the master wrote since the backup.
 const CATCH_UP: Duration = Duration::from_secs(600);
-
-/// How long `backup.rebuild_diverged` leaves a server alone after its rebuild failed.
-const RETRY_FAILED: Duration = Duration::from_secs(60);
 
 /// The lock (`GET_LOCK` on the server rebuilt) a rebuild holds.
 const LOCK: &str = "kohaproxy_rebuild";
@@ -100,10 +97,7 @@ impl Backups {
             match this.rebuild(&server).await {
                 Ok(done) => info!(server = %server, "{done}"),
                 Err(BackupError::Busy(why)) => info!(server = %server, "not rebuilt now: {why}"),
-                Err(e) => {
-                    error!(server = %server, "rebuild failed: {e}");
-                    this.rebuild_failed(&server);
-                }
+                Err(e) => error!(server = %server, "rebuild failed: {e}"),
             }
         });
         let diverged = t.servers[i]
@@ -115,33 +109,6 @@ impl Backups {
              replaced; the log says when it is done",
             if diverged { " (diverged)" } else { "" }
         ))
-    }
-
-    /// With `backup.rebuild_diverged`, starts rebuilding the first up server the monitor
-    /// keeps out as diverged or empty ([`needs_rebuild`]), unless a rebuild runs or that
-    /// server's last one failed less than [`RETRY_FAILED`] ago.
-    pub(crate) fn rebuild_diverged(&self) {
-        if !self.config().backup.rebuild_diverged {
-            return;
-        }
-        let Ok(proxy) = self.proxy() else { return };
-        let t = proxy.topology.load();
-        // Only while the cluster is settled: no failover or switchover under way.
-        if t.operation.is_some() || t.problem.is_some() {
-            return;
-        }
-        let diverged = t.servers.iter().find(|v| {
-            v.state == ServerState::Up
-                && !v.maintenance
-                && needs_rebuild(v)
-                && !self.failed_recently(&v.name, RETRY_FAILED)
-        });
-        let Some(v) = diverged else { return };
-        match self.start_rebuild(&v.name) {
-            Ok(what) => info!(server = %v.name, "backup.rebuild_diverged: {what}"),
-            Err(BackupError::Busy(_)) => {}
-            Err(e) => debug!(server = %v.name, "not rebuilt now: {e}"),
-        }
     }
 
     /// Rebuilds `name` and waits for it: see the module comment.

@@ -29,8 +29,7 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How often the scheduler looks for a replica a failed resume left paused.
 const RETRY_RESUME: Duration = Duration::from_secs(30);
-/// How often it looks for a diverged server to rebuild (`backup.rebuild_diverged`).
-const LOOK_FOR_DIVERGED: Duration = Duration::from_secs(5);
+
 /// How long a scheduled backup waits for the monitor to know a source (just after the
 /// proxy started, its first snapshot knows no server yet).
 const SOURCE_WAIT: Duration = Duration::from_secs(30);
@@ -45,8 +44,6 @@ struct Inner {
     bar: bool,
     /// The server a rebuild is under way on (one at a time).
     rebuilding: std::sync::Mutex<Option<String>>,
-    /// When each server's last rebuild failed.
-    rebuild_failures: std::sync::Mutex<Vec<(String, Instant)>>,
 }
 
 /// Marks a rebuild under way until dropped.
@@ -94,7 +91,6 @@ impl Backups {
             proxy: None,
             bar: true,
             rebuilding: Default::default(),
-            rebuild_failures: Default::default(),
         }))
     }
 
@@ -106,7 +102,6 @@ impl Backups {
             proxy: Some(proxy),
             bar: false,
             rebuilding: Default::default(),
-            rebuild_failures: Default::default(),
         }))
     }
 
@@ -146,22 +141,6 @@ impl Backups {
         }
         *r = Some(server.to_owned());
         Ok(Rebuilding(self.clone()))
-    }
-
-    /// Notes that the rebuild of `server` failed now.
-    pub(crate) fn rebuild_failed(&self, server: &str) {
-        if let Ok(mut f) = self.0.rebuild_failures.lock() {
-            f.retain(|(s, _)| s != server);
-            f.push((server.to_owned(), Instant::now()));
-        }
-    }
-
-    /// Whether the last rebuild of `server` failed less than `within` ago.
-    pub(crate) fn failed_recently(&self, server: &str, within: Duration) -> bool {
-        self.0
-            .rebuild_failures
-            .lock()
-            .is_ok_and(|f| f.iter().any(|(s, at)| s == server && at.elapsed() < within))
     }
 
     /// Takes a backup now, from the master if no replica is healthy whatever
@@ -255,11 +234,7 @@ impl Backups {
             );
             next = Some(Local::now());
         }
-        let period = if self.0.config.backup.rebuild_diverged {
-            LOOK_FOR_DIVERGED
-        } else {
-            RETRY_RESUME
-        };
+        let period = RETRY_RESUME;
         loop {
             let wait = next
                 .map(|at| (at - Local::now()).to_std().unwrap_or_default())
@@ -269,7 +244,6 @@ impl Backups {
             if store.paused().is_some() {
                 self.recover().await;
             }
-            self.rebuild_diverged();
             if next.is_some_and(|at| Local::now() >= at) {
                 next = schedule::next_local(when);
                 self.wait_for_source(SOURCE_WAIT).await;

@@ -308,9 +308,6 @@ pub struct BackupConfig {
     pub priority: BackupPriority,
     /// Whether the master may be the source when no replica is healthy (default false).
     pub allow_master: bool,
-    /// Rebuild a server kept out as diverged on its own, as `REBUILD` would (its last
-    /// binlog files kept first), default false: then a person runs `REBUILD`.
-    pub rebuild_diverged: bool,
     /// Account that dumps and pauses the replica (default: the monitor's).
     pub user: String,
     /// Its password.
@@ -332,7 +329,6 @@ impl std::fmt::Debug for BackupConfig {
             .field("compression_level", &self.compression_level)
             .field("priority", &self.priority)
             .field("allow_master", &self.allow_master)
-            .field("rebuild_diverged", &self.rebuild_diverged)
             .field("user", &self.user)
             .field("mariadb_dump", &self.mariadb_dump)
             .field("mariadb", &self.mariadb)
