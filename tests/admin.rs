@@ -16,7 +16,7 @@ use mysql_async::{OptsBuilder, Row};
 
 const KNOWN: &str = "unknown admin command; known: SHOW SERVERS, SHOW SESSIONS, SHOW STATS, \
      SHOW TOPOLOGY, SWITCHOVER [TO <name>], FAILOVER, SET SERVER <name> MAINTENANCE|ONLINE, \
-     BACKUP NOW [FROM <name>], SHOW BACKUPS";
+     BACKUP NOW [FROM <name>], SHOW BACKUPS, REBUILD <name>";
 
 /// The sandbox config's `[admin] socket`.
 fn socket(env: &Env) -> PathBuf {
