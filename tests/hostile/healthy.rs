@@ -22,6 +22,18 @@ pub(super) struct HealthLog {
     pub(super) phase: String,
 }
 
+impl HealthLog {
+    /// Panics, with the proxy's log, if the session saw an error.
+    fn assert_undisturbed(&self, env: &Env) {
+        assert!(
+            self.errors.is_empty(),
+            "the healthy session was disturbed: {:?}\n{}",
+            self.errors,
+            env.proxy_log()
+        );
+    }
+}
+
 /// A well-behaved client (mysql_async as root on its own table) doing INSERT + SELECT in
 /// a loop beside the hostile ones, timing every statement.
 pub(super) struct Healthy {
@@ -127,12 +139,7 @@ impl Healthy {
         loop {
             let (statements, slowest) = {
                 let l = self.log.lock().unwrap_or_else(|e| e.into_inner());
-                assert!(
-                    l.errors.is_empty(),
-                    "the healthy session was disturbed: {:?}\n{}",
-                    l.errors,
-                    env.proxy_log()
-                );
+                l.assert_undisturbed(env);
                 (l.statements, l.slowest)
             };
             if statements > self.last_count {
@@ -159,12 +166,7 @@ impl Healthy {
             .expect("the healthy session did not stop")
             .expect("the healthy session panicked");
         let l = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        assert!(
-            l.errors.is_empty(),
-            "the healthy session was disturbed: {:?}\n{}",
-            l.errors,
-            env.proxy_log()
-        );
+        l.assert_undisturbed(env);
         (l.statements, l.slowest_ever)
     }
 }
