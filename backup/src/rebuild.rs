@@ -208,7 +208,7 @@ impl Backups {
                 &m.replication_password,
             )
             .await?;
-            caught_up(&target, &master, CATCH_UP).await
+            source::catch_up(&target, &master, CATCH_UP).await
         }
         .await;
         // Back online either way: an emptied server gets no traffic and is not made a
@@ -327,36 +327,6 @@ async fn replicates(server: &Endpoint) -> Result<bool, BackupError> {
             .and_then(Result::ok)
             .is_some_and(|v| v == "Yes")
     }))
-}
-
-/// Waits (at most `bound`) until `target` applied everything `master` had written when
-/// this was called; the error says what stopped it.
-async fn caught_up(
-    target: &Endpoint,
-    master: &Endpoint,
-    bound: Duration,
-) -> Result<(), BackupError> {
-    let mut m = master.connect().await?;
-    let pos = source::value(&mut m, &master.name, "SELECT @@gtid_binlog_pos")
-        .await?
-        .unwrap_or_default();
-    let _ = m.disconnect().await;
-    let mut r = target.connect().await?;
-    let sql = format!(
-        "SELECT MASTER_GTID_WAIT({}, {})",
-        kohaproxy_health::literal(&pos),
-        bound.as_secs_f64()
-    );
-    match source::value(&mut r, &target.name, &sql).await?.as_deref() {
-        Some("0") => Ok(()),
-        _ => Err(BackupError::Target(format!(
-            "{} replicates from {} but did not reach {pos} within {} s (SHOW SLAVE STATUS \
-             on it says why)",
-            target.name,
-            master.name,
-            bound.as_secs()
-        ))),
-    }
 }
 
 /// The master's `gtid_binlog_pos` and the position at the start of its oldest binlog.

@@ -550,7 +550,7 @@ impl Backups {
     async fn put_back(&self, name: &str, src: &Endpoint, wait: CatchUp<'_>) {
         match wait {
             CatchUp::Master(master) => {
-                if !source::catch_up(src, master, CATCH_UP).await {
+                if source::catch_up(src, master, CATCH_UP).await.is_err() {
                     warn!(server = %name, "replica not caught up {} s after the backup; back in rotation (the lag limit still applies)", CATCH_UP.as_secs());
                 }
             }

@@ -259,21 +259,32 @@ pub async fn resume(source: &Endpoint) -> Result<(), BackupError> {
     exec(&mut conn, &source.name, "START SLAVE SQL_THREAD").await
 }
 
-/// Waits (at most `bound`) until the replica applied everything `master` had written
-/// when this was called. False if it did not catch up in time.
-pub async fn catch_up(source: &Endpoint, master: &Endpoint, bound: Duration) -> bool {
-    let caught = async {
-        let mut m = master.connect().await?;
-        let pos = value(&mut m, &master.name, "SELECT @@gtid_binlog_pos")
-            .await?
-            .unwrap_or_default();
-        let mut r = source.connect().await?;
-        let sql = format!(
-            "SELECT MASTER_GTID_WAIT({}, {})",
-            kohaproxy_health::literal(&pos),
-            bound.as_secs_f64()
-        );
-        Ok::<_, BackupError>(value(&mut r, &source.name, &sql).await?.as_deref() == Some("0"))
-    };
-    matches!(caught.await, Ok(true))
+/// Waits (at most `bound`) until `target` applied everything `master` had written when
+/// this was called; the error says what stopped it.
+pub async fn catch_up(
+    target: &Endpoint,
+    master: &Endpoint,
+    bound: Duration,
+) -> Result<(), BackupError> {
+    let mut m = master.connect().await?;
+    let pos = value(&mut m, &master.name, "SELECT @@gtid_binlog_pos")
+        .await?
+        .unwrap_or_default();
+    let _ = m.disconnect().await;
+    let mut r = target.connect().await?;
+    let sql = format!(
+        "SELECT MASTER_GTID_WAIT({}, {})",
+        kohaproxy_health::literal(&pos),
+        bound.as_secs_f64()
+    );
+    match value(&mut r, &target.name, &sql).await?.as_deref() {
+        Some("0") => Ok(()),
+        _ => Err(BackupError::Target(format!(
+            "{} replicates from {} but did not reach {pos} within {} s (SHOW SLAVE STATUS \
+             on it says why)",
+            target.name,
+            master.name,
+            bound.as_secs()
+        ))),
+    }
 }
