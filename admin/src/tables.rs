@@ -338,6 +338,7 @@ mod tests {
             semi_sync_timeout_ms: None,
             semi_sync_clients: None,
             master_term: None,
+            dump_clients: None,
         }
     }
 

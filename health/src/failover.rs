@@ -10,6 +10,8 @@
 
 use crate::gtid::GtidList;
 
+pub(crate) mod absent;
+
 /// A replica of the failed master, as the last probe saw it.
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
@@ -17,6 +19,8 @@ pub(crate) struct Candidate {
     pub index: usize,
     /// Server name.
     pub name: String,
+    /// `@@server_id`.
+    pub server_id: u32,
     /// Everything it has: `gtid_current_pos` raised to its `Gtid_IO_Pos`.
     pub received: GtidList,
     /// `servers.priority` (higher wins a tie).
@@ -127,6 +131,7 @@ mod tests {
         Candidate {
             index,
             name: name.into(),
+            server_id: index as u32 + 1,
             received: received.parse().unwrap(),
             priority,
             eligible,

@@ -577,6 +577,7 @@ mod topology_tests {
             semi_sync_timeout_ms: None,
             semi_sync_clients: None,
             master_term: None,
+            dump_clients: None,
         });
         v
     }

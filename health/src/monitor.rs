@@ -86,6 +86,11 @@ struct Slot {
     /// event received): a replica whose IO thread still says "running" but receives
     /// nothing has lost a hung master.
     link_progress: Instant,
+    /// The end of its first failed probe since it last answered; `None` while its latest
+    /// probe was answered.
+    unreachable_since: Option<Instant>,
+    /// When its last answered probe began.
+    answered_at: Option<Instant>,
 }
 
 impl Monitor {
@@ -169,6 +174,8 @@ impl Monitor {
                 maintenance: false,
                 settings_checked: false,
                 link_progress: now,
+                unreachable_since: None,
+                answered_at: None,
             })
             .collect();
         let initial = Topology::build(
@@ -725,9 +732,12 @@ impl Slot {
                 }
                 self.status = Some(status);
                 self.last_error = None;
+                self.unreachable_since = None;
+                self.answered_at = Some(now - waited);
                 self.health.record(Outcome::Success, now)
             }
             Err(error) => {
+                self.unreachable_since.get_or_insert(now);
                 let change = self.health.record(Outcome::Failure { waited }, now);
                 debug!(server = %self.name, %error, failures = self.health.failures(), "probe failed");
                 self.last_error = Some(error);

@@ -54,6 +54,10 @@ pub struct Status {
     /// The master's term as this server records it ([`crate::term`]); `None` when it
     /// has no record (no promotion by a kohaproxy reached it yet).
     pub master_term: Option<TermRecord>,
+    /// The `server_id`s of the replicas connected to it for its binlog (SHOW SLAVE HOSTS),
+    /// read before `gtid_binlog_pos`: a replica missing here held nothing beyond that
+    /// position when it was read. `None` when the server did not say.
+    pub dump_clients: Option<Vec<u32>>,
 }
 
 /// The state of a replica's IO or SQL thread.
@@ -233,6 +237,7 @@ impl Status {
                 .map_err(|e| format!("@@gtid_binlog_state: {e}"))?,
             wsrep: None,
             master_term: None,
+            dump_clients: None,
         })
     }
 }
@@ -299,6 +304,9 @@ impl Prober {
             return self.read_galera().await;
         }
         let conn = self.conn.as_mut().ok_or("no connection")?;
+        // Before the variables: every replica connected after this read is listed, so one
+        // that is not held nothing beyond the `gtid_binlog_pos` read next.
+        let dump_clients = read_dump_clients(conn).await;
         let vars = read_vars(conn).await?;
         let rows: Vec<Row> = if self.all_slaves {
             match conn.query::<Row, _>("SHOW ALL SLAVES STATUS").await {
@@ -319,6 +327,7 @@ impl Prober {
         let master_term = read_term(conn).await?;
         let mut status = Status::from_vars(&vars, replication)?;
         status.master_term = master_term;
+        status.dump_clients = dump_clients;
         Ok(status)
     }
 
@@ -393,6 +402,21 @@ async fn read_term(conn: &mut mysql_async::Conn) -> Result<Option<TermRecord>, S
 }
 
 /// The [`VARS_SQL`] row, as text per column.
+/// The `server_id`s of the replicas reading this server's binlog, or `None` when the
+/// server refuses to say (privileges): then no replica is known to be absent.
+async fn read_dump_clients(conn: &mut mysql_async::Conn) -> Option<Vec<u32>> {
+    match conn.query::<Row, _>("SHOW SLAVE HOSTS").await {
+        Ok(rows) => rows
+            .iter()
+            .map(|row| field(row, "Server_id").and_then(|id| id.trim().parse().ok()))
+            .collect(),
+        Err(e) => {
+            tracing::debug!("SHOW SLAVE HOSTS: {e}");
+            None
+        }
+    }
+}
+
 async fn read_vars(conn: &mut mysql_async::Conn) -> Result<Vec<Option<String>>, String> {
     let row: Option<Row> = conn
         .query_first(VARS_SQL)

@@ -183,6 +183,58 @@ fn a_double_fault_is_refused_until_a_server_with_the_writes_returns() {
     assert!(verdict.lost.is_empty(), "{verdict}");
 }
 
+/// Chaos seeds 3 and 4: a kohaproxy restarted after the only replica receiving (db2)
+/// died knows no acknowledged position; the writes the proxy acknowledged before its
+/// restart are on db1 and db2 only. When db1 dies too, db3 and db4 (which stopped
+/// replicating before the writes) lack them: promoting either would lose them. The
+/// restarted proxy saw db1 list no connected replica while db2 was already unreachable,
+/// so db2 may hold writes up to what db1 had then, and no reachable replica has that:
+/// the failover is refused with that reason. When db2 returns it is promoted (it has
+/// every write) and nothing acknowledged is lost. Four servers, as in the double fault
+/// above, so that the two left may lock the topology.
+#[test]
+fn a_restarted_proxy_never_promotes_a_replica_an_absent_one_may_be_ahead_of() {
+    let mut env = Env::start(3);
+    for r in ["db3", "db4"] {
+        env.sb().sql(r, "STOP SLAVE").expect("stop replicating");
+    }
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db2", Signal::Kill).expect("SIGKILL db2");
+    env.start_proxy();
+    // The restarted proxy sees db1 answer, with no replica connected, for a few rounds.
+    std::thread::sleep(Duration::from_millis(1500));
+    env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
+    for r in ["db3", "db4"] {
+        env.sb().sql(r, "START SLAVE").expect("replicate again");
+    }
+    let refused = wait_logged(&env, "the failover refused", || {
+        let out = admin(&env, "SHOW TOPOLOGY").ok()?;
+        out.contains("db2 cannot be reached").then_some(out)
+    });
+    eprintln!("{}", refused.trim());
+    assert!(refused.contains("may hold writes up to"), "{refused}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        writable_servers(env.sb()).is_empty(),
+        "nothing was promoted"
+    );
+    env.sb().start("db2").expect("restart db2");
+    let master = wait_logged(&env, "db2 promoted", || routed_master(&env));
+    assert_eq!(master, "db2", "the server with every write is promoted");
+    env.sb().start("db1").expect("restart db1");
+    std::thread::sleep(Duration::from_millis(1500));
+    settle_and_verify(
+        &env,
+        "restarted proxy, then a double fault",
+        ledger,
+        &[fault],
+        &master,
+        &["db1", "db2", "db3", "db4"],
+    );
+}
+
 /// Scenario 6b under `durability = "replicated"` (the default): no replica receives (both
 /// IO threads stopped), so the master's commits wait for an ack that does not come: none
 /// is acknowledged, and SHOW SERVERS says why. Then the master crashes: the replicas hold

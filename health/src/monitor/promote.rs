@@ -10,6 +10,7 @@ use tracing::{debug, error, info, warn};
 use super::{io_running, replicas_of, Monitor, LOCK};
 use crate::control::Command;
 use crate::crash;
+use crate::failover::absent::{self, Absent, MasterSeen};
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
 use crate::semi_sync;
@@ -103,6 +104,9 @@ impl Monitor {
     pub(super) fn candidates(&self, t: &Topology, indices: &[usize]) -> Vec<Candidate> {
         indices
             .iter()
+            // A server whose latest probe failed is not compared on an older status: it
+            // is absent (see `failover::absent`).
+            .filter(|&&i| self.servers[i].unreachable_since.is_none())
             .filter_map(|&i| {
                 let st = t.servers[i].status.as_ref()?;
                 let mut received = st.gtid_current_pos.clone();
@@ -113,6 +117,7 @@ impl Monitor {
                 Some(Candidate {
                     index: i,
                     name: self.servers[i].name.clone(),
+                    server_id: st.server_id,
                     received,
                     priority: cfg.map_or(0, |c| c.priority),
                     eligible: !cfg.is_some_and(|c| c.no_promote) && !self.servers[i].maintenance,
@@ -190,7 +195,7 @@ impl Monitor {
         let candidates = self.candidates(&t, &replicas);
         // A first look, without a new term: a refusal must not cut the old master's
         // sessions off (it may come back, and then it stays the master).
-        if let Err(e) = failover::choose(&candidates, &self.required(why, &candidates)) {
+        if let Err(e) = self.choose(h, why, &candidates) {
             let op = format!("failover from {old} refused: {e}; writes wait for {old} to return");
             self.set_operation(Some(op.clone()));
             return Err(op);
@@ -208,8 +213,7 @@ impl Monitor {
         self.publish();
         crash::point("failover:term");
         // Read after the new term is published: every OK forwarded before it raised this.
-        let acked = self.required(why, &candidates);
-        let choice = match failover::choose(&candidates, &acked) {
+        let (choice, acked) = match self.choose(h, why, &candidates) {
             Ok(c) => c,
             Err(e) => {
                 let op =
@@ -259,6 +263,62 @@ impl Monitor {
             promoted_in.as_millis(),
             self.term
         ))
+    }
+
+    /// The replica to promote, with the position it must hold: this proxy's acknowledged
+    /// position ([`Self::required`]) raised to what an absent server may hold
+    /// ([`failover::absent`]).
+    fn choose(
+        &self,
+        h: usize,
+        why: Why,
+        candidates: &[Candidate],
+    ) -> Result<(failover::Choice, GtidList), String> {
+        let acked = self.required(why, candidates);
+        let absent: Vec<Absent> = self
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != h)
+            .filter_map(|(_, s)| {
+                Some(Absent {
+                    name: s.name.clone(),
+                    unreachable_since: s.unreachable_since?,
+                })
+            })
+            .collect();
+        let master = &self.servers[h];
+        let seen = master
+            .answered_at
+            .zip(master.status.as_ref())
+            .map(|(at, st)| MasterSeen {
+                name: master.name.clone(),
+                probed_at: at,
+                clients: st.dump_clients.clone(),
+                binlog: st.gtid_binlog_pos.clone(),
+            });
+        // What this proxy knows it acknowledged first: its refusal says more.
+        let choice = failover::choose(candidates, &acked)?;
+        let compared: Vec<u32> = candidates.iter().map(|c| c.server_id).collect();
+        let bound = absent::bound(&absent, seen.as_ref(), &compared)?;
+        if bound.is_empty() {
+            return Ok((choice, acked));
+        }
+        let mut required = acked.clone();
+        required.raise_all(&bound);
+        match failover::choose(candidates, &required) {
+            Ok(choice) => Ok((choice, required)),
+            Err(_) => {
+                let names: Vec<&str> = absent.iter().map(|a| a.name.as_str()).collect();
+                Err(format!(
+                    "{} cannot be reached and may hold writes up to {bound} (what {} had \
+                     written when it last showed them disconnected) that no reachable replica \
+                     has",
+                    names.join(", "),
+                    master.name
+                ))
+            }
+        }
     }
 
     /// The acknowledged position the promoted replica must hold: this proxy's. Except when

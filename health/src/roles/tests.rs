@@ -50,6 +50,7 @@ fn server(name: &str, port: u16, read_only: bool, replication: Vec<Replication>)
         semi_sync_timeout_ms: None,
         semi_sync_clients: None,
         master_term: None,
+        dump_clients: None,
     });
     v
 }
