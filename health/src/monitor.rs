@@ -91,6 +91,12 @@ struct Slot {
     unreachable_since: Option<Instant>,
     /// When its last answered probe began.
     answered_at: Option<Instant>,
+    /// The end of its first failed probe since it was last seen replicating from the
+    /// master: from then on it may have lost what it had received and not applied (a
+    /// restarted replica discards its relay log and fetches again from the master), so it
+    /// is not trusted to hold what it acknowledged until it replicates again (see
+    /// `failover::absent`). Unlike `unreachable_since`, answering again does not clear it.
+    out_of_sight_since: Option<Instant>,
 }
 
 impl Monitor {
@@ -176,6 +182,7 @@ impl Monitor {
                 link_progress: now,
                 unreachable_since: None,
                 answered_at: None,
+                out_of_sight_since: None,
             })
             .collect();
         let initial = Topology::build(
@@ -374,6 +381,28 @@ impl Monitor {
 
     /// Makes `index` the master of a new term: one above this proxy's, and at least the
     /// newest term the servers record (`recorded`), so a restarted proxy never goes back.
+    /// Clears `out_of_sight_since` of each server seen replicating from this monitor's
+    /// master again (its IO thread connected to it): it fetches again whatever it lost.
+    fn note_back_in_sight(&mut self, t: &Topology) {
+        let Some(h) = self.master else { return };
+        for (i, v) in t.servers.iter().enumerate() {
+            if i == h || self.servers[i].out_of_sight_since.is_none() {
+                continue;
+            }
+            let follows = v
+                .status
+                .as_ref()
+                .and_then(|s| s.replication.first())
+                .is_some_and(|r| {
+                    r.io_thread == ThreadState::Running
+                        && roles::master_of(&t.servers, r) == Some(h)
+                });
+            if v.state == ServerState::Up && follows {
+                self.servers[i].out_of_sight_since = None;
+            }
+        }
+    }
+
     fn adopt(&mut self, index: usize, recorded: u64, why: &str) {
         self.term = (self.term + 1).max(recorded);
         self.master = Some(index);
@@ -389,14 +418,14 @@ impl Monitor {
         }
         let views: Vec<ServerView> = self.servers.iter().map(Slot::view).collect();
         let (newest, under) = term::master_to_follow(&views, self.master);
+        let t = Topology::build_under(views, under);
+        self.note_back_in_sight(&t);
         if !self.acts {
-            let t = Topology::build_under(views, under);
             if let Some(m) = t.master.filter(|&m| self.master != Some(m)) {
                 self.adopt(m, newest.term, "master found");
             }
             return;
         }
-        let t = Topology::build_under(views, under);
         if let Some(m) = t.master.filter(|&m| self.master != Some(m)) {
             let newer = newest.master == Some(m) && self.master.is_some();
             if let Some(refusal) = self.lacks_acked(&t.servers[m]) {
@@ -738,6 +767,7 @@ impl Slot {
             }
             Err(error) => {
                 self.unreachable_since.get_or_insert(now);
+                self.out_of_sight_since.get_or_insert(now);
                 let change = self.health.record(Outcome::Failure { waited }, now);
                 debug!(server = %self.name, %error, failures = self.health.failures(), "probe failed");
                 self.last_error = Some(error);

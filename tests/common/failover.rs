@@ -158,7 +158,14 @@ pub fn settle_and_verify(
     all: &[&str],
 ) -> LedgerReport {
     let report = ledger.stop_and_join().expect("ledger");
-    let position = wait_converged(env.sb(), all, DEADLINE).expect("servers converge");
+    let position = match wait_converged(env.sb(), all, DEADLINE) {
+        Ok(p) => p,
+        Err(e) => panic!(
+            "servers converge: {e:?}; SHOW SERVERS:\n{}\nthe proxy's log:\n{}",
+            admin(env, "SHOW SERVERS").unwrap_or_default(),
+            env.proxy_log()
+        ),
+    };
     let verdict = verify_blocking(&report, direct(env, master)).expect("verify");
     let writable = writable_servers(env.sb());
     let rtos: Vec<String> = faults

@@ -6,6 +6,13 @@
 //! answer may be the only one holding some: the writes another kohaproxy acknowledged,
 //! or this one before a restart, are in no acknowledged position this proxy knows.
 //!
+//! A replica that answers again after a restart is no better: it acknowledged writes as
+//! soon as they were in its relay log, and a restarted replica (GTID mode, or
+//! `relay_log_recovery`) discards its relay log and fetches it again from the master. If
+//! the master dies before that, the writes it had received and not applied are gone from
+//! it (measured: an acknowledged write on the dead master only). So a replica stays
+//! absent from its first failed probe until it is seen replicating from the master again.
+//!
 //! Such a replica is accounted for only by what this monitor saw of the master: at its
 //! last answered probe, begun after the replica had stopped answering, the master listed
 //! its connected replicas (SHOW SLAVE HOSTS, read before its binlog position) and the
@@ -20,13 +27,15 @@ use std::time::Instant;
 
 use crate::gtid::GtidList;
 
-/// A server (other than the failed master) whose latest probe failed.
+/// A server (other than the failed master) not seen replicating from it since it last
+/// failed a probe: unreachable now, or back but restarted (a restarted replica discards
+/// the relay log it had received and fetches it again from the master, which is gone).
 #[derive(Debug, Clone)]
 pub(crate) struct Absent {
     /// Server name.
     pub name: String,
-    /// The end of its first failed probe since it last answered.
-    pub unreachable_since: Instant,
+    /// The end of its first failed probe since it last replicated from the master.
+    pub since: Instant,
 }
 
 /// The failed master at its last answered probe.
@@ -80,7 +89,7 @@ pub(crate) fn bound(
             m.name
         )));
     }
-    if let Some(late) = absent.iter().find(|a| a.unreachable_since >= m.probed_at) {
+    if let Some(late) = absent.iter().find(|a| a.since >= m.probed_at) {
         return Err(may_hold(format!(
             "{} stopped answering after the last probe of {}",
             late.name, m.name
@@ -98,7 +107,7 @@ mod tests {
     fn absent(name: &str, since: Instant) -> Absent {
         Absent {
             name: name.into(),
-            unreachable_since: since,
+            since,
         }
     }
 

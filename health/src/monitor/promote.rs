@@ -283,7 +283,7 @@ impl Monitor {
             .filter_map(|(_, s)| {
                 Some(Absent {
                     name: s.name.clone(),
-                    unreachable_since: s.unreachable_since?,
+                    since: s.out_of_sight_since?,
                 })
             })
             .collect();
@@ -311,10 +311,12 @@ impl Monitor {
             Err(_) => {
                 let names: Vec<&str> = absent.iter().map(|a| a.name.as_str()).collect();
                 Err(format!(
-                    "{} cannot be reached and may hold writes up to {bound} (what {} had \
-                     written when it last showed them disconnected) that no reachable replica \
-                     has",
+                    "{} stopped replicating from {} (unreachable, or restarted and so without \
+                     what it had received) and may have held writes up to {bound} (what {} \
+                     had written when it last showed them disconnected) that no reachable \
+                     replica has",
                     names.join(", "),
+                    master.name,
                     master.name
                 ))
             }
