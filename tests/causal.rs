@@ -140,13 +140,9 @@ fn setup(env: &Env) {
 /// Has `replica` apply what it receives `seconds` late (within the lag limit, so it keeps
 /// serving reads: only causality keeps them fresh).
 fn delay(env: &Env, replica: &str, seconds: u32) {
-    for stmt in [
-        "STOP SLAVE".to_string(),
-        format!("CHANGE MASTER TO MASTER_DELAY = {seconds}"),
-        "START SLAVE".to_string(),
-    ] {
-        env.sb().sql(replica, &stmt).expect(&stmt);
-    }
+    // One statement list: kohaproxy starts a replication found stopped.
+    let sql = format!("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {seconds}; START SLAVE");
+    env.sb().sql(replica, &sql).expect(&sql);
 }
 
 /// Waits until a fresh session's plain read through `port` reaches a replica.

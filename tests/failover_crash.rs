@@ -26,6 +26,17 @@ const FAILOVER_STEPS: [&str; 8] = [
     "failover:repointed",
 ];
 
+/// The crash points of a switchover, in order.
+const SWITCHOVER_STEPS: [&str; 7] = [
+    "switchover:read_only",
+    "switchover:caught_up",
+    "switchover:stopped",
+    "switchover:reset",
+    "switchover:recorded",
+    "switchover:writable",
+    "switchover:demoted",
+];
+
 /// Waits for `env`'s proxy, started with `KOHAPROXY_CRASH_AT=point`, to abort there.
 fn wait_crashed_at(env: &mut Env, point: &str) {
     let crashed = env.wait_proxy_exit(DEADLINE);
@@ -146,5 +157,58 @@ fn when_one_of_two_proxies_dies_mid_failover_the_other_finishes_it() {
             );
         }
         assert_eq!(writable_servers(env.sb()), vec![new.clone()]);
+    }
+}
+
+/// The proxy dies (aborts at crash point `point`) in the middle of `SWITCHOVER TO db2`
+/// under write load, and is started again. Before the term record on db2 (`reset` and
+/// earlier) the old master db1, read-only and followed by every replica, is the master
+/// again; from the record on, db2's promotion is finished or found done, and db1 rejoins
+/// it. Either way the cluster ends with one writable master every server follows, and
+/// no acknowledged write is lost.
+fn proxy_killed_mid_switchover_and_restarted(point: &str) {
+    let mut env = Env::start(2);
+    env.start_proxy_with("proxy-crashed.log", &[("KOHAPROXY_CRASH_AT", point)]);
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    // The proxy dies before it answers.
+    let _ = admin(&env, "SWITCHOVER TO db2");
+    wait_crashed_at(&mut env, point);
+    env.start_proxy();
+    let master = wait_logged(&env, &format!("{point}: one routed master"), || {
+        routed_master(&env)
+    });
+    let expected = match point {
+        "switchover:read_only"
+        | "switchover:caught_up"
+        | "switchover:stopped"
+        | "switchover:reset" => "db1",
+        _ => "db2",
+    };
+    assert_eq!(master, expected, "{point}: the master after the restart");
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = settle_and_verify(
+        &env,
+        &format!("proxy killed at {point}"),
+        ledger,
+        &[fault],
+        &master,
+        &["db1", "db2", "db3"],
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
+}
+
+#[test]
+fn a_proxy_killed_early_in_a_switchover_leaves_the_old_master_in_place() {
+    for point in &SWITCHOVER_STEPS[..4] {
+        proxy_killed_mid_switchover_and_restarted(point);
+    }
+}
+
+#[test]
+fn a_proxy_killed_late_in_a_switchover_finishes_it_after_a_restart() {
+    for point in &SWITCHOVER_STEPS[4..] {
+        proxy_killed_mid_switchover_and_restarted(point);
     }
 }

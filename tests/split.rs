@@ -367,13 +367,13 @@ async fn reads_see_every_acknowledged_write() {
     // Replicas that apply late but stay within the lag limit (MASTER_DELAY = 2 s): only
     // the causal check keeps a read from missing a write.
     for r in ["db2", "db3"] {
-        for stmt in [
-            "STOP SLAVE",
-            "CHANGE MASTER TO MASTER_DELAY = 2",
-            "START SLAVE",
-        ] {
-            env.sb().sql(r, stmt).unwrap();
-        }
+        // One statement list: kohaproxy starts a replication found stopped.
+        env.sb()
+            .sql(
+                r,
+                "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 2; START SLAVE",
+            )
+            .unwrap();
     }
     let mut where_read = BTreeSet::new();
     for v in 200..230 {
@@ -398,13 +398,13 @@ async fn reads_see_every_acknowledged_write() {
 
     // Delay off, no more writes: reads return to the replicas.
     for r in ["db2", "db3"] {
-        for stmt in [
-            "STOP SLAVE",
-            "CHANGE MASTER TO MASTER_DELAY = 0",
-            "START SLAVE",
-        ] {
-            env.sb().sql(r, stmt).unwrap();
-        }
+        // One statement list: kohaproxy starts a replication found stopped.
+        env.sb()
+            .sql(
+                r,
+                "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE",
+            )
+            .unwrap();
     }
     env.sb()
         .wait_replication(Duration::from_secs(20))
@@ -521,13 +521,13 @@ async fn koha_shaped_perl_sessions_see_every_write() {
     let ids = ids(&env);
     wait_for_replica_reads(&env, &ids).await;
     // One replica applies a second late: only causal reads keep Koha's pages right.
-    for stmt in [
-        "STOP SLAVE",
-        "CHANGE MASTER TO MASTER_DELAY = 1",
-        "START SLAVE",
-    ] {
-        env.sb().sql("db3", stmt).unwrap();
-    }
+    // One statement list: kohaproxy starts a replication found stopped.
+    env.sb()
+        .sql(
+            "db3",
+            "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 1; START SLAVE",
+        )
+        .unwrap();
     let port = env.proxy_port().to_string();
     let out =
         tokio::task::block_in_place(|| perl(&env, "koha_causal.pl", &[port.clone(), "60".into()]));

@@ -8,6 +8,7 @@ use kohaproxy_config::Durability;
 use tracing::{error, info, warn};
 
 use super::Monitor;
+use crate::probe::ThreadState;
 use crate::roles;
 use crate::semi_sync;
 use crate::sql;
@@ -176,6 +177,10 @@ impl Monitor {
                 info!(server = %v.name, master = %t.servers[h].name, "no longer diverged: replicates from the master and holds nothing it lacks");
                 self.servers[i].note = None;
             }
+            if st.read_only && v.role == Role::Replica && replication_stopped_cleanly(st) {
+                self.restart_replication(i, &t.servers[h].name).await;
+                continue;
+            }
             if !st.read_only || !matches!(v.role, Role::Standalone | Role::Stale) {
                 continue;
             }
@@ -260,6 +265,49 @@ impl Monitor {
             };
             self.servers[i].note = Some(note);
         }
+    }
+
+    /// Starts again the stopped replication of server `i`, a replica of the master
+    /// `master`: a replica that does not receive leaves acknowledged writes on the master
+    /// alone, and under `durability = "replicated"` with no other replica holds every
+    /// commit. A server whose replication is meant to stay stopped is put in maintenance.
+    async fn restart_replication(&mut self, i: usize, master: &str) {
+        let result = match self.open(i).await {
+            Ok(mut s) => s.exec("START SLAVE").await,
+            Err(e) => Err(e),
+        };
+        let note = match result {
+            Ok(()) => {
+                info!(server = %self.servers[i].name, %master, "replication was stopped with no error: started again (MAINTENANCE keeps a server's replication stopped)");
+                format!(
+                    "replication found stopped with no error; started again (term {})",
+                    self.term
+                )
+            }
+            Err(e) => {
+                let note = format!("could not start its stopped replication: {e}");
+                if self.servers[i].note.as_deref() != Some(&note) {
+                    warn!(server = %self.servers[i].name, "{note}");
+                }
+                note
+            }
+        };
+        self.servers[i].note = Some(note);
+    }
+}
+
+/// Whether a server's one replication link has both threads stopped with no error: stopped
+/// by a statement (a switchover interrupted between stopping its target's replication and
+/// recording the promotion, or a person), not by a failure.
+fn replication_stopped_cleanly(st: &crate::probe::Status) -> bool {
+    match st.replication.as_slice() {
+        [link] => {
+            link.io_thread == ThreadState::Stopped
+                && link.sql_thread == ThreadState::Stopped
+                && link.last_io_error.is_none()
+                && link.last_sql_error.is_none()
+        }
+        _ => false,
     }
 }
 

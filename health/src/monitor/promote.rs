@@ -661,6 +661,7 @@ impl Monitor {
         }
         let caught_up = async {
             old_conn.exec("SET GLOBAL read_only = ON").await?;
+            crash::point("switchover:read_only");
             let pos: GtidList = old_conn
                 .value("SELECT @@gtid_binlog_pos", self.config.timeout)
                 .await?
@@ -688,17 +689,21 @@ impl Monitor {
                 return Err(msg);
             }
         };
+        crash::point("switchover:caught_up");
         // From here no OK of the old master's connections is forwarded.
         self.term = self.term.max(term::newest(&t.servers).term) + 1;
         self.publish();
         let promoted = async {
             new_conn.stop_slave().await?;
+            crash::point("switchover:stopped");
             new_conn.exec("RESET SLAVE ALL").await
         }
         .await;
         let promoted = match promoted {
             Ok(()) => {
+                crash::point("switchover:reset");
                 self.record_term(&mut new_conn, c).await;
+                crash::point("switchover:recorded");
                 self.semi_sync_as_master(&mut new_conn, c).await;
                 new_conn.exec("SET GLOBAL read_only = OFF").await
             }
@@ -724,6 +729,7 @@ impl Monitor {
         self.publish();
         let pause = started.elapsed();
         info!(from = %old, to = %name, term = self.term, position = %pos, pause_ms = pause.as_millis() as u64, "switchover done");
+        crash::point("switchover:writable");
 
         let change = sql::change_master(
             &self.servers[c].address,
@@ -745,6 +751,7 @@ impl Monitor {
             warn!(server = %old, "{note}");
             self.servers[h].note = Some(note);
         }
+        crash::point("switchover:demoted");
         let others: Vec<usize> = t
             .replicas()
             .filter_map(|v| self.servers.iter().position(|s| s.name == v.name))
