@@ -10,7 +10,7 @@
 //! backup's), load the backup, point it at the master, wait until it caught up, and put
 //! it back. A failure after the server was emptied leaves it in maintenance, and says so.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kohaproxy_health::{Command, GtidList, Role, ServerState, Topology};
 use tracing::{error, info, warn};
@@ -314,6 +314,52 @@ pub fn needs_rebuild(v: &kohaproxy_health::ServerView) -> bool {
         .is_some_and(|n| n.starts_with("diverged") || n.starts_with("empty"))
 }
 
+/// How long after a rebuild it started on its own [`AutoRebuild`] tries the same server
+/// again, if it still needs one (the rebuild failed: its error is in the log).
+pub const AUTO_RETRY: Duration = Duration::from_secs(600);
+
+/// The servers to rebuild without being asked (`backup.rebuild_diverged_after_s`): each
+/// one kept out for want of a rebuild ([`needs_rebuild`]), up and not in maintenance,
+/// for the whole delay. Pure: time is a parameter.
+#[derive(Debug, Default)]
+pub struct AutoRebuild {
+    /// When each server seen needing a rebuild becomes due.
+    due_at: std::collections::BTreeMap<String, Instant>,
+}
+
+impl AutoRebuild {
+    /// Notes what `t` shows at `now` and returns the servers due, given `after`, the
+    /// time a server must have needed a rebuild first.
+    pub fn due(&mut self, t: &Topology, now: Instant, after: Duration) -> Vec<String> {
+        let waiting: Vec<&str> = t
+            .servers
+            .iter()
+            .filter(|v| v.state == ServerState::Up && !v.maintenance && needs_rebuild(v))
+            .map(|v| v.name.as_str())
+            .collect();
+        self.due_at
+            .retain(|name, _| waiting.contains(&name.as_str()));
+        for name in &waiting {
+            self.due_at.entry((*name).to_owned()).or_insert(now + after);
+        }
+        if t.master.is_none() {
+            return Vec::new();
+        }
+        self.due_at
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// A rebuild of `name` started at `now`: not due again before [`AUTO_RETRY`].
+    pub fn started(&mut self, name: &str, now: Instant) {
+        if let Some(at) = self.due_at.get_mut(name) {
+            *at = now + AUTO_RETRY;
+        }
+    }
+}
+
 /// Whether `server` has a replication link whose SQL thread runs.
 async fn replicates(server: &Endpoint) -> Result<bool, BackupError> {
     let mut conn = server.connect().await?;
@@ -388,7 +434,6 @@ async fn empty(target: &Endpoint) -> Result<(), BackupError> {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::time::Instant;
 
     use kohaproxy_health::ServerView;
 
@@ -480,5 +525,62 @@ mod tests {
         let mut none = t(up, up);
         none.master = None;
         assert!(why(check_target(&none, "db2")).is_some_and(|w| w.contains("no master")));
+    }
+
+    #[test]
+    fn a_server_diverged_for_the_whole_delay_is_rebuilt_once_then_retried_late() {
+        let t0 = Instant::now();
+        let after = Duration::from_secs(60);
+        let topology = |note: Option<&str>, state: ServerState, maintenance: bool| {
+            let mut db2 = view("db2", Role::Standalone, state);
+            db2.note = note.map(Into::into);
+            db2.maintenance = maintenance;
+            Topology {
+                servers: vec![view("db1", Role::Master, ServerState::Up), db2],
+                master: Some(0),
+                problem: None,
+                term: 1,
+                operation: None,
+            }
+        };
+        let diverged = topology(Some("diverged: has 0-1-5"), ServerState::Up, false);
+        let mut auto = AutoRebuild::default();
+        assert!(auto.due(&diverged, t0, after).is_empty());
+        assert!(auto
+            .due(&diverged, t0 + Duration::from_secs(59), after)
+            .is_empty());
+        let at = t0 + after;
+        assert_eq!(auto.due(&diverged, at, after), vec!["db2".to_owned()]);
+        // Started: the rebuild under way is not started again, a failed one is retried
+        // only after AUTO_RETRY.
+        auto.started("db2", at);
+        assert!(auto
+            .due(&diverged, at + Duration::from_secs(300), after)
+            .is_empty());
+        assert_eq!(
+            auto.due(&diverged, at + AUTO_RETRY, after),
+            vec!["db2".to_owned()]
+        );
+        // Back to normal, then diverged again: the delay starts over.
+        let fine = topology(None, ServerState::Up, false);
+        assert!(auto.due(&fine, at, after).is_empty());
+        assert!(auto.due(&diverged, at, after).is_empty());
+        // Down, in maintenance, or no master: never due; the delay starts over.
+        let mut auto = AutoRebuild::default();
+        for t in [
+            topology(Some("diverged: x"), ServerState::Down, false),
+            topology(Some("diverged: x"), ServerState::Up, true),
+        ] {
+            auto.due(&t, t0, after);
+            assert!(auto.due(&t, t0 + after * 2, after).is_empty());
+        }
+        let mut headless = diverged.clone();
+        headless.master = None;
+        assert!(auto.due(&headless, t0, after).is_empty());
+        assert!(auto.due(&headless, t0 + after, after).is_empty());
+        assert_eq!(
+            auto.due(&diverged, t0 + after, after),
+            vec!["db2".to_owned()]
+        );
     }
 }

@@ -10,11 +10,12 @@ use chrono::Local;
 use kohaproxy_config::Config;
 use kohaproxy_health::{Command, Control, Monitor, Topology, TopologyHandle};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::dump::{self, DumpJob};
 use crate::error::BackupError;
 use crate::manifest::{Manifest, State, FORMAT};
+use crate::rebuild::AutoRebuild;
 use crate::schedule;
 use crate::source::{self, Endpoint};
 use crate::store::{Listing, Lock, PausedMark, Store};
@@ -29,6 +30,9 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How often the scheduler looks for a replica a failed resume left paused.
 const RETRY_RESUME: Duration = Duration::from_secs(30);
+
+/// How often the scheduler looks at the topology (servers due for a rebuild).
+const TICK: Duration = Duration::from_secs(5);
 
 /// How long a scheduled backup waits for the monitor to know a source (just after the
 /// proxy started, its first snapshot knows no server yet).
@@ -214,7 +218,8 @@ impl Backups {
     }
 
     /// Runs the schedule forever: a backup at every time `backup.schedule` names (if
-    /// `backup.dir` is set), and retries resuming a replica a failed resume left paused.
+    /// `backup.dir` is set), retries resuming a replica a failed resume left paused, and
+    /// rebuilds servers kept out as diverged (`backup.rebuild_diverged_after_s`).
     pub async fn scheduler(self) {
         let Ok(store) = self.store() else { return };
         self.recover().await;
@@ -234,16 +239,19 @@ impl Backups {
             );
             next = Some(Local::now());
         }
-        let period = RETRY_RESUME;
+        let mut auto = AutoRebuild::default();
+        let mut resumed_at = Instant::now();
         loop {
             let wait = next
                 .map(|at| (at - Local::now()).to_std().unwrap_or_default())
-                .unwrap_or(period)
-                .min(period);
+                .unwrap_or(TICK)
+                .min(TICK);
             tokio::time::sleep(wait).await;
-            if store.paused().is_some() {
+            if store.paused().is_some() && resumed_at.elapsed() >= RETRY_RESUME {
+                resumed_at = Instant::now();
                 self.recover().await;
             }
+            self.rebuild_when_due(&mut auto);
             if next.is_some_and(|at| Local::now() >= at) {
                 next = schedule::next_local(when);
                 self.wait_for_source(SOURCE_WAIT).await;
@@ -253,6 +261,32 @@ impl Backups {
                         warn!("scheduled backup skipped: a backup is already running ({other})")
                     }
                     Err(e) => error!("scheduled backup failed: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Starts the rebuild of each server [`AutoRebuild`] says is due, if
+    /// `backup.rebuild_diverged_after_s` asks for it (in a proxy only: a rebuild needs the
+    /// monitor).
+    fn rebuild_when_due(&self, auto: &mut AutoRebuild) {
+        let (Some(after), Some(proxy)) =
+            (self.0.config.backup.rebuild_diverged_after, &self.0.proxy)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        for name in auto.due(&proxy.topology.load(), now, after) {
+            match self.start_rebuild(&name) {
+                Ok(said) => {
+                    info!(server = %name, "kept out for {} s: {said}", after.as_secs());
+                    auto.started(&name, now);
+                }
+                // One rebuild at a time: this one waits for the next tick.
+                Err(BackupError::Busy(why)) => debug!(server = %name, "rebuild waits: {why}"),
+                Err(e) => {
+                    warn!(server = %name, "not rebuilt: {e}");
+                    auto.started(&name, now);
                 }
             }
         }

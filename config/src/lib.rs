@@ -308,6 +308,9 @@ pub struct BackupConfig {
     pub priority: BackupPriority,
     /// Whether the master may be the source when no replica is healthy (default false).
     pub allow_master: bool,
+    /// How long a server stays diverged before it is rebuilt from a backup on its own
+    /// (`None`, from 0, the default: only by `REBUILD`).
+    pub rebuild_diverged_after: Option<Duration>,
     /// Account that dumps and pauses the replica (default: the monitor's).
     pub user: String,
     /// Its password.
@@ -329,6 +332,7 @@ impl std::fmt::Debug for BackupConfig {
             .field("compression_level", &self.compression_level)
             .field("priority", &self.priority)
             .field("allow_master", &self.allow_master)
+            .field("rebuild_diverged_after", &self.rebuild_diverged_after)
             .field("user", &self.user)
             .field("mariadb_dump", &self.mariadb_dump)
             .field("mariadb", &self.mariadb)

@@ -149,6 +149,7 @@ pub(crate) struct RawBackup {
     pub compression_level: Option<Spanned<u32>>,
     pub priority: Option<RawPriority>,
     pub allow_master: Option<bool>,
+    pub rebuild_diverged_after_s: Option<Spanned<u64>>,
     pub user: Option<Spanned<String>>,
     pub password: Option<String>,
     pub mariadb_dump: Option<Spanned<String>>,

@@ -474,6 +474,13 @@ fn backup_keys() {
     assert_eq!(b.schedule.to_string(), "weekly sun 03:15");
     assert_eq!((b.keep, b.keep_days, b.parallel), (3, Some(30), 4));
     assert_eq!((b.compression_level, b.allow_master), (1, true));
+    assert_eq!(b.rebuild_diverged_after, None);
+    let on = format!("{MINIMAL}[backup]\nrebuild_diverged_after_s = 90\n");
+    let c = Config::parse(&on, Path::new("t.toml")).unwrap();
+    assert_eq!(
+        c.backup.rebuild_diverged_after,
+        Some(Duration::from_secs(90))
+    );
     assert_eq!(b.priority, BackupPriority::Low);
     assert_eq!((b.user.as_str(), b.password.as_str()), ("dumper", "pw"));
     assert_eq!(b.mariadb_dump, Path::new("/opt/bin/mariadb-dump"));

@@ -468,6 +468,7 @@ fn backup(
         compression_level: None,
         priority: None,
         allow_master: None,
+        rebuild_diverged_after_s: None,
         user: None,
         password: None,
         mariadb_dump: None,
@@ -499,6 +500,8 @@ fn backup(
     };
     let parallel = cx.ranged(b.parallel, "backup.parallel", 2, (1, 64))?;
     let level = cx.ranged(b.compression_level, "backup.compression_level", 3, (1, 19))?;
+    let key = "backup.rebuild_diverged_after_s";
+    let rebuild_after = cx.ranged(b.rebuild_diverged_after_s, key, 0, (0, MAX_S))?;
     let user = not_empty(b.user, "backup.user", "")?;
     let (user, password) = match user {
         Some(u) => (u, b.password.unwrap_or_default()),
@@ -520,6 +523,7 @@ fn backup(
             RawPriority::Normal => BackupPriority::Normal,
         },
         allow_master: b.allow_master.unwrap_or(false),
+        rebuild_diverged_after: (rebuild_after > 0).then(|| Duration::from_secs(rebuild_after)),
         user,
         password,
         mariadb_dump: program(b.mariadb_dump, "backup.mariadb_dump", "mariadb-dump")?,

@@ -11,38 +11,7 @@ use super::*;
 /// from the new master, the extra transaction is gone, and every server converges.
 #[test]
 fn a_diverged_old_master_is_kept_out_until_rebuilt() {
-    let env = Env::start_with(2, |text| {
-        *text = text.replace("[monitor]\n", "[monitor]\ndurability = \"unmanaged\"\n");
-    });
-    env.sb()
-        .sql(
-            "db1",
-            "CREATE DATABASE koha_extra; CREATE TABLE koha_extra.t (id INT PRIMARY KEY)",
-        )
-        .expect("schema");
-    env.sb()
-        .wait_replication(Duration::from_secs(20))
-        .expect("replicated");
-    on_replicas(&env, "STOP SLAVE IO_THREAD");
-    env.sb()
-        .sql("db1", "INSERT INTO koha_extra.t VALUES (1)")
-        .expect("a write only db1 has");
-    // A clean shutdown: a crash would let --init-rpl-role=SLAVE roll back that
-    // transaction on restart (it is in the binlog but its commit was never made durable
-    // in InnoDB), which is exactly what keeps a crashed master rejoinable.
-    env.sb().kill("db1", Signal::Term).expect("SIGTERM db1");
-    on_replicas(&env, "START SLAVE");
-    let new = wait_new_master(&env, "db1");
-    wait_for("db1 stopped and started again", || {
-        env.sb().start("db1").ok()
-    });
-    let note = wait_for("db1 kept out as diverged", || {
-        let (role, read_only, note) = server_row(&env, "db1")?;
-        (note.starts_with("diverged") && read_only == "ON" && role != "replica").then_some(note)
-    });
-    eprintln!("{note}");
-    assert!(note.contains("0-1-"), "the extra GTID is shown: {note}");
-    assert_eq!(writable_servers(env.sb()), vec![new.clone()]);
+    let (env, new) = diverged_db1("0");
     let log = env.proxy_log();
     assert!(log.contains("diverged"), "the log says so");
 
@@ -90,6 +59,72 @@ fn a_diverged_old_master_is_kept_out_until_rebuilt() {
     );
     let note = std::fs::read_to_string(kept[0].path().join("diverged.txt")).expect("note");
     assert!(note.contains("0-1-"), "{note}");
+}
+
+/// The sandbox of [`a_diverged_old_master_is_kept_out_until_rebuilt`] up to db1 kept out
+/// as diverged (`rebuild_diverged_after_s` as given); returns it and the new master.
+fn diverged_db1(rebuild_after_s: &str) -> (Env, String) {
+    let env = Env::start_with(2, |text| {
+        *text = text.replace("[monitor]\n", "[monitor]\ndurability = \"unmanaged\"\n");
+        *text = text.replace(
+            "[backup]\n",
+            &format!("[backup]\nrebuild_diverged_after_s = {rebuild_after_s}\n"),
+        );
+    });
+    env.sb()
+        .sql(
+            "db1",
+            "CREATE DATABASE koha_extra; CREATE TABLE koha_extra.t (id INT PRIMARY KEY)",
+        )
+        .expect("schema");
+    env.sb()
+        .wait_replication(Duration::from_secs(20))
+        .expect("replicated");
+    on_replicas(&env, "STOP SLAVE IO_THREAD");
+    env.sb()
+        .sql("db1", "INSERT INTO koha_extra.t VALUES (1)")
+        .expect("a write only db1 has");
+    // A clean shutdown: a crash would let --init-rpl-role=SLAVE roll back that
+    // transaction on restart (it is in the binlog but its commit was never made durable
+    // in InnoDB), which is exactly what keeps a crashed master rejoinable.
+    env.sb().kill("db1", Signal::Term).expect("SIGTERM db1");
+    on_replicas(&env, "START SLAVE");
+    let new = wait_new_master(&env, "db1");
+    wait_for("db1 stopped and started again", || {
+        env.sb().start("db1").ok()
+    });
+    let note = wait_for("db1 kept out as diverged", || {
+        let (role, read_only, note) = server_row(&env, "db1")?;
+        (note.starts_with("diverged") && read_only == "ON" && role != "replica").then_some(note)
+    });
+    eprintln!("{note}");
+    assert!(note.contains("0-1-"), "the extra GTID is shown: {note}");
+    assert_eq!(writable_servers(env.sb()), vec![new.clone()]);
+    (env, new)
+}
+
+/// The same diverged old master with `rebuild_diverged_after_s = 2`: nobody types
+/// `REBUILD`; two seconds later kohaproxy rebuilds it on its own, and every server
+/// converges.
+#[test]
+fn a_diverged_server_is_rebuilt_on_its_own_after_the_delay() {
+    let (env, _new) = diverged_db1("2");
+    wait_logged(&env, "db1 rebuilt on its own and replicating", || {
+        let (role, _, note) = server_row(&env, "db1")?;
+        (role == "replica" && !note.starts_with("diverged")).then_some(())
+    });
+    let log = env.proxy_log();
+    assert!(
+        log.contains("kept out for 2 s: rebuilding db1 (diverged)"),
+        "{log}"
+    );
+    let extra = env
+        .sb()
+        .sql("db1", "SELECT COUNT(*) FROM koha_extra.t")
+        .expect("db1 answers");
+    assert_eq!(extra.trim(), "0", "the diverged write is gone from db1");
+    wait_converged(env.sb(), &["db1", "db2", "db3"], DEADLINE).expect("every server converges");
+    assert!(env.proxy_log().contains("db1 rebuilt from backup"));
 }
 
 /// The master SIGKILLed and started again at once, before the proxy would fail over
