@@ -56,6 +56,8 @@ pub struct Options {
     pub duration: Duration,
     /// The kohaproxy binary.
     pub binary: &'static str,
+    /// `backup.rebuild_diverged_after_s` of both proxies (`None`: the default, manual).
+    pub rebuild_after_s: Option<u64>,
 }
 
 /// A kohaproxy process the soak starts, kills and starts again (killed on drop).
@@ -197,10 +199,21 @@ impl<'a> World<'a> {
 
     /// Proxy 0 on the sandbox's config, proxy 1 on a copy whose servers are reached
     /// through relays.
-    fn start(sb: &'a Sandbox, binary: &'static str) -> Result<World<'a>> {
+    fn start(
+        sb: &'a Sandbox,
+        binary: &'static str,
+        rebuild_after_s: Option<u64>,
+    ) -> Result<World<'a>> {
         let base = sb.dir().to_path_buf();
-        let text = std::fs::read_to_string(sb.config_path())
+        let mut text = std::fs::read_to_string(sb.config_path())
             .map_err(|e| format!("read the sandbox config: {e}"))?;
+        if let Some(n) = rebuild_after_s {
+            text = text.replace(
+                "[backup]\n",
+                &format!("[backup]\nrebuild_diverged_after_s = {n}\n"),
+            );
+            std::fs::write(sb.config_path(), &text).map_err(|e| format!("write config: {e}"))?;
+        }
         let mut relays = Vec::new();
         let mut relayed = text.clone();
         for s in sb.servers() {
@@ -564,7 +577,7 @@ pub fn run(opts: Options) -> Result<String> {
     let schedule = Schedule::draw(opts.seed, &shape);
     let cluster = Cluster::up()?;
     let sb = &cluster.sb.0;
-    let mut world = World::start(sb, opts.binary)?;
+    let mut world = World::start(sb, opts.binary, opts.rebuild_after_s)?;
     let writes = start_ledger(world.proxies[0].port, false);
     let transactions = start_ledger(world.proxies[0].port, true);
     let pages = start_pages(
@@ -763,8 +776,13 @@ pub fn run(opts: Options) -> Result<String> {
     md.push_str(
         "Sandbox: master + 2 replicas, two kohaproxy instances (proxy 1 through fault \
          relays), 4 autocommit + 2 transaction ledger clients through proxy 0, 2 Koha-page \
-         workers writing through proxy 0 and reading through proxy 1.\n\n",
+         workers writing through proxy 0 and reading through proxy 1. Diverged servers \
+         rebuilt: ",
     );
+    md.push_str(&match opts.rebuild_after_s {
+        Some(n) => format!("on their own after {n} s.\n\n"),
+        None => "only by `REBUILD` (the default; the soak types none).\n\n".into(),
+    });
     md.push_str("| fault | carried out | refused |\n|---|---:|---:|\n");
     for (kind, (ok, refused)) in &by_kind {
         md.push_str(&format!("| {kind} | {ok} | {refused} |\n"));
@@ -867,6 +885,9 @@ fn main() {
             seed,
             duration: Duration::from_secs(duration),
             binary: env!("CARGO_BIN_EXE_kohaproxy"),
+            rebuild_after_s: std::env::var("REBUILD_DIVERGED_AFTER_S")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         })
     });
     report::finish(

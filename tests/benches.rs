@@ -51,6 +51,7 @@ fn chaos_soak_holds_every_invariant_for_three_minutes() {
         seed,
         duration: std::time::Duration::from_secs(180),
         binary: env!("CARGO_BIN_EXE_kohaproxy"),
+        rebuild_after_s: None,
     };
     match chaos_bench::run(opts) {
         Ok(report) => eprintln!("{report}"),
