@@ -59,12 +59,23 @@ kp_port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# kp_running PID: true while PID runs (an exited child is a zombie with an empty command line).
+# kp_state PID: prints the process state letter of /proc/PID/stat (R, S, D, Z...); fails
+# when there is no such process.
+kp_state() {
+  local stat
+  [[ $1 =~ ^[0-9]+$ ]] || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  echo "${stat:0:1}"
+}
+
+# kp_running PID: true while PID runs: not gone, not a zombie (an exited child of ours).
+# Not judged by its command line, which is also empty for a moment while it execs (seen:
+# HAProxy taken for dead at its start in CI).
 kp_running() {
-  local cmd
-  [[ $1 =~ ^[0-9]+$ ]] && [[ -r /proc/$1/cmdline ]] || return 1
-  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
-  [[ -n $cmd ]]
+  local state
+  state=$(kp_state "$1") || return 1
+  [[ $state != [ZX] ]]
 }
 
 # kp_alive PID [WORD]: true if PID runs and (when given) its command line contains WORD.
@@ -87,11 +98,12 @@ kp_alive() {
 # is still its parent's, i.e. it has not exec'd its program yet.
 kp_not_yet_execed() {
   local pid=$1 cmd=$2 stat rest state ppid
-  [[ -n $cmd ]] || return 1 # a zombie has an empty command line
   stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
   rest=${stat##*) }
   read -r state ppid _ <<<"$rest"
-  [[ $state != Z && $ppid =~ ^[0-9]+$ ]] || return 1
+  [[ $state != [ZX] && $ppid =~ ^[0-9]+$ ]] || return 1
+  # Empty while a live process execs: not there yet.
+  [[ -z $cmd ]] && return 0
   [[ $cmd == "$(tr '\0' ' ' 2>/dev/null <"/proc/$ppid/cmdline")" ]]
 }
 

@@ -180,14 +180,7 @@ fn a_master_restarted_at_once_after_a_crash_loses_no_acknowledged_write() {
 #[test]
 fn a_double_fault_is_refused_until_a_server_with_the_writes_returns() {
     let env = Env::start(3);
-    for r in ["db3", "db4"] {
-        env.sb()
-            .sql(r, "STOP SLAVE IO_THREAD")
-            .expect("stop receiving");
-    }
-    let ledger = ledger(&env, 4);
-    std::thread::sleep(Duration::from_millis(1500));
-    let fault = Instant::now();
+    let (ledger, fault) = only_db1_and_db2_receive(&env);
     env.sb().kill("db1", Signal::Kill).expect("SIGKILL db1");
     env.sb().kill("db2", Signal::Kill).expect("SIGKILL db2");
     for r in ["db3", "db4"] {
@@ -234,14 +227,7 @@ fn a_double_fault_is_refused_until_a_server_with_the_writes_returns() {
 #[test]
 fn a_restarted_proxy_never_promotes_a_replica_an_absent_one_may_be_ahead_of() {
     let mut env = Env::start(3);
-    for r in ["db3", "db4"] {
-        env.sb()
-            .sql(r, "STOP SLAVE IO_THREAD")
-            .expect("stop receiving");
-    }
-    let ledger = ledger(&env, 4);
-    std::thread::sleep(Duration::from_millis(1500));
-    let fault = Instant::now();
+    let (ledger, fault) = only_db1_and_db2_receive(&env);
     env.sb().kill("db2", Signal::Kill).expect("SIGKILL db2");
     env.start_proxy();
     // The restarted proxy sees db1 answer, with no replica connected, for a few rounds.
@@ -435,4 +421,17 @@ fn a_failover_that_would_lose_acknowledged_writes_is_refused() {
         &["db1", "db2", "db3"],
     );
     assert_eq!(report.reconnects(), 0);
+}
+
+/// In a four-server sandbox, db3 and db4 stop receiving and the ledger writes for 1.5 s:
+/// only db1 and db2 hold its writes. Returns the ledger and the moment faults begin.
+fn only_db1_and_db2_receive(env: &Env) -> (kohaproxy_faults::LedgerHandle, Instant) {
+    for r in ["db3", "db4"] {
+        env.sb()
+            .sql(r, "STOP SLAVE IO_THREAD")
+            .expect("stop receiving");
+    }
+    let ledger = ledger(env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    (ledger, Instant::now())
 }
