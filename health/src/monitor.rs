@@ -8,17 +8,21 @@ use kohaproxy_config::{Config, FailoverMode, MonitorConfig, ServerConfig};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+mod changes;
 mod galera;
 mod keep;
 mod promote;
+mod slot;
+
+use changes::log_changes;
+use slot::Slot;
 
 use promote::Why;
 
 use crate::acked::Acked;
 use crate::control::{Control, Request};
 use crate::failover;
-use crate::hysteresis::{Hysteresis, Outcome};
-use crate::probe::{Prober, Status, ThreadState};
+use crate::probe::ThreadState;
 use crate::roles::{self, Followed};
 use crate::term;
 use crate::topology::{Role, ServerState, ServerView, Topology, TopologyHandle};
@@ -69,34 +73,6 @@ pub(super) enum Trust {
     /// answers again it is confirmed under the topology lock, after any such promotion
     /// (and its term record) is complete, before it takes a write.
     Doubted,
-}
-
-/// One server: its prober, its hysteresis and what the last probes said.
-struct Slot {
-    name: String,
-    address: String,
-    prober: Prober,
-    health: Hysteresis,
-    status: Option<Status>,
-    last_error: Option<String>,
-    note: Option<String>,
-    maintenance: bool,
-    settings_checked: bool,
-    /// When this server's replication link last showed progress (a heartbeat or an
-    /// event received): a replica whose IO thread still says "running" but receives
-    /// nothing has lost a hung master.
-    link_progress: Instant,
-    /// The end of its first failed probe since it last answered; `None` while its latest
-    /// probe was answered.
-    unreachable_since: Option<Instant>,
-    /// When its last answered probe began.
-    answered_at: Option<Instant>,
-    /// The end of its first failed probe since it was last seen replicating from the
-    /// master: from then on it may have lost what it had received and not applied (a
-    /// restarted replica discards its relay log and fetches again from the master), so it
-    /// is not trusted to hold what it acknowledged until it replicates again (see
-    /// `failover::absent`). Unlike `unreachable_since`, answering again does not clear it.
-    out_of_sight_since: Option<Instant>,
 }
 
 impl Monitor {
@@ -162,28 +138,7 @@ impl Monitor {
         let servers: Vec<Slot> = config
             .servers
             .iter()
-            .map(|s| Slot {
-                name: s.name.clone(),
-                address: s.address.clone(),
-                prober: match config.cluster.kind {
-                    kohaproxy_config::ClusterKind::Replication => {
-                        Prober::new(&s.address, &m.user, &m.password, m.timeout)
-                    }
-                    kohaproxy_config::ClusterKind::Galera => {
-                        Prober::new(&s.address, &m.user, &m.password, m.timeout).galera()
-                    }
-                },
-                health: Hysteresis::new(m.fail_count, m.interval, now),
-                status: None,
-                last_error: None,
-                note: None,
-                maintenance: false,
-                settings_checked: false,
-                link_progress: now,
-                unreachable_since: None,
-                answered_at: None,
-                out_of_sight_since: None,
-            })
+            .map(|s| Slot::new(s, m, config.cluster.kind, now))
             .collect();
         let initial = Topology::build(
             servers
@@ -742,149 +697,6 @@ impl Monitor {
             }
         }
         self.failover(h, why).await
-    }
-}
-
-impl Slot {
-    /// Applies the outcome of one probe that took `waited` and ended at `now`; logs a
-    /// change of up/down once, with the reason.
-    fn record(&mut self, outcome: Result<Status, String>, waited: Duration, now: Instant) {
-        let change = match outcome {
-            Ok(status) => {
-                let progress = |s: &Status| {
-                    s.replication
-                        .first()
-                        .map(|r| (r.received_heartbeats, r.gtid_io_pos.clone()))
-                };
-                if self.status.as_ref().and_then(progress) != progress(&status) {
-                    self.link_progress = now;
-                }
-                self.status = Some(status);
-                self.last_error = None;
-                self.unreachable_since = None;
-                self.answered_at = Some(now - waited);
-                self.health.record(Outcome::Success, now)
-            }
-            Err(error) => {
-                self.unreachable_since.get_or_insert(now);
-                self.out_of_sight_since.get_or_insert(now);
-                let change = self.health.record(Outcome::Failure { waited }, now);
-                debug!(server = %self.name, %error, failures = self.health.failures(), "probe failed");
-                self.last_error = Some(error);
-                change
-            }
-        };
-        match change {
-            Some(ServerState::Up) => {
-                info!(server = %self.name, address = %self.address, "server is up")
-            }
-            Some(ServerState::Down) => warn!(
-                server = %self.name,
-                address = %self.address,
-                failures = self.health.failures(),
-                error = self.last_error.as_deref().unwrap_or(""),
-                "server is down"
-            ),
-            Some(ServerState::Unknown) | None => {}
-        }
-    }
-
-    /// This server's view (role and lag are filled by [`Topology::build`]).
-    fn view(&self) -> ServerView {
-        let mut v = ServerView::new(&self.name, &self.address, self.health.since());
-        v.state = self.health.state();
-        v.failures = self.health.failures();
-        v.read_only = self.status.as_ref().map(|s| s.read_only);
-        v.last_error = self.last_error.clone();
-        v.status = self.status.clone();
-        v.note = self.note.clone();
-        v.maintenance = self.maintenance;
-        v
-    }
-}
-
-/// Logs what changed between two snapshots that matters to people: the master, the
-/// topology problem, each server's role and its replication threads. Lag and GTID
-/// positions change all the time and are not logged.
-fn log_changes(old: &Topology, new: &Topology) {
-    if old.problem != new.problem {
-        match &new.problem {
-            Some(problem) => {
-                warn!(%problem, "the topology makes no sense; no master until it does")
-            }
-            None => info!("the topology makes sense again"),
-        }
-    }
-    let semi_sync = |t: &Topology| t.master().and_then(|m| m.status.as_ref()?.semi_sync_active);
-    if let (Some(m), Some(was), Some(is)) = (new.master(), semi_sync(old), semi_sync(new)) {
-        if was && !is {
-            warn!(
-                master = %m.name,
-                "semi-synchronous replication fell back to asynchronous: writes acknowledged \
-                 now exist only on the master until a replica catches up (a failover meanwhile \
-                 is refused)"
-            );
-        } else if !was && is {
-            info!(master = %m.name, "semi-synchronous replication is active again");
-        }
-    }
-    if old.master().map(|m| &m.name) != new.master().map(|m| &m.name) {
-        match new.master() {
-            Some(m) => info!(master = %m.name, address = %m.address, "master found"),
-            None if new.problem.is_some() => warn!("no master: the topology makes no sense"),
-            None => warn!("no master: no reachable writable server"),
-        }
-    }
-    for (i, s) in new.servers.iter().enumerate() {
-        let before = old.servers.get(i);
-        if before.map(|b| b.role) != Some(s.role) {
-            let galera = s.status.as_ref().is_some_and(|st| st.wsrep.is_some());
-            let reason = match s.role {
-                Role::Master if galera => "the Galera writer",
-                Role::Replica if galera => "a Synced Galera node in the Primary component: reads",
-                Role::Master => "the single writable server, replicating from nobody",
-                Role::Replica => "read-only, replicating from the master",
-                Role::Standalone => "read-only, replicating from nobody",
-                Role::Stale => {
-                    "writable or replicating from a server that is not the master: kept out"
-                }
-                Role::Unusable => s
-                    .note
-                    .as_deref()
-                    .unwrap_or("a Galera node that may not serve"),
-                Role::Unknown if s.state != ServerState::Up => "not up",
-                Role::Unknown if new.problem.is_some() => "the topology makes no sense",
-                Role::Unknown => "there is no master to follow",
-            };
-            info!(server = %s.name, role = %s.role, reason, "role changed");
-        }
-        let threads = |v: &ServerView| {
-            v.status
-                .as_ref()
-                .and_then(|st| st.replication.first())
-                .map(|r| (r.io_thread, r.sql_thread))
-        };
-        let (was, is) = (before.and_then(threads), threads(s));
-        if s.state == ServerState::Up && was != is {
-            let link = s.status.as_ref().and_then(|st| st.replication.first());
-            match link {
-                Some(r)
-                    if r.io_thread == ThreadState::Running
-                        && r.sql_thread == ThreadState::Running =>
-                {
-                    info!(server = %s.name, master = %format!("{}:{}", r.master_host, r.master_port), "replication running")
-                }
-                Some(r) => warn!(
-                    server = %s.name,
-                    io = %r.io_thread,
-                    sql = %r.sql_thread,
-                    io_error = r.last_io_error.as_deref().unwrap_or(""),
-                    sql_error = r.last_sql_error.as_deref().unwrap_or(""),
-                    "replication not fully running"
-                ),
-                None => info!(server = %s.name, "not replicating"),
-            }
-        }
     }
 }
 
