@@ -47,6 +47,11 @@ impl Session {
         }
     }
 
+    /// The deadline each statement gets unless given its own.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The server's name, for logs.
     pub(crate) fn name(&self) -> &str {
         &self.name

@@ -28,7 +28,10 @@ impl Monitor {
                     // rpl_semi_sync_master_timeout, and would then be answered OK. Killed,
                     // their clients get an error instead and the fence lands at once.
                     kill_held_commits(&mut s, self.config.timeout).await;
-                    s.exec("SET GLOBAL read_only = ON").await
+                    match self.open(i).await {
+                        Ok(killer) => set_read_only_killing_held(s, killer).await,
+                        Err(_) => s.exec("SET GLOBAL read_only = ON").await,
+                    }
                 }
                 Err(e) => Err(e),
             };
@@ -308,6 +311,32 @@ fn replication_stopped_cleanly(st: &crate::probe::Status) -> bool {
                 && link.last_sql_error.is_none()
         }
         _ => false,
+    }
+}
+
+/// How often a fence looks again for commits held for a semi-sync ack while its
+/// `SET GLOBAL read_only = ON` waits.
+const HELD_COMMIT_SWEEP: Duration = Duration::from_millis(50);
+
+/// `SET GLOBAL read_only = ON` on `s`, while `killer` (a second session to the same
+/// server) kills every commit held for a semi-sync ack until the SET returns. The SET
+/// waits for commits in flight, and clients of a writable server keep sending new ones:
+/// killed once before the SET, a server under load had a new held commit each round and
+/// took three rounds (over 2 s) to fence (chaos seed 4).
+async fn set_read_only_killing_held(
+    mut s: sql::Session,
+    mut killer: sql::Session,
+) -> Result<(), String> {
+    let set = s.exec("SET GLOBAL read_only = ON");
+    tokio::pin!(set);
+    let limit = killer.timeout();
+    loop {
+        tokio::select! {
+            result = &mut set => return result,
+            () = tokio::time::sleep(HELD_COMMIT_SWEEP) => {
+                kill_held_commits(&mut killer, limit).await;
+            }
+        }
     }
 }
 
