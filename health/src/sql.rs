@@ -75,6 +75,19 @@ impl Session {
     /// first, which ends them as STOP SLAVE IO_THREAD does and returns at once; STOP
     /// SLAVE then finds them gone (0.02 s). The relay log is kept either way.
     pub(crate) async fn stop_slave(&mut self) -> Result<(), String> {
+        self.kill_io_threads().await;
+        self.exec("STOP SLAVE").await
+    }
+
+    /// `STOP SLAVE IO_THREAD`, the IO threads KILLed first as in [`Session::stop_slave`];
+    /// the SQL thread goes on applying the relay log.
+    pub(crate) async fn stop_io_thread(&mut self) -> Result<(), String> {
+        self.kill_io_threads().await;
+        self.exec("STOP SLAVE IO_THREAD").await
+    }
+
+    /// KILLs the server's replication IO threads (best effort).
+    async fn kill_io_threads(&mut self) {
         let ids = self
             .value(
                 "SELECT GROUP_CONCAT(ID) FROM information_schema.PROCESSLIST \
@@ -91,7 +104,6 @@ impl Session {
                 let _ = self.exec(&format!("KILL {id}")).await;
             }
         }
-        self.exec("STOP SLAVE").await
     }
 
     /// Runs one statement and returns the rows it changed.

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::time::{Instant, SystemTime};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row};
@@ -15,6 +16,8 @@ pub struct Verdict {
     pub acked: usize,
     /// Acknowledged rows absent from the server: **must be empty**.
     pub lost: Vec<(u32, u32)>,
+    /// When each of `lost` was acknowledged (wall clock, to read beside the proxies' logs).
+    pub lost_acked_at: Vec<SystemTime>,
     /// Unacknowledged attempts (failed, timed out, abandoned) whose rows exist anyway:
     /// allowed (indeterminate).
     pub unacked_present: usize,
@@ -51,8 +54,17 @@ impl fmt::Display for Verdict {
             self.unexpected
         )?;
         if !self.lost.is_empty() {
-            let first: Vec<_> = self.lost.iter().take(10).collect();
-            write!(f, "; first lost (client, seq): {first:?}")?;
+            let first: Vec<String> = self
+                .lost
+                .iter()
+                .zip(&self.lost_acked_at)
+                .take(10)
+                .map(|((client, seq), at)| {
+                    let at = chrono::DateTime::<chrono::Utc>::from(*at).format("%H:%M:%S%.3f");
+                    format!("({client}, {seq}) acked {at}")
+                })
+                .collect();
+            write!(f, "; first lost (client, seq): {}", first.join(", "))?;
         }
         Ok(())
     }
@@ -92,6 +104,9 @@ pub async fn verify(report: &LedgerReport, server: Opts) -> Result<Verdict, Ledg
         }
     }
     let mut known: HashSet<(u32, u32)> = HashSet::with_capacity(present.len());
+    // Instants to wall-clock time.
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let wall_of = |at: Instant| wall - now.saturating_duration_since(at);
     for a in &report.attempts {
         let keys: Vec<(u32, u32)> = a.keys().collect();
         known.extend(keys.iter().copied());
@@ -101,9 +116,10 @@ pub async fn verify(report: &LedgerReport, server: Opts) -> Result<Verdict, Ledg
         }
         if a.outcome.is_acked() {
             verdict.acked += keys.len();
-            verdict
-                .lost
-                .extend(keys.iter().filter(|k| !present.contains(k)).copied());
+            for key in keys.iter().filter(|k| !present.contains(k)) {
+                verdict.lost.push(*key);
+                verdict.lost_acked_at.push(wall_of(a.completed));
+            }
         } else if here > 0 {
             verdict.unacked_present += 1;
         } else {

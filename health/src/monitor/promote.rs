@@ -13,6 +13,7 @@ use crate::crash;
 use crate::failover::absent::{self, Absent, MasterSeen};
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
+use crate::probe::ThreadState;
 use crate::semi_sync;
 use crate::sql::{self, Session, Target};
 use crate::term;
@@ -212,10 +213,22 @@ impl Monitor {
         )));
         self.publish();
         crash::point("failover:term");
+        // The old master may only seem dead (a hang that ended just after the probe that
+        // timed out began): while a replica's IO thread reads from it, it still gets
+        // semi-sync acks and answers OK to clients of proxies that have not seen this
+        // term yet, for writes the chosen replica may lack (chaos seed 4 lost 13 that
+        // way). Every replica is cut off from it first; what they received is then read
+        // again and compared.
+        let cut = self.cut_off_from(h, &replicas).await;
+        self.probe_except(Some(h)).await;
+        let views: Vec<ServerView> = self.servers.iter().map(super::Slot::view).collect();
+        let t = Topology::build_under(views, recorded.master);
+        let candidates = self.candidates(&t, &replicas);
         // Read after the new term is published: every OK forwarded before it raised this.
         let (choice, acked) = match self.choose(h, why, &candidates) {
             Ok(c) => c,
             Err(e) => {
+                self.reconnect_to(h, &cut).await;
                 let op =
                     format!("failover from {old} refused: {e}; writes wait for {old} to return");
                 self.set_operation(Some(op.clone()));
@@ -263,6 +276,57 @@ impl Monitor {
             promoted_in.as_millis(),
             self.term
         ))
+    }
+
+    /// Stops the IO thread of every replica in `replicas` that still has one, so that the
+    /// old master `h` gets no more semi-sync acks; their SQL threads are started first
+    /// (while the IO thread runs, so the relay log is kept) and go on applying it.
+    /// Returns the replicas cut off; one that cannot be reached is left as it is (it is
+    /// compared as absent).
+    async fn cut_off_from(&self, h: usize, replicas: &[usize]) -> Vec<usize> {
+        let cuts = replicas.iter().map(|&r| async move {
+            let view = self.servers[r].view();
+            let reading = view
+                .status
+                .as_ref()
+                .and_then(|s| s.replication.first())
+                .is_some_and(|l| l.io_thread != ThreadState::Stopped);
+            if !reading {
+                return None;
+            }
+            let result = async {
+                let mut s = self.open(r).await?;
+                s.exec("START SLAVE SQL_THREAD").await?;
+                s.stop_io_thread().await
+            }
+            .await;
+            match result {
+                Ok(()) => Some(r),
+                Err(e) => {
+                    warn!(server = %self.servers[r].name, old = %self.servers[h].name, "could not be cut off from the old master before the failover: {e}");
+                    None
+                }
+            }
+        });
+        futures::future::join_all(cuts)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Undoes [`Self::cut_off_from`] after a refused failover: the old master `h`, if it
+    /// comes back, has its replicas again.
+    async fn reconnect_to(&self, h: usize, cut: &[usize]) {
+        for &r in cut {
+            let result = match self.open(r).await {
+                Ok(mut s) => s.exec("START SLAVE IO_THREAD").await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                warn!(server = %self.servers[r].name, old = %self.servers[h].name, "could not restart replication after a refused failover: {e}");
+            }
+        }
     }
 
     /// The replica to promote, with the position it must hold: this proxy's acknowledged
