@@ -219,6 +219,28 @@ async fn broken_clients_get_errors_and_others_carry_on() {
         "every write of the healthy session is there"
     );
     healthy.disconnect().await.unwrap();
+
+    // Each of the proxy's own errors is counted under its code (SHOW STATS).
+    let stats = kohaproxy_faults::admin(&env.sb().dir().join("admin.sock"), "SHOW STATS")
+        .expect("SHOW STATS");
+    let count = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix('\t')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in SHOW STATS:\n{stats}"))
+    };
+    assert!(count("refused.1043.bad_handshake") >= 1, "{stats}");
+    assert_eq!(count("refused.1045.access_denied"), 2, "{stats}");
+    assert_eq!(count("refused.1156.packets_out_of_order"), 1, "{stats}");
+    assert_eq!(count("refused.1153.packet_too_large"), 1, "{stats}");
+    assert_eq!(count("refused.1835.malformed_packet"), 1, "{stats}");
+    assert_eq!(count("refused.1040.too_many_connections"), 0, "{stats}");
 }
 
 /// The master's Threads_connected.

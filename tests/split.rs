@@ -475,6 +475,37 @@ async fn a_killed_replica_costs_no_client_error() {
     }
 }
 
+/// A read-only transaction runs on one replica; if that replica dies under it, the
+/// transaction is lost and the client is told so (1213, run it again), never answered
+/// from another server as if the transaction went on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_transaction_on_a_killed_replica_gets_an_error() {
+    let env = start(2, |_| {}).await;
+    let ids = ids(&env);
+    wait_for_replica_reads(&env, &ids).await;
+    let mut c = connect(&env).await;
+    c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+    let on = server_of(&mut c, "SELECT @@server_id").await;
+    let name = ["db2", "db3"]
+        .into_iter()
+        .find(|n| env.sb().server(n).unwrap().server_id == on)
+        .unwrap_or_else(|| panic!("the read-only transaction ran on {on}, not a replica"));
+    env.sb().kill(name, Signal::Kill).unwrap();
+    match c.query_drop("SELECT 1").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1213, "{e:?}"),
+        other => panic!("a statement of the lost transaction: {other:?}"),
+    }
+    // The session goes on, outside any transaction, on the servers left.
+    let after = server_of(&mut c, "SELECT @@server_id").await;
+    assert_ne!(after, on, "read on the killed replica");
+    let stats = kohaproxy_faults::admin(&env.sb().dir().join("admin.sock"), "SHOW STATS").unwrap();
+    assert!(
+        stats.contains("refused.1213.replica_lost_in_transaction\t1"),
+        "{stats}"
+    );
+    c.disconnect().await.ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_split_off_everything_runs_on_the_master() {
     let env = start(2, |toml| {

@@ -195,7 +195,8 @@ pub fn sessions(sessions: &[SessionInfo], now: SystemTime) -> Table {
             Cell::text(s.peer.to_string()),
             Cell::text(s.backends.join(",")),
             yes_no(s.in_transaction),
-            yes_no(s.pinned),
+            s.pinned
+                .map_or_else(|| Cell::text("no"), |r| Cell::text(r.describe())),
             Cell::Count(Some(s.statements)),
             Cell::Count(Some(age)),
         ]);
@@ -226,6 +227,10 @@ pub fn stats(stats: &StatsSnapshot) -> Table {
         row(format!("causal_to_master.{reason}"), *n);
     }
     row("errors".into(), stats.errors);
+    for (kind, n) in &stats.refused {
+        let r = kind.row();
+        row(format!("refused.{}.{}", r.code, r.name), *n);
+    }
     row("sessions".into(), stats.sessions);
     for s in &stats.servers {
         row(format!("server.{}.statements", s.name), s.statements);
@@ -421,7 +426,7 @@ mod tests {
             master_thread: 12,
             statements: 3,
             in_transaction: true,
-            pinned: false,
+            pinned: None,
             backends: vec!["db1".into(), "db2".into()],
         };
         let t = sessions(&[s], started + Duration::from_secs(5));
@@ -452,7 +457,7 @@ mod tests {
             master_thread: 0,
             statements: 0,
             in_transaction: false,
-            pinned: false,
+            pinned: None,
             backends: Vec::new(),
         }]
     }
@@ -467,6 +472,18 @@ mod tests {
                 Cell::Text(Some(n)) => n.clone(),
                 other => panic!("{other:?}"),
             })
+            .collect();
+        // One row per refusal kind after `errors`, then the rest.
+        let refused = kohaproxy_proxy::refusal::Kind::ALL.len();
+        assert_eq!(names[14], "refused.1040.too_many_connections");
+        assert_eq!(
+            names[14 + refused - 1],
+            "refused.1213.replica_lost_in_transaction"
+        );
+        let names: Vec<String> = names[..14]
+            .iter()
+            .chain(&names[14 + refused..])
+            .cloned()
             .collect();
         assert_eq!(
             &names[..16],
@@ -492,7 +509,7 @@ mod tests {
         assert_eq!(names.len(), 15 + 3 * 4);
         assert!(names.contains(&"server.db3.failures".to_string()));
         assert_eq!(t.rows[0][1], Cell::Count(Some(7)));
-        assert_eq!(t.rows[14][1], Cell::Count(Some(1)));
+        assert_eq!(t.rows[14 + refused][1], Cell::Count(Some(1)), "sessions");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use kohaproxy_health::{Role, ServerState, ServerView, Topology, TopologyHandle};
-use kohaproxy_proxy::stats::SessionEntry;
+use kohaproxy_proxy::stats::{Booking, SessionEntry};
 use mysql_async::prelude::Queryable;
 use mysql_async::{OptsBuilder, Row};
 
@@ -16,6 +16,8 @@ struct Console {
     socket: PathBuf,
     port: u16,
     shared: Arc<Shared>,
+    /// The one session's master connection, in the books.
+    _booking: Booking,
 }
 
 fn free_port() -> u16 {
@@ -49,16 +51,11 @@ fn console() -> Console {
     topo.servers[0].role = Role::Master;
     topo.master = Some(0);
     let shared = Shared::new(config, TopologyHandle::fixed(topo), None);
-    shared.stats.servers[0].connections.store(1, Relaxed);
     shared.stats.routed_master.store(4, Relaxed);
     let peer = "127.0.0.1:5555".parse().unwrap();
-    shared.sessions.insert(Arc::new(SessionEntry::new(
-        1 << 30,
-        peer,
-        "koha",
-        "db1",
-        77,
-    )));
+    let entry = Arc::new(SessionEntry::new(1 << 30, peer, "koha", 77));
+    shared.sessions.insert(entry.clone());
+    let booking = Booking::open(shared.stats.servers.first(), &entry, "db1");
     for s in start(shared.clone()).unwrap() {
         tokio::spawn(s);
     }
@@ -67,6 +64,7 @@ fn console() -> Console {
         socket,
         port,
         shared,
+        _booking: booking,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod background;
 pub mod io;
 pub mod kill;
 pub mod protocol;
+pub mod refusal;
 pub mod route;
 pub mod session;
 pub mod stats;
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use kohaproxy_config::Config;
 use kohaproxy_health::{Acked, Control, Monitor, TopologyHandle};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{info, warn};
@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::auth::Credential;
 use crate::backend::{Backend, BackendError, Login};
 use crate::protocol::handshake::HandshakeV10;
-use crate::protocol::packets::ErrPacket;
+use crate::refusal::{Phase, Refusal};
 
 /// Why the proxy stopped.
 #[derive(Debug, thiserror::Error)]
@@ -383,9 +383,11 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let shared = shared.clone();
             tokio::spawn(async move {
-                let err = ErrPacket::new(1040, "08004", "Too many connections");
-                let _ = stream.write_all(&err.to_packet(0)).await;
+                let refusal = Refusal::TooManyConnections;
+                let _ = session::send_refusal(&mut stream, &shared.stats, refusal, 0, Phase::Login)
+                    .await;
             });
             continue;
         };

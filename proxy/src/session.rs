@@ -27,11 +27,12 @@ mod router;
 
 use crate::backend::{Backend, Login};
 use crate::io::{fill, write_packet, ReadError};
-use crate::protocol::packets::ErrPacket;
 use crate::protocol::relay::{Relay, Scan};
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::{command, payload_len, Caps, HEADER_LEN, MAX_PAYLOAD};
+use crate::refusal::{After, Phase, Refusal};
 use crate::stats::SessionEntry;
+use crate::stats::{Booking, Stats};
 use crate::tls::ClientStream;
 use crate::Shared;
 use master::read_unless_replaced;
@@ -64,6 +65,9 @@ pub enum SessionError {
     /// Login failed (the client got an error).
     #[error("login refused: {0}")]
     Login(String),
+    /// The proxy answered the client with an error that ends the session.
+    #[error("refused: {0}")]
+    Refused(Refusal),
     /// An OK came from a master connection of an older term: not forwarded.
     #[error("the master was replaced: its answer is not forwarded")]
     Fenced,
@@ -96,14 +100,16 @@ pub struct Session {
     /// The monitor's term when the master connection was opened: no OK from it is
     /// forwarded once the term moved on (the master was replaced).
     master_term: u64,
-    /// The master connection is dead or fenced: the next command needing it opens one to
-    /// the current master and restores the session's state there first.
-    master_lost: bool,
+    /// Whether the master connection can be used.
+    master_link: MasterLink,
     /// The client prepared statements on the master (COM_STMT_PREPARE): they cannot be
     /// carried to a new master.
     server_prepared: bool,
     /// Changes on every topology publish (a failover, a switchover's hold).
     topology_changes: tokio::sync::watch::Receiver<u64>,
+    /// The same publishes, seen only by a read from the master waiting on a new term
+    /// (`read_unless_replaced`), so it never hides one from `ensure_master`.
+    master_publishes: tokio::sync::watch::Receiver<u64>,
     /// Connections to replicas, by config index, opened on first use.
     replicas: Vec<Option<ReplicaConn>>,
     /// Where the last statement ran (SHOW WARNINGS follows it).
@@ -121,6 +127,19 @@ pub struct Session {
     /// Turns true when the proxy starts shutting down.
     shutdown: tokio::sync::watch::Receiver<bool>,
     shared: Arc<Shared>,
+}
+
+/// Whether the session's master connection can be used.
+#[derive(Debug)]
+enum MasterLink {
+    /// Open, and counted in the books (its server's connections, SHOW SESSIONS).
+    Live {
+        /// Held for its effect on the books.
+        _booking: Booking,
+    },
+    /// Dead or fenced: the next command needing the master opens one to the current
+    /// master and restores the session's state there first.
+    Lost,
 }
 
 /// Which backend connection of the session.
@@ -142,6 +161,24 @@ enum Outcome {
     },
     /// The backend connection broke before any byte of the response reached the client.
     Lost(String),
+}
+
+/// Writes `refusal` to the client and counts it: the one place the proxy's own errors
+/// reach clients. Ok if the session goes on after it in `phase`; otherwise the error that
+/// ends the session (a failed write then changes nothing).
+pub(crate) async fn send_refusal<W: AsyncWriteExt + Unpin>(
+    client: &mut W,
+    stats: &Stats,
+    refusal: Refusal,
+    seq: u8,
+    phase: Phase,
+) -> Result<(), SessionError> {
+    stats.count_refusal(refusal.kind());
+    let written = client.write_all(&refusal.packet(seq)).await;
+    match refusal.after(phase) {
+        After::Continue => Ok(written?),
+        After::Close => Err(SessionError::Refused(refusal)),
+    }
 }
 
 /// Serves one client connection to its end.
@@ -183,8 +220,7 @@ impl Session {
             }
             if len == 0 {
                 self.cbuf.advance(HEADER_LEN);
-                let err = ErrPacket::new(1835, "HY000", "Malformed communication packet");
-                self.client.write_all(&err.to_packet(1)).await?;
+                self.refuse(Refusal::Malformed, 1).await?;
                 continue;
             }
             fill(
@@ -203,9 +239,9 @@ impl Session {
                 Some(self.enter_master().await)
             };
             if cmd != command::QUIT {
-                if let Some(err) = self.ensure_master().await? {
+                if let Some(refusal) = self.ensure_master().await? {
                     let next_seq = self.pass_message(false).await?;
-                    self.refuse_after_master_change(&err, next_seq).await?;
+                    self.refuse(refusal, next_seq).await?;
                     continue;
                 }
             }
@@ -228,12 +264,7 @@ impl Session {
                 command::CHANGE_USER => self.change_user(len).await?,
                 command::BINLOG_DUMP | command::BINLOG_DUMP_GTID | command::REGISTER_SLAVE => {
                     let next_seq = self.pass_message(false).await?;
-                    let err = ErrPacket::new(
-                        1047,
-                        "08S01",
-                        "Unknown command: kohaproxy does not relay replication streams",
-                    );
-                    self.client.write_all(&err.to_packet(next_seq)).await?;
+                    self.refuse(Refusal::ReplicationStream, next_seq).await?;
                 }
                 command::QUERY | command::PROCESS_KILL
                     if self.kill_translation(cmd, len).is_some() =>
@@ -357,17 +388,9 @@ impl Session {
             let seq = self.cbuf[3];
             total += len;
             if total > max {
-                let err = ErrPacket::new(
-                    1153,
-                    "08S01",
-                    "Got a packet bigger than 'max_allowed_packet' bytes",
-                );
-                self.client
-                    .write_all(&err.to_packet(seq.wrapping_add(1)))
-                    .await?;
-                return Err(SessionError::ClientProtocol(
-                    "packet bigger than max_allowed_packet",
-                ));
+                return Err(self
+                    .refuse_to_end(Refusal::PacketTooLarge, seq.wrapping_add(1))
+                    .await);
             }
             self.pass_client_bytes(HEADER_LEN + len, forward).await?;
             if len < MAX_PAYLOAD {
@@ -387,7 +410,7 @@ impl Session {
                 }
             }
             let k = n.min(self.cbuf.len());
-            if forward && !self.master_lost {
+            if forward && !self.master_lost() {
                 if let Err(e) = self.master.stream.write_all(&self.cbuf[..k]).await {
                     // The rest of the message is read and dropped; the caller answers.
                     info!(session = self.id, server = %self.master.server, "master connection broke while sending: {e}");
@@ -408,35 +431,12 @@ impl Session {
             Some(n) => self.send_whole(n).await?,
             None => self.pass_message(true).await?,
         };
-        if self.master_lost {
+        if self.master_lost() {
             // A command the master did not receive whole is not run.
-            let err = ErrPacket::new(
-                1927,
-                "70100",
-                "kohaproxy: the connection to the master broke before this statement was \
-                 sent; it was not run",
-            );
-            self.send_error(&err, next_seq).await?;
+            self.refuse(Refusal::NotSent, next_seq).await?;
             return Ok(true);
         }
         self.answer_from_master(cmd, next_seq).await
-    }
-
-    /// Answers the command just consumed (its answer numbered from `next_seq`) with `err`
-    /// from [`Session::ensure_master`]; a session whose state could not follow the master
-    /// to a new server ends after it.
-    async fn refuse_after_master_change(
-        &mut self,
-        err: &ErrPacket,
-        next_seq: u8,
-    ) -> Result<(), SessionError> {
-        self.send_error(err, next_seq).await?;
-        if self.master_lost && self.unrestorable() {
-            return Err(SessionError::ClientProtocol(
-                "the master changed and this session's state could not follow",
-            ));
-        }
-        Ok(())
     }
 
     /// Relays the master's answer to command `cmd` (its first packet numbered
@@ -470,7 +470,7 @@ impl Session {
         let next_seq = self.cbuf[3].wrapping_add(1);
         let in_transaction = self.status & crate::protocol::status::IN_TRANS != 0;
         let mut sent =
-            !self.master_lost && self.master.stream.write_all(&self.cbuf[..n]).await.is_ok();
+            !self.master_lost() && self.master.stream.write_all(&self.cbuf[..n]).await.is_ok();
         if !sent && !in_transaction && !self.unrestorable() {
             info!(session = self.id, server = %self.master.server, "master connection broke before a statement was sent: sending it to the current master");
             self.master_broke();
@@ -512,23 +512,32 @@ impl Session {
                 self.master_broke();
                 // A server error code (not the client library's 2013, which makes clients
                 // drop the connection): the session goes on.
-                let err = ErrPacket::new(
-                    1927,
-                    "70100",
-                    "kohaproxy: the connection to the master was lost during this statement; \
-                     whether it was applied is unknown",
-                );
-                self.send_error(&err, first_seq).await?;
+                self.refuse(Refusal::OutcomeUnknown, first_seq).await?;
                 Ok(true)
             }
         }
     }
 
-    /// Sends an error the proxy makes itself, and counts it.
-    async fn send_error(&mut self, err: &ErrPacket, seq: u8) -> Result<(), SessionError> {
-        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-        self.client.write_all(&err.to_packet(seq)).await?;
-        Ok(())
+    /// Answers the command just consumed with `refusal`, numbered `seq`: Ok if the
+    /// session goes on after it, the error that ends the session otherwise.
+    async fn refuse(&mut self, refusal: Refusal, seq: u8) -> Result<(), SessionError> {
+        send_refusal(
+            &mut self.client,
+            &self.shared.stats,
+            refusal,
+            seq,
+            Phase::Commands,
+        )
+        .await
+    }
+
+    /// [`Session::refuse`] for a refusal that always ends the session.
+    async fn refuse_to_end(&mut self, refusal: Refusal, seq: u8) -> SessionError {
+        debug_assert_eq!(refusal.after(Phase::Commands), After::Close);
+        match self.refuse(refusal, seq).await {
+            Err(e) => e,
+            Ok(()) => SessionError::ClientProtocol("refused"),
+        }
     }
 
     /// Whether an OK from this session's master connection must not reach the client: on
@@ -664,7 +673,8 @@ impl Session {
             }
             crate::io::make_room(&mut backend.buf);
             let read = if which == Which::Master {
-                read_unless_replaced(backend, &self.shared, self.master_term).await
+                let publishes = &mut self.master_publishes;
+                read_unless_replaced(backend, publishes, &self.shared, self.master_term).await
             } else {
                 backend.stream.read_buf(&mut backend.buf).await
             };
@@ -687,11 +697,9 @@ impl Session {
     /// Answers a client packet whose sequence id (the buffered header's) is not the one
     /// expected with MariaDB's 1156 and ends the session with `why`.
     async fn out_of_order<T>(&mut self, why: &'static str) -> Result<T, SessionError> {
-        let err = ErrPacket::new(1156, "08S01", "Got packets out of order");
-        self.client
-            .write_all(&err.to_packet(self.cbuf[3].wrapping_add(1)))
-            .await?;
-        Err(SessionError::ClientProtocol(why))
+        debug!(session = self.id, "{why}");
+        let seq = self.cbuf[3].wrapping_add(1);
+        Err(self.refuse_to_end(Refusal::OutOfOrder, seq).await)
     }
 
     /// After a LOCAL INFILE request: streams the client's file packets to the backend, up
@@ -759,19 +767,8 @@ impl IdleTimer {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // Its backend connections take themselves out of the books (`Booking`).
         self.shared.sessions.remove(self.id);
-        let counts = &self.shared.stats.servers;
-        // A lost master connection was already uncounted.
-        if let Some(s) = self.master_index.and_then(|i| counts.get(i)) {
-            if !self.master_lost {
-                s.connections.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        for (i, conn) in self.replicas.iter().enumerate() {
-            if let (Some(_), Some(s)) = (conn, counts.get(i)) {
-                s.connections.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
         debug!(session = self.id, status = self.status, "session dropped");
     }
 }

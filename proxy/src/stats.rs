@@ -7,11 +7,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::refusal::Kind;
 use crate::route::causal::ToMaster;
+use crate::route::target::PinReason;
 
 /// Proxy-wide counters.
 #[derive(Debug, Default)]
@@ -24,8 +26,10 @@ pub struct Stats {
     pub causal: CausalStats,
     /// Error packets sent to clients (the servers' and the proxy's own).
     pub errors: AtomicU64,
+    /// The proxy's own errors, per [`Kind`] (also counted in `errors`).
+    pub refused: [AtomicU64; Kind::ALL.len()],
     /// Per server, in config order.
-    pub servers: Vec<ServerStats>,
+    pub servers: Vec<Arc<ServerStats>>,
 }
 
 /// Causal-read counters (`route::causal`).
@@ -138,9 +142,11 @@ impl Stats {
         Stats {
             servers: names
                 .into_iter()
-                .map(|n| ServerStats {
-                    name: n.to_string(),
-                    ..ServerStats::default()
+                .map(|n| {
+                    Arc::new(ServerStats {
+                        name: n.to_string(),
+                        ..ServerStats::default()
+                    })
                 })
                 .collect(),
             ..Stats::default()
@@ -149,7 +155,13 @@ impl Stats {
 
     /// The counters of server `name`.
     pub fn server(&self, name: &str) -> Option<&ServerStats> {
-        self.servers.iter().find(|s| s.name == name)
+        self.servers.iter().find(|s| s.name == name).map(|s| &**s)
+    }
+
+    /// Counts an error the proxy sent a client itself.
+    pub fn count_refusal(&self, kind: Kind) {
+        self.errors.fetch_add(1, Relaxed);
+        self.refused[kind.index()].fetch_add(1, Relaxed);
     }
 }
 
@@ -178,6 +190,8 @@ pub struct StatsSnapshot {
     pub causal_to_master_by: Vec<(&'static str, u64)>,
     /// Error packets sent to clients.
     pub errors: u64,
+    /// The proxy's own errors, per kind, in [`Kind::ALL`] order.
+    pub refused: Vec<(Kind, u64)>,
     /// Client sessions open now.
     pub sessions: u64,
     /// Per server: (name, statements, connections open, outstanding, failures).
@@ -216,15 +230,17 @@ pub struct SessionEntry {
     pub statements: AtomicU64,
     /// The server reports a transaction open on the master connection.
     pub in_transaction: AtomicBool,
-    /// The session is held on the master (temporary table, lock, a SET it cannot follow).
-    pub pinned: AtomicBool,
+    /// Why the session is held on the master: 0 when it is not, else 1 + the
+    /// [`PinReason`]'s index (see [`SessionEntry::set_pinned`]).
+    pinned: AtomicU8,
     /// Names of the servers the session holds connections to.
     pub backends: Mutex<Vec<String>>,
 }
 
 impl SessionEntry {
     /// A fresh entry.
-    pub fn new(id: u32, peer: SocketAddr, user: &str, master: &str, thread: u32) -> Self {
+    /// Its backends are listed as they are booked ([`Booking`]).
+    pub fn new(id: u32, peer: SocketAddr, user: &str, thread: u32) -> Self {
         SessionEntry {
             id,
             peer,
@@ -233,8 +249,8 @@ impl SessionEntry {
             master_thread: AtomicU32::new(thread),
             statements: AtomicU64::new(0),
             in_transaction: AtomicBool::new(false),
-            pinned: AtomicBool::new(false),
-            backends: Mutex::new(vec![master.to_string()]),
+            pinned: AtomicU8::new(0),
+            backends: Mutex::new(Vec::new()),
         }
     }
 
@@ -248,25 +264,81 @@ impl SessionEntry {
             master_thread: self.master_thread.load(Relaxed),
             statements: self.statements.load(Relaxed),
             in_transaction: self.in_transaction.load(Relaxed),
-            pinned: self.pinned.load(Relaxed),
-            backends: self.backends.lock().map(|b| b.clone()).unwrap_or_default(),
+            pinned: match self.pinned.load(Relaxed) {
+                0 => None,
+                n => PinReason::ALL.get(usize::from(n) - 1).copied(),
+            },
+            backends: self
+                .backends
+                .lock()
+                .map(|b| {
+                    let mut seen: Vec<String> = Vec::with_capacity(b.len());
+                    for s in b.iter() {
+                        if !seen.contains(s) {
+                            seen.push(s.clone());
+                        }
+                    }
+                    seen
+                })
+                .unwrap_or_default(),
         }
     }
 
-    /// Records that the session now holds a connection to `server`.
-    pub fn add_backend(&self, server: &str) {
+    /// Records that the session is held on the master for `reason`, or no longer is.
+    pub fn set_pinned(&self, reason: Option<PinReason>) {
+        let n = reason.map_or(0, |r| r.index() as u8 + 1);
+        self.pinned.store(n, Relaxed);
+    }
+
+    /// Records one more connection of the session to `server`.
+    fn add_backend(&self, server: &str) {
         if let Ok(mut b) = self.backends.lock() {
-            if !b.iter().any(|s| s == server) {
-                b.push(server.to_string());
+            b.push(server.to_string());
+        }
+    }
+
+    /// Records one connection of the session to `server` fewer.
+    fn remove_backend(&self, server: &str) {
+        if let Ok(mut b) = self.backends.lock() {
+            if let Some(at) = b.iter().position(|s| s == server) {
+                b.remove(at);
             }
         }
     }
+}
 
-    /// Records that the session no longer holds a connection to `server`.
-    pub fn remove_backend(&self, server: &str) {
-        if let Ok(mut b) = self.backends.lock() {
-            b.retain(|s| s != server);
+/// One backend connection in the books: while it lives, its server's `connections`
+/// counts it and its session's entry lists the server (SHOW SESSIONS); dropped, it takes
+/// both back. Opening or closing a connection cannot forget either.
+#[derive(Debug)]
+pub struct Booking {
+    server: Option<Arc<ServerStats>>,
+    entry: Arc<SessionEntry>,
+    name: String,
+}
+
+impl Booking {
+    /// Books a connection of the session `entry` to the server `name`, whose counters are
+    /// `server` (none for a server the config does not list).
+    pub fn open(server: Option<&Arc<ServerStats>>, entry: &Arc<SessionEntry>, name: &str) -> Self {
+        if let Some(s) = server {
+            s.connections.fetch_add(1, Relaxed);
         }
+        entry.add_backend(name);
+        Booking {
+            server: server.cloned(),
+            entry: entry.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for Booking {
+    fn drop(&mut self) {
+        if let Some(s) = &self.server {
+            s.connections.fetch_sub(1, Relaxed);
+        }
+        self.entry.remove_backend(&self.name);
     }
 }
 
@@ -287,8 +359,8 @@ pub struct SessionInfo {
     pub statements: u64,
     /// Transaction open.
     pub in_transaction: bool,
-    /// Held on the master.
-    pub pinned: bool,
+    /// Held on the master, and why.
+    pub pinned: Option<PinReason>,
     /// Servers it holds connections to.
     pub backends: Vec<String>,
 }
@@ -358,6 +430,10 @@ impl Stats {
                 .map(|r| (r.name(), self.causal.to_master[r.index()].load(Relaxed)))
                 .collect(),
             errors: self.errors.load(Relaxed),
+            refused: Kind::ALL
+                .iter()
+                .map(|k| (*k, self.refused[k.index()].load(Relaxed)))
+                .collect(),
             sessions: sessions as u64,
             servers: self
                 .servers
@@ -393,5 +469,46 @@ mod tests {
             "10 served by a replica without waiting, 2 waited, 0 replica answers dropped \
              (replica behind), 4 sent to the master (starting=3 wait_timed_out=1)"
         );
+    }
+
+    #[test]
+    fn a_booked_connection_is_counted_while_it_lives() {
+        let stats = Stats::new(["db1", "db2"]);
+        let entry = Arc::new(SessionEntry::new(1, "127.0.0.1:1".parse().unwrap(), "u", 9));
+        let master = Booking::open(stats.servers.first(), &entry, "db1");
+        let replica = Booking::open(stats.servers.get(1), &entry, "db2");
+        let same = Booking::open(stats.servers.first(), &entry, "db1");
+        let connections = |s: &Stats| {
+            s.snapshot(1)
+                .servers
+                .iter()
+                .map(|s| s.connections)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(connections(&stats), [2, 1]);
+        assert_eq!(entry.snapshot().backends, ["db1", "db2"]);
+        drop(master);
+        assert_eq!(
+            entry.snapshot().backends,
+            ["db2", "db1"],
+            "db1 still held once"
+        );
+        drop((replica, same));
+        assert_eq!(connections(&stats), [0, 0]);
+        assert!(entry.snapshot().backends.is_empty());
+    }
+
+    #[test]
+    fn a_refusal_counts_as_an_error_and_under_its_kind() {
+        let stats = Stats::new(["db1"]);
+        stats.count_refusal(Kind::NoMaster);
+        stats.count_refusal(Kind::NoMaster);
+        let snap = stats.snapshot(0);
+        assert_eq!(snap.errors, 2);
+        assert_eq!(snap.refused.len(), Kind::ALL.len());
+        assert!(snap
+            .refused
+            .iter()
+            .all(|(k, n)| *n == if *k == Kind::NoMaster { 2 } else { 0 }));
     }
 }

@@ -4,3 +4,4 @@
 pub mod causal;
 pub mod classify;
 pub mod state;
+pub mod target;

@@ -437,7 +437,7 @@ impl Session {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         internal::push_query(&mut out, MASTER_POSITION);
-        let sent = !self.master_lost && self.master.stream.write_all(&out).await.is_ok();
+        let sent = !self.master_lost() && self.master.stream.write_all(&out).await.is_ok();
         self.out = out;
         if !sent {
             self.master_broke();
@@ -524,7 +524,7 @@ impl Session {
         len: usize,
         class: Option<Class>,
     ) -> Result<(), SessionError> {
-        if self.master_lost {
+        if self.master_lost() {
             return self.query_on_master(len, class).await;
         }
         let shared = self.shared.clone();
@@ -568,7 +568,7 @@ impl Session {
                 if let Some(err) = self.ensure_master().await? {
                     let next_seq = self.cbuf[3].wrapping_add(1);
                     self.cbuf.advance(n);
-                    return self.refuse_after_master_change(&err, next_seq).await;
+                    return self.refuse(err, next_seq).await;
                 }
             }
             other => {

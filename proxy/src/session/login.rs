@@ -10,27 +10,31 @@ use tokio::net::TcpStream;
 
 use super::master::tracks_state;
 use super::router::{self, Router};
-use super::{Session, SessionError, Which, MAX_LOGIN_PACKET};
+use super::{MasterLink, Session, SessionError, Which, MAX_LOGIN_PACKET};
 use crate::auth;
 use crate::backend::{self, BackendError, Login};
 use crate::io::{read_packet, read_packet_exact, write_packet, ReadError};
 use crate::protocol::handshake::{
     AuthSwitchRequest, ChangeUser, HandshakeResponse, HandshakeV10, NATIVE_PASSWORD,
 };
-use crate::protocol::packets::{ErrPacket, ERR};
+use crate::protocol::packets::ERR;
 use crate::protocol::Caps;
-use crate::stats::SessionEntry;
+use crate::refusal::{Phase, Refusal};
+use crate::stats::{Booking, SessionEntry};
 use crate::tls::ClientStream;
 use crate::Shared;
 
-/// Sends `err` with sequence id `seq` and reports `reason`.
-async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
+/// Refuses the login with `refusal`, numbered `seq`: the session ends.
+async fn refuse<W: AsyncWriteExt + Unpin>(
     client: &mut W,
+    shared: &Shared,
     seq: u8,
-    err: ErrPacket,
+    refusal: Refusal,
 ) -> SessionError {
-    let _ = client.write_all(&err.to_packet(seq)).await;
-    SessionError::Login(err.message)
+    match super::send_refusal(client, &shared.stats, refusal, seq, Phase::Login).await {
+        Err(e) => e,
+        Ok(()) => SessionError::ClientProtocol("login refused"),
+    }
 }
 
 /// The connection phase: greet, authenticate against the configured users, log into the
@@ -43,7 +47,7 @@ pub(super) async fn login(
 ) -> Result<Session, SessionError> {
     let template = match shared.greeting().await {
         Ok(g) => g,
-        Err(e) => return Err(refuse(&mut tcp, 0, no_master(&e.to_string())).await),
+        Err(e) => return Err(refuse(&mut tcp, shared, 0, no_master(&e)).await),
     };
     let salt = auth::new_salt();
     let mut advertised = Caps(template.caps.0 & Caps::PROXYABLE);
@@ -64,7 +68,9 @@ pub(super) async fn login(
     let mut cbuf = BytesMut::with_capacity(crate::io::INITIAL_BUFFER);
     let (mut seq, mut payload) = match read_packet_exact(&mut tcp, MAX_LOGIN_PACKET).await {
         Ok(p) => p,
-        Err(ReadError::TooLarge(_)) => return Err(refuse(&mut tcp, 2, bad_handshake()).await),
+        Err(ReadError::TooLarge(_)) => {
+            return Err(refuse(&mut tcp, shared, 2, Refusal::BadHandshake).await)
+        }
         Err(e) => return Err(SessionError::Client(e)),
     };
     let mut client = ClientStream::Plain(tcp);
@@ -72,9 +78,8 @@ pub(super) async fn login(
         // TLS starts right after the SSL request (read exactly, so the ClientHello is
         // still in the socket).
         let Some(acceptor) = &shared.tls else {
-            let msg = "TLS is not configured on this kohaproxy (proxy.tls_cert)";
-            let err = ErrPacket::new(1043, "08S01", msg);
-            return Err(refuse(&mut client, seq.wrapping_add(1), err).await);
+            let refusal = Refusal::TlsNotConfigured;
+            return Err(refuse(&mut client, shared, seq.wrapping_add(1), refusal).await);
         };
         let ClientStream::Plain(tcp) = client else {
             return Err(SessionError::ClientProtocol("second SSL request"));
@@ -87,13 +92,19 @@ pub(super) async fn login(
         (seq, payload) = match read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET).await {
             Ok(p) => p,
             Err(ReadError::TooLarge(_)) => {
-                return Err(refuse(&mut client, 3, bad_handshake()).await)
+                return Err(refuse(&mut client, shared, 3, Refusal::BadHandshake).await)
             }
             Err(e) => return Err(SessionError::Client(e)),
         };
     }
     let Ok(mut response) = HandshakeResponse::decode(&payload) else {
-        return Err(refuse(&mut client, seq.wrapping_add(1), bad_handshake()).await);
+        return Err(refuse(
+            &mut client,
+            shared,
+            seq.wrapping_add(1),
+            Refusal::BadHandshake,
+        )
+        .await);
     };
     let mut seq = seq.wrapping_add(1);
     // TLS is the proxy's business with this client, never carried to a backend.
@@ -119,8 +130,8 @@ pub(super) async fn login(
     }
 
     let Some(credential) = shared.authenticate(&user_name, &salt, &response.auth_response) else {
-        let err = access_denied(&user_name, peer, !response.auth_response.is_empty());
-        return Err(refuse(&mut client, seq, err).await);
+        let refusal = access_denied(user_name, peer, !response.auth_response.is_empty());
+        return Err(refuse(&mut client, shared, seq, refusal).await);
     };
 
     let login = Login {
@@ -149,21 +160,20 @@ pub(super) async fn login(
                 .await?;
             return Err(SessionError::Login("the master refused the login".into()));
         }
-        Err(e) => return Err(refuse(&mut client, seq, no_master(&e.to_string())).await),
+        Err(e) => return Err(refuse(&mut client, shared, seq, no_master(&e)).await),
     };
     let status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
     let entry = Arc::new(SessionEntry::new(
         id,
         peer,
         &user_name,
-        &backend.server,
         backend.greeting.connection_id,
     ));
     shared.sessions.insert(entry.clone());
-    if let Some(s) = master_index.and_then(|i| shared.stats.servers.get(i)) {
-        s.connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
+    let server = master_index.and_then(|i| shared.stats.servers.get(i));
+    let master_link = MasterLink::Live {
+        _booking: Booking::open(server, &entry, &backend.server),
+    };
     let mut session = Session {
         id,
         peer,
@@ -176,9 +186,10 @@ pub(super) async fn login(
         master: backend,
         master_index,
         master_term,
-        master_lost: false,
+        master_link,
         server_prepared: false,
         topology_changes: shared.topology.subscribe(),
+        master_publishes: shared.topology.subscribe(),
         replicas: Vec::new(),
         last: Which::Master,
         status,
@@ -195,32 +206,18 @@ pub(super) async fn login(
     Ok(session)
 }
 
-fn bad_handshake() -> ErrPacket {
-    ErrPacket::new(1043, "08S01", "Bad handshake")
+fn no_master(e: &BackendError) -> Refusal {
+    Refusal::NoMaster {
+        reason: e.to_string(),
+    }
 }
 
-fn no_master(detail: &str) -> ErrPacket {
-    // 9001, as for the same situation later in a session: client libraries take an ERR
-    // packet with a code in their own range (2000-2999, e.g. 2003) for a malformed packet.
-    ErrPacket::new(
-        9001,
-        "HY000",
-        format!("kohaproxy: no master available ({detail})"),
-    )
-}
-
-/// MariaDB's own text for a refused login.
-fn access_denied(user: &str, peer: SocketAddr, with_password: bool) -> ErrPacket {
-    ErrPacket::new(
-        1045,
-        "28000",
-        format!(
-            "Access denied for user '{}'@'{}' (using password: {})",
-            user,
-            peer.ip(),
-            if with_password { "YES" } else { "NO" }
-        ),
-    )
+fn access_denied(user: String, peer: SocketAddr, with_password: bool) -> Refusal {
+    Refusal::AccessDenied {
+        user,
+        host: peer.ip(),
+        with_password,
+    }
 }
 
 // === impl Session ===
@@ -231,21 +228,13 @@ impl Session {
     /// must not carry on as the previous user.
     pub(super) async fn change_user(&mut self, len: usize) -> Result<(), SessionError> {
         if len > MAX_LOGIN_PACKET {
-            let err = ErrPacket::new(
-                1153,
-                "08S01",
-                "Got a packet bigger than 'max_allowed_packet' bytes",
-            );
-            self.client.write_all(&err.to_packet(1)).await?;
-            return Err(SessionError::ClientProtocol("oversized COM_CHANGE_USER"));
+            return Err(refuse(&mut self.client, &self.shared, 1, Refusal::PacketTooLarge).await);
         }
         let (_, payload) = read_packet(&mut self.client, &mut self.cbuf, MAX_LOGIN_PACKET)
             .await
             .map_err(SessionError::Client)?;
         let Ok(mut request) = ChangeUser::decode(&payload, self.caps) else {
-            let err = ErrPacket::new(1835, "HY000", "Malformed communication packet");
-            self.client.write_all(&err.to_packet(1)).await?;
-            return Err(SessionError::ClientProtocol("malformed COM_CHANGE_USER"));
+            return Err(refuse(&mut self.client, &self.shared, 1, Refusal::Malformed).await);
         };
         let mut seq = 1u8;
         let native = request
@@ -271,9 +260,8 @@ impl Session {
             .shared
             .authenticate(&user_name, &salt, &request.auth_response)
         else {
-            let err = access_denied(&user_name, self.peer, !request.auth_response.is_empty());
-            self.client.write_all(&err.to_packet(seq)).await?;
-            return Err(SessionError::Login(err.message));
+            let refusal = access_denied(user_name, self.peer, !request.auth_response.is_empty());
+            return Err(refuse(&mut self.client, &self.shared, seq, refusal).await);
         };
         // Replay on the backend against its own scramble.
         request.auth_response = credential.scramble(&self.master.greeting.scramble);

@@ -9,23 +9,20 @@
 //! the client as an error, never silently dropped.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
 use tracing::{debug, info};
 
 use super::internal::{self, Reply};
-use super::{Session, SessionError};
+use super::{MasterLink, Session, SessionError};
 use crate::backend::{Backend, BackendError};
-use crate::protocol::packets::ErrPacket;
 use crate::protocol::{status, Caps};
+use crate::refusal::Refusal;
+use crate::stats::Booking;
 use crate::Shared;
 use kohaproxy_health::MasterStatement;
-
-/// How often a read from the master looks whether the master was replaced (a hung master
-/// never answers; the monitor's new term is what ends the wait).
-const REPLACED_CHECK: Duration = Duration::from_millis(250);
 
 /// Whether sessions track their state on the master connection: the router replays it
 /// on replicas, and it is restored on a new master (or Galera writer) when the one in
@@ -55,20 +52,29 @@ fn old_writer_serves(
 
 /// Reads more of the master's response into its buffer; ends with an error if the
 /// monitor's term moves past `term` meanwhile (the master was replaced: what it might
-/// still send must not reach the client).
+/// still send must not reach the client; a hung master never answers, and the new term
+/// is what ends the wait). `publishes` is the session's own receiver of topology
+/// publishes (the term moves only in a publish, before it is announced): no timer per
+/// read, and a new term is seen at once.
 pub(super) async fn read_unless_replaced(
     backend: &mut Backend,
+    publishes: &mut watch::Receiver<u64>,
     shared: &Shared,
     term: u64,
 ) -> std::io::Result<usize> {
     loop {
-        match tokio::time::timeout(REPLACED_CHECK, backend.stream.read_buf(&mut backend.buf)).await
-        {
-            Ok(read) => return read,
-            Err(_) if shared.topology.term() != term => {
-                return Err(std::io::Error::other("the master was replaced"))
+        if shared.topology.term() != term {
+            return Err(std::io::Error::other("the master was replaced"));
+        }
+        tokio::select! {
+            biased;
+            read = backend.stream.read_buf(&mut backend.buf) => return read,
+            published = publishes.changed() => {
+                if published.is_err() {
+                    // The monitor is gone: no term will move again.
+                    return backend.stream.read_buf(&mut backend.buf).await;
+                }
             }
-            Err(_) => {}
         }
     }
 }
@@ -108,8 +114,8 @@ impl Session {
     /// an error for the client when the command cannot run: the master changed under an
     /// open transaction (rolled back), the session's state cannot follow, or no master
     /// appeared within `monitor.failover_hold`.
-    pub(super) async fn ensure_master(&mut self) -> Result<Option<ErrPacket>, SessionError> {
-        if !self.master_lost {
+    pub(super) async fn ensure_master(&mut self) -> Result<Option<Refusal>, SessionError> {
+        if !self.master_lost() {
             let term = self.shared.topology.term();
             let changed = self.topology_changes.has_changed().unwrap_or(false);
             if term == self.master_term && !changed && !self.master_closed() {
@@ -119,7 +125,7 @@ impl Session {
                 self.topology_changes.borrow_and_update();
             }
             let topology = self.shared.topology.load();
-            if !self.master_lost && topology.term == self.master_term {
+            if !self.master_lost() && topology.term == self.master_term {
                 if topology.master == self.master_index {
                     return Ok(None);
                 }
@@ -143,32 +149,16 @@ impl Session {
         }
         let in_transaction = self.status & status::IN_TRANS != 0;
         self.lose_master();
+        let state_lost = self.unrestorable();
         if in_transaction {
-            return Ok(Some(ErrPacket::new(
-                1213,
-                "40001",
-                "kohaproxy: the master changed (failover or switchover) and the open \
-                 transaction was rolled back; run it again",
-            )));
+            return Ok(Some(Refusal::TransactionRolledBack { state_lost }));
         }
-        if self.unrestorable() {
-            // A server-range code: client libraries reject a client-range one (2013)
-            // in an ERR packet as malformed.
-            return Ok(Some(ErrPacket::new(
-                1927,
-                "70100",
-                "kohaproxy: the master changed (failover or switchover) and this session's \
-                 temporary tables, locks or prepared statements were lost; reconnect",
-            )));
+        if state_lost {
+            return Ok(Some(Refusal::StateLost));
         }
         match self.reconnect_master().await {
             Ok(()) => Ok(None),
-            // ProxySQL's code for the same situation, outside the client library's range.
-            Err(reason) => Ok(Some(ErrPacket::new(
-                9001,
-                "HY000",
-                format!("kohaproxy: no master available: {reason}"),
-            ))),
+            Err(reason) => Ok(Some(Refusal::NoMaster { reason })),
         }
     }
 
@@ -190,25 +180,10 @@ impl Session {
 
     /// Marks the master connection dead: its transaction is gone with it.
     pub(super) fn lose_master(&mut self) {
-        if !self.master_lost {
+        if !self.master_lost() {
             debug!(session = self.id, server = %self.master.server, "master connection given up");
-            if let Some(s) = self
-                .master_index
-                .and_then(|i| self.shared.stats.servers.get(i))
-            {
-                s.connections.fetch_sub(1, Relaxed);
-            }
-            let server = &self.master.server;
-            if !self
-                .replicas
-                .iter()
-                .flatten()
-                .any(|r| &r.backend.server == server)
-            {
-                self.entry.remove_backend(server);
-            }
         }
-        self.master_lost = true;
+        self.master_link = MasterLink::Lost;
         self.status &= !status::IN_TRANS;
         self.entry.in_transaction.store(false, Relaxed);
     }
@@ -222,9 +197,14 @@ impl Session {
         self.shared.topology.request_probe();
     }
 
+    /// The master connection is dead or fenced.
+    pub(super) fn master_lost(&self) -> bool {
+        matches!(self.master_link, MasterLink::Lost)
+    }
+
     /// The session holds state no new connection can be given.
     pub(super) fn unrestorable(&self) -> bool {
-        self.router.pinned || self.server_prepared
+        self.router.affinity.pinned() || self.server_prepared
     }
 
     /// Opens a connection to the current master (waiting for one within the hold) and
@@ -246,18 +226,17 @@ impl Session {
         };
         let old = std::mem::replace(&mut self.master, backend);
         drop(old);
-        self.master_lost = false;
+        let server = index.and_then(|i| self.shared.stats.servers.get(i));
+        self.master_link = MasterLink::Live {
+            _booking: Booking::open(server, &self.entry, &self.master.server),
+        };
         self.master_term = term;
         self.master_index = index;
         self.status = crate::protocol::packets::ok_status(&ok).unwrap_or(0);
         self.last = super::Which::Master;
-        if let Some(s) = index.and_then(|i| self.shared.stats.servers.get(i)) {
-            s.connections.fetch_add(1, Relaxed);
-        }
         self.entry
             .master_thread
             .store(self.master.greeting.connection_id, Relaxed);
-        self.entry.add_backend(&self.master.server);
         if let Err(e) = self.restore_state().await {
             self.lose_master();
             return Err(e);

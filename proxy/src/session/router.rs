@@ -2,13 +2,16 @@
 //! connections it opens on first use, the state it replays on them, the causal check
 //! before a read, and what it learns from the master's OKs.
 //!
-//! Decisions, in order: split off or session pinned → master (in scope `global`, reads
-//! and transaction starts there are checked: [`Session::read_on_master`]); a read-only
-//! transaction running on a replica → that replica; the classifier says pin → master,
-//! pinned from now on; a transaction open on the master (server status flags) → master;
-//! hint; a plain read (or START TRANSACTION READ ONLY) → the least busy healthy replica
-//! within the lag limit that has applied every write it must see (or waits for one,
-//! within `routing.causal_wait_ms`) → else the master.
+//! Where a statement goes is decided by `route::target` (pure, table-tested) from its
+//! class and the session's [`Affinity`]; which replica serves a read, by
+//! `route::causal`. This file gathers what they need and runs their answer: split off or
+//! session pinned → master (in scope `global`, reads and transaction starts there are
+//! checked: [`Session::read_on_master`]); a read-only transaction running on a replica →
+//! that replica; the classifier says pin → master, pinned from now on (with the reason);
+//! a transaction open on the master → master; hint; a plain read (or START TRANSACTION
+//! READ ONLY) → the least busy healthy replica within the lag limit that has applied
+//! every write it must see (or waits for one, within `routing.causal_wait_ms`) → else the
+//! master.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -26,9 +29,12 @@ use crate::io::fill;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::track::{Change, ClientTracking, StateOk};
 use crate::protocol::{command, status, Caps, HEADER_LEN};
+use crate::refusal::Refusal;
 use crate::route::causal::Candidate;
-use crate::route::classify::{self, Class, Hint, Route, TransactionStart};
+use crate::route::classify::{self, Class, Route};
 use crate::route::state::{quote_identifier, SessionState};
+use crate::route::target::{self, Affinity, PinReason, Situation, Target};
+use crate::stats::Booking;
 
 /// Longest statement the router reads whole to classify; longer ones run on the master.
 pub(crate) const ROUTE_LIMIT: usize = 32 * 1024;
@@ -63,8 +69,9 @@ pub(crate) struct Router {
     pub(crate) enabled: bool,
     /// Reads may go to replicas (`routing.read_write_split`).
     pub(crate) split: bool,
-    /// Held on the master until reset (temporary table, lock, unfollowable SET, ...).
-    pub(crate) pinned: bool,
+    /// Where the session is held: free, in a read-only transaction on a replica, or
+    /// pinned to the master until reset.
+    pub(crate) affinity: Affinity,
     /// What the session changed, to replay on replicas.
     pub(crate) state: SessionState,
     /// What the client itself asked to be told in OKs.
@@ -74,8 +81,6 @@ pub(crate) struct Router {
     /// The connection character set changed: read the collation after this response (the
     /// server does not report `collation_connection` when SET NAMES ... COLLATE sets it).
     read_collation: bool,
-    /// A read-only transaction runs on this replica (server index).
-    pub(crate) read_only_txn: Option<usize>,
     /// The GTIDs of this session's own writes (causal scope `session`).
     pub(super) own: GtidList,
     /// Scratch: the position the current read must see.
@@ -91,12 +96,11 @@ impl Router {
         Router {
             enabled,
             split: split && enabled,
-            pinned: false,
+            affinity: Affinity::Free,
             state: SessionState::default(),
             tracking,
             retrack: false,
             read_collation: false,
-            read_only_txn: None,
             own: GtidList::default(),
             required: GtidList::default(),
             candidates: Vec::new(),
@@ -130,6 +134,8 @@ pub(crate) struct ReplicaConn {
     pub(crate) reset_pending: bool,
     /// Status flags of its last response.
     pub(crate) status: u16,
+    /// Counts it in its server's connections and the session's entry while it lives.
+    _booking: Booking,
 }
 
 impl Session {
@@ -147,28 +153,33 @@ impl Session {
                     session = self.id,
                     "session tracking refused ({other:?}): pinned to the master"
                 );
-                self.pin();
+                self.pin(PinReason::TrackingRefused);
                 Ok(())
             }
             Err(reason) => Err(self.backend_error(reason)),
         }
     }
 
-    /// Holds the session on the master from now on.
-    pub(super) fn pin(&mut self) {
-        if !self.router.pinned {
-            debug!(session = self.id, "pinned to the master");
+    /// Holds the session on the master from now on, until COM_RESET_CONNECTION or
+    /// COM_CHANGE_USER.
+    pub(super) fn pin(&mut self, reason: PinReason) {
+        if !self.router.affinity.pinned() {
+            debug!(
+                session = self.id,
+                "pinned to the master: {}",
+                reason.describe()
+            );
+            self.router.affinity = Affinity::Pinned(reason);
+            self.entry.set_pinned(Some(reason));
         }
-        self.router.pinned = true;
-        self.router.read_only_txn = None;
-        self.entry.pinned.store(true, Relaxed);
     }
 
     /// COM_QUERY: classify, pick a backend, run it there.
     pub(super) async fn query(&mut self, len: usize) -> Result<(), SessionError> {
         // A pinned session's statements run on the master, but in scope `global` its
         // reads are checked there (so classified too).
-        let routed = self.router.enabled && (!self.router.pinned || self.master_reads_checked());
+        let routed =
+            self.router.enabled && (!self.router.affinity.pinned() || self.master_reads_checked());
         let mut class = None;
         if routed {
             if len <= ROUTE_LIMIT {
@@ -181,17 +192,15 @@ impl Session {
             } else if !plain_write_head(&self.cbuf[HEADER_LEN + 1..]) {
                 // Too long to read whole, and not a plain INSERT/UPDATE/DELETE: it may
                 // change session state the proxy cannot follow.
-                self.pin();
+                self.pin(PinReason::Unclassified);
             }
         }
         let target = match &class {
-            Some(c) if self.router.split && !self.router.pinned => self.decide(c),
+            Some(c) if self.router.split => target::target(c, self.situation()),
             _ => Target::Master,
         };
-        if let Some(c) = &class {
-            if c.pin {
-                self.pin();
-            }
+        if class.is_some_and(|c| c.pin) {
+            self.pin(PinReason::Statement);
         }
         match target {
             // A read, or the start of a transaction (whose reads follow it there).
@@ -216,40 +225,22 @@ impl Session {
         }
     }
 
-    /// Where a classified statement goes (before replica health and causality).
-    fn decide(&self, class: &Class) -> Target {
-        if class.pin {
-            return Target::Master;
-        }
-        if let Some(server) = self.router.read_only_txn {
-            if self.replica(server).is_some() {
-                return Target::Replica(server);
-            }
-        }
-        let in_transaction =
-            self.status & status::IN_TRANS != 0 || self.status & status::AUTOCOMMIT == 0;
-        if in_transaction {
-            return Target::Master;
-        }
-        if class.starts == Some(TransactionStart::ReadOnly) {
-            return Target::Read {
-                start_read_only: true,
-            };
-        }
-        let route = match class.hint {
-            Some(Hint::Master) => Route::Master,
-            Some(Hint::Replica) => Route::Read,
-            None => class.route,
-        };
-        match route {
-            Route::Read => Target::Read {
-                start_read_only: false,
+    /// What routing needs to know of the session (`route::target`).
+    fn situation(&self) -> Situation {
+        let open = |server: usize| self.replica(server).is_some();
+        Situation {
+            affinity: self.router.affinity,
+            in_transaction: self.status & status::IN_TRANS != 0
+                || self.status & status::AUTOCOMMIT == 0,
+            previous_replica: match self.last {
+                Which::Replica(server) if open(server) => Some(server),
+                _ => None,
             },
-            Route::Previous => match self.last {
-                Which::Replica(server) if self.replica(server).is_some() => Target::Replica(server),
-                _ => Target::Master,
-            },
-            Route::Master => Target::Master,
+            transaction_replica_open: self
+                .router
+                .affinity
+                .read_only_transaction()
+                .is_some_and(open),
         }
     }
 
@@ -269,7 +260,7 @@ impl Session {
         if replay && !failed {
             let sql = std::mem::take(&mut self.scratch);
             if !self.router.state.add_user_statement(&sql) {
-                self.pin();
+                self.pin(PinReason::UnreplayableSet);
             }
             self.scratch = sql;
         }
@@ -293,10 +284,29 @@ impl Session {
             conn.backend.stream.write_all(&self.cbuf[..n]).await
         };
         if let Err(e) = sent {
-            self.drop_replica(server, &e.to_string());
-            return self.read_to_master(len, None).await;
+            return self.replica_lost(server, len, &e.to_string()).await;
         }
         self.relay_from_replica(server, len, start_read_only).await
+    }
+
+    /// The connection to replica `server` broke before any byte of the answer to the
+    /// buffered statement reached the client: a read-only transaction running there died
+    /// with it (the client is told, as for a master change under a transaction); any
+    /// other read runs on the master instead.
+    async fn replica_lost(
+        &mut self,
+        server: usize,
+        len: usize,
+        reason: &str,
+    ) -> Result<(), SessionError> {
+        let running_there = self.router.affinity.read_only_transaction() == Some(server);
+        // Ends the transaction's affinity with the connection.
+        self.drop_replica(server, reason);
+        if running_there {
+            self.cbuf.advance(HEADER_LEN + len);
+            return self.refuse(Refusal::ReplicaTransactionLost, 1).await;
+        }
+        self.read_to_master(len, None).await
     }
 
     /// Relays the answer to the buffered statement, already sent to replica `server`;
@@ -310,7 +320,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let n = HEADER_LEN + len;
         if self.shared.config.cluster.kind == ClusterKind::Galera
-            && self.router.read_only_txn != Some(server)
+            && self.router.affinity.read_only_transaction() != Some(server)
         {
             match self.galera_not_ready(server).await {
                 Ok(false) => {}
@@ -339,32 +349,15 @@ impl Session {
                 let in_txn = self
                     .replica(server)
                     .is_some_and(|c| c.status & status::IN_TRANS != 0);
-                if start_read_only && in_txn {
-                    self.router.read_only_txn = Some(server);
-                } else if !in_txn && self.router.read_only_txn == Some(server) {
-                    self.router.read_only_txn = None;
+                let running_there = self.router.affinity.read_only_transaction() == Some(server);
+                if start_read_only && in_txn && self.router.affinity == Affinity::Free {
+                    self.router.affinity = Affinity::ReadOnlyTransaction(server);
+                } else if !in_txn && running_there {
+                    self.router.affinity = Affinity::Free;
                 }
                 Ok(())
             }
-            Outcome::Lost(reason) => {
-                self.drop_replica(server, &reason);
-                if self.router.read_only_txn == Some(server) {
-                    // The transaction died with the connection: say so, as for a master
-                    // change under a transaction (a client-range code such as 2013 in an
-                    // ERR packet is rejected by client libraries as malformed).
-                    self.router.read_only_txn = None;
-                    self.cbuf.advance(n);
-                    let err = crate::protocol::packets::ErrPacket::new(
-                        1213,
-                        "40001",
-                        "kohaproxy: the connection to the replica running this read-only \
-                         transaction was lost and the transaction with it; run it again",
-                    );
-                    self.send_error(&err, 1).await?;
-                    return Ok(());
-                }
-                self.read_to_master(len, None).await
-            }
+            Outcome::Lost(reason) => self.replica_lost(server, len, &reason).await,
         }
     }
 
@@ -403,17 +396,15 @@ impl Session {
                     if self.replicas.len() <= index {
                         self.replicas.resize_with(index + 1, || None);
                     }
+                    let server = self.shared.stats.servers.get(index);
                     self.replicas[index] = Some(ReplicaConn {
                         backend,
                         synced: None,
                         schema: login.database,
                         reset_pending: false,
                         status: 0,
+                        _booking: Booking::open(server, &self.entry, &name),
                     });
-                    self.entry.add_backend(&name);
-                    if let Some(s) = self.shared.stats.servers.get(index) {
-                        s.connections.fetch_add(1, Relaxed);
-                    }
                 }
                 Err(e) => {
                     debug!(session = self.id, server = %name, "replica connection failed: {e}");
@@ -495,7 +486,7 @@ impl Session {
                     session = self.id,
                     "cannot give a replica this session's state ({reason}): pinned to the master"
                 );
-                self.pin();
+                self.pin(PinReason::ReplicaRefusedState);
                 false
             }
         }
@@ -566,15 +557,11 @@ impl Session {
     pub(super) fn drop_replica(&mut self, index: usize, reason: &str) {
         if let Some(conn) = self.replicas.get_mut(index).and_then(Option::take) {
             debug!(session = self.id, server = %conn.backend.server, "replica connection closed: {reason}");
-            self.entry.remove_backend(&conn.backend.server);
-            if let Some(s) = self.shared.stats.servers.get(index) {
-                s.connections.fetch_sub(1, Relaxed);
-            }
             if self.last == Which::Replica(index) {
                 self.last = Which::Master;
             }
-            if self.router.read_only_txn == Some(index) {
-                self.router.read_only_txn = None;
+            if self.router.affinity.read_only_transaction() == Some(index) {
+                self.router.affinity = Affinity::Free;
             }
         }
     }
@@ -639,7 +626,7 @@ impl Session {
 
     /// After a master response: sets the proxy's tracking again if the client changed it.
     pub(super) async fn after_master_response(&mut self) -> Result<(), SessionError> {
-        if self.master_lost {
+        if self.master_lost() {
             // Set again on the next master connection, with the rest of the state.
             return Ok(());
         }
@@ -658,7 +645,7 @@ impl Session {
                         session = self.id,
                         "cannot read the connection collation ({other:?}): pinned to the master"
                     );
-                    self.pin();
+                    self.pin(PinReason::CollationUnknown);
                 }
                 Err(reason) => return Err(self.backend_error(reason)),
             }
@@ -671,9 +658,8 @@ impl Session {
     pub(super) fn forget_state(&mut self, changed_user: bool) {
         self.router.state.clear();
         self.router.tracking = default_tracking(&self.shared);
-        self.router.pinned = false;
-        self.router.read_only_txn = None;
-        self.entry.pinned.store(false, Relaxed);
+        self.router.affinity = Affinity::Free;
+        self.entry.set_pinned(None);
         self.last = Which::Master;
         if changed_user {
             for index in 0..self.replicas.len() {
@@ -685,17 +671,6 @@ impl Session {
             }
         }
     }
-}
-
-/// Where a statement goes before health and causality are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    /// The master.
-    Master,
-    /// A replica, chosen now; `start_read_only` for START TRANSACTION READ ONLY.
-    Read { start_read_only: bool },
-    /// This replica (a read-only transaction or SHOW WARNINGS after a read there).
-    Replica(usize),
 }
 
 /// Whether a statement's first bytes show a plain INSERT, UPDATE, DELETE or REPLACE (a
