@@ -316,15 +316,26 @@ impl Monitor {
     }
 
     /// Undoes [`Self::cut_off_from`] after a refused failover: the old master `h`, if it
-    /// comes back, has its replicas again.
-    async fn reconnect_to(&self, h: usize, cut: &[usize]) {
+    /// comes back, has its replicas again. Each replica first applies its relay log:
+    /// starting the IO thread discards it in GTID mode, and its tail may hold writes
+    /// acknowledged while only the old master, now gone, has them too. One whose relay
+    /// log is not applied within `catchup_timeout` stays cut off (its note says so).
+    async fn reconnect_to(&mut self, h: usize, cut: &[usize]) {
         for &r in cut {
             let result = match self.open(r).await {
-                Ok(mut s) => s.exec("START SLAVE IO_THREAD").await,
+                Ok(mut s) => match self.drain_relay_log(&mut s).await {
+                    Ok(()) => s.exec("START SLAVE IO_THREAD").await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
-                warn!(server = %self.servers[r].name, old = %self.servers[h].name, "could not restart replication after a refused failover: {e}");
+                let note = format!(
+                    "cut off from {} for a failover that was refused, and not reconnected: {e}",
+                    self.servers[h].name
+                );
+                warn!(server = %self.servers[r].name, "{note}");
+                self.servers[r].note = Some(note);
             }
         }
     }
