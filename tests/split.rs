@@ -516,7 +516,15 @@ async fn with_the_split_off_everything_runs_on_the_master() {
     })
     .await;
     let ids = ids(&env);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Once the monitor calls both replicas healthy, reads could go there: they must not.
+    let socket = env.sb().dir().join("admin.sock");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !["db2", "db3"].iter().all(|name| {
+        kohaproxy_faults::server_row(&socket, name).is_some_and(|row| row.role == "replica")
+    }) {
+        assert!(Instant::now() < until, "replicas never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for _ in 0..5 {
         let mut c = connect(&env).await;
         assert_eq!(server_of(&mut c, "SELECT @@server_id").await, ids.master);

@@ -41,94 +41,19 @@ async fn refuse<W: AsyncWriteExt + Unpin>(
 /// master as the same user, and pass the master's OK on.
 pub(super) async fn login(
     shared: &Arc<Shared>,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     id: u32,
 ) -> Result<Session, SessionError> {
-    let template = match shared.greeting().await {
-        Ok(g) => g,
-        Err(e) => return Err(refuse(&mut tcp, shared, 0, no_master(&e)).await),
-    };
     let salt = auth::new_salt();
-    let mut advertised = Caps(template.caps.0 & Caps::PROXYABLE);
-    if shared.tls.is_some() {
-        advertised = Caps(advertised.0 | Caps::SSL);
-    }
-    let greeting = HandshakeV10 {
-        server_version: template.server_version.clone(),
-        connection_id: id,
-        scramble: salt.to_vec(),
-        caps: advertised,
-        collation: template.collation,
-        status: template.status,
-        auth_plugin: NATIVE_PASSWORD.to_vec(),
-    };
-    write_packet(&mut tcp, 0, &greeting.encode()).await?;
-
     let mut cbuf = BytesMut::with_capacity(crate::io::INITIAL_BUFFER);
-    let (mut seq, mut payload) = match read_packet_exact(&mut tcp, MAX_LOGIN_PACKET).await {
-        Ok(p) => p,
-        Err(ReadError::TooLarge(_)) => {
-            return Err(refuse(&mut tcp, shared, 2, Refusal::BadHandshake).await)
-        }
-        Err(e) => return Err(SessionError::Client(e)),
-    };
-    let mut client = ClientStream::Plain(tcp);
-    if HandshakeResponse::is_ssl_request(&payload) {
-        // TLS starts right after the SSL request (read exactly, so the ClientHello is
-        // still in the socket).
-        let Some(acceptor) = &shared.tls else {
-            let refusal = Refusal::TlsNotConfigured;
-            return Err(refuse(&mut client, shared, seq.wrapping_add(1), refusal).await);
-        };
-        let ClientStream::Plain(tcp) = client else {
-            return Err(SessionError::ClientProtocol("second SSL request"));
-        };
-        let tls = acceptor
-            .accept(tcp)
-            .await
-            .map_err(|e| SessionError::Login(format!("TLS handshake failed: {e}")))?;
-        client = ClientStream::Tls(Box::new(tls));
-        (seq, payload) = match read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET).await {
-            Ok(p) => p,
-            Err(ReadError::TooLarge(_)) => {
-                return Err(refuse(&mut client, shared, 3, Refusal::BadHandshake).await)
-            }
-            Err(e) => return Err(SessionError::Client(e)),
-        };
-    }
-    let Ok(mut response) = HandshakeResponse::decode(&payload) else {
-        return Err(refuse(
-            &mut client,
-            shared,
-            seq.wrapping_add(1),
-            Refusal::BadHandshake,
-        )
-        .await);
-    };
-    let mut seq = seq.wrapping_add(1);
-    // TLS is the proxy's business with this client, never carried to a backend.
-    response.caps = Caps(response.caps.0 & advertised.0 & !Caps::SSL);
+    let (mut client, seq, mut response) = greet(shared, tcp, id, &salt, &mut cbuf).await?;
     let user_name = String::from_utf8_lossy(&response.user).into_owned();
-
-    // The client may have answered for another plugin: ask again for a native response.
-    let native = response
-        .auth_plugin
-        .as_deref()
-        .is_none_or(|p| p == NATIVE_PASSWORD);
-    if !native || !matches!(response.auth_response.len(), 0 | 20) {
-        let switch = AuthSwitchRequest {
-            plugin: NATIVE_PASSWORD.to_vec(),
-            data: salt.to_vec(),
-        };
-        write_packet(&mut client, seq, &switch.encode()).await?;
-        let (s, data) = read_packet(&mut client, &mut cbuf, MAX_LOGIN_PACKET)
-            .await
-            .map_err(SessionError::Client)?;
-        response.auth_response = data.to_vec();
-        seq = s.wrapping_add(1);
+    let mut seq = seq;
+    if needs_native_answer(response.auth_plugin.as_deref(), &response.auth_response) {
+        (seq, response.auth_response) =
+            ask_native_answer(&mut client, &mut cbuf, &salt, seq).await?;
     }
-
     let Some(credential) = shared.authenticate(&user_name, &salt, &response.auth_response) else {
         let refusal = access_denied(user_name, peer, !response.auth_response.is_empty());
         return Err(refuse(&mut client, shared, seq, refusal).await);
@@ -206,6 +131,101 @@ pub(super) async fn login(
     Ok(session)
 }
 
+/// Sends the greeting (the master's version and capabilities, this session's id and
+/// salt), reads the client's login (after TLS, if it asks for it) and returns the
+/// stream, the next sequence id and the login, its capabilities cut to what was offered.
+async fn greet(
+    shared: &Arc<Shared>,
+    mut tcp: TcpStream,
+    id: u32,
+    salt: &[u8; 20],
+    cbuf: &mut BytesMut,
+) -> Result<(ClientStream, u8, HandshakeResponse), SessionError> {
+    let template = match shared.greeting().await {
+        Ok(g) => g,
+        Err(e) => return Err(refuse(&mut tcp, shared, 0, no_master(&e)).await),
+    };
+    let mut advertised = Caps(template.caps.0 & Caps::PROXYABLE);
+    if shared.tls.is_some() {
+        advertised = Caps(advertised.0 | Caps::SSL);
+    }
+    let greeting = HandshakeV10 {
+        server_version: template.server_version.clone(),
+        connection_id: id,
+        scramble: salt.to_vec(),
+        caps: advertised,
+        collation: template.collation,
+        status: template.status,
+        auth_plugin: NATIVE_PASSWORD.to_vec(),
+    };
+    write_packet(&mut tcp, 0, &greeting.encode()).await?;
+
+    let (mut seq, mut payload) = match read_packet_exact(&mut tcp, MAX_LOGIN_PACKET).await {
+        Ok(p) => p,
+        Err(ReadError::TooLarge(_)) => {
+            return Err(refuse(&mut tcp, shared, 2, Refusal::BadHandshake).await)
+        }
+        Err(e) => return Err(SessionError::Client(e)),
+    };
+    let mut client = ClientStream::Plain(tcp);
+    if HandshakeResponse::is_ssl_request(&payload) {
+        // TLS starts right after the SSL request (read exactly, so the ClientHello is
+        // still in the socket).
+        let Some(acceptor) = &shared.tls else {
+            let refusal = Refusal::TlsNotConfigured;
+            return Err(refuse(&mut client, shared, seq.wrapping_add(1), refusal).await);
+        };
+        let ClientStream::Plain(tcp) = client else {
+            return Err(SessionError::ClientProtocol("second SSL request"));
+        };
+        let tls = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| SessionError::Login(format!("TLS handshake failed: {e}")))?;
+        client = ClientStream::Tls(Box::new(tls));
+        (seq, payload) = match read_packet(&mut client, cbuf, MAX_LOGIN_PACKET).await {
+            Ok(p) => p,
+            Err(ReadError::TooLarge(_)) => {
+                return Err(refuse(&mut client, shared, 3, Refusal::BadHandshake).await)
+            }
+            Err(e) => return Err(SessionError::Client(e)),
+        };
+    }
+    let Ok(mut response) = HandshakeResponse::decode(&payload) else {
+        let refusal = Refusal::BadHandshake;
+        return Err(refuse(&mut client, shared, seq.wrapping_add(1), refusal).await);
+    };
+    // TLS is the proxy's business with this client, never carried to a backend.
+    response.caps = Caps(response.caps.0 & advertised.0 & !Caps::SSL);
+    Ok((client, seq.wrapping_add(1), response))
+}
+
+/// Whether a client answered for another plugin than mysql_native_password (or with an
+/// answer of the wrong length) and must be asked again.
+fn needs_native_answer(plugin: Option<&[u8]>, answer: &[u8]) -> bool {
+    let native = plugin.is_none_or(|p| p == NATIVE_PASSWORD);
+    !native || !matches!(answer.len(), 0 | 20)
+}
+
+/// Asks the client for a mysql_native_password answer to `salt` (AuthSwitchRequest
+/// numbered `seq`); returns the next sequence id and the answer.
+async fn ask_native_answer(
+    client: &mut ClientStream,
+    cbuf: &mut BytesMut,
+    salt: &[u8; 20],
+    seq: u8,
+) -> Result<(u8, Vec<u8>), SessionError> {
+    let switch = AuthSwitchRequest {
+        plugin: NATIVE_PASSWORD.to_vec(),
+        data: salt.to_vec(),
+    };
+    write_packet(client, seq, &switch.encode()).await?;
+    let (s, data) = read_packet(client, cbuf, MAX_LOGIN_PACKET)
+        .await
+        .map_err(SessionError::Client)?;
+    Ok((s.wrapping_add(1), data.to_vec()))
+}
+
 fn no_master(e: &BackendError) -> Refusal {
     Refusal::NoMaster {
         reason: e.to_string(),
@@ -237,23 +257,11 @@ impl Session {
             return Err(refuse(&mut self.client, &self.shared, 1, Refusal::Malformed).await);
         };
         let mut seq = 1u8;
-        let native = request
-            .auth_plugin
-            .as_deref()
-            .is_none_or(|p| p == NATIVE_PASSWORD);
         let mut salt = self.salt;
-        if !native || !matches!(request.auth_response.len(), 0 | 20) {
+        if needs_native_answer(request.auth_plugin.as_deref(), &request.auth_response) {
             salt = auth::new_salt();
-            let switch = AuthSwitchRequest {
-                plugin: NATIVE_PASSWORD.to_vec(),
-                data: salt.to_vec(),
-            };
-            write_packet(&mut self.client, seq, &switch.encode()).await?;
-            let (s, data) = read_packet(&mut self.client, &mut self.cbuf, MAX_LOGIN_PACKET)
-                .await
-                .map_err(SessionError::Client)?;
-            request.auth_response = data.to_vec();
-            seq = s.wrapping_add(1);
+            (seq, request.auth_response) =
+                ask_native_answer(&mut self.client, &mut self.cbuf, &salt, seq).await?;
         }
         let user_name = String::from_utf8_lossy(&request.user).into_owned();
         let Some(credential) = self
@@ -309,6 +317,33 @@ impl Session {
                 ))
             }
             Err(e) => Err(self.backend_error(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_logins_are_asked_again_for_a_native_answer() {
+        let twenty = [7u8; 20];
+        let table: &[(Option<&[u8]>, &[u8], bool)] = &[
+            (None, &twenty, false),
+            (Some(NATIVE_PASSWORD), &twenty, false),
+            (Some(NATIVE_PASSWORD), &[], false),
+            (Some(b"caching_sha2_password"), &[1; 32], true),
+            (Some(b"client_ed25519"), &[], true),
+            (Some(NATIVE_PASSWORD), &[1; 8], true),
+        ];
+        for (plugin, answer, expected) in table {
+            assert_eq!(
+                needs_native_answer(*plugin, answer),
+                *expected,
+                "{:?} {}",
+                plugin.map(String::from_utf8_lossy),
+                answer.len()
+            );
         }
     }
 }
