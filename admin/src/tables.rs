@@ -102,7 +102,7 @@ pub fn servers(topology: &Topology, stats: &StatsSnapshot) -> Table {
             Cell::Text(match (s.maintenance, &s.note) {
                 (true, Some(n)) => Some(format!("maintenance; {n}")),
                 (true, None) => Some("maintenance".into()),
-                (false, n) => n.clone(),
+                (false, n) => n.as_ref().map(ToString::to_string),
             }),
             Cell::Text(s.status.as_ref().and_then(|st| st.wsrep.as_ref()).map(|w| {
                 format!(

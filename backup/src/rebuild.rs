@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use kohaproxy_health::Note;
 use kohaproxy_health::{Command, GtidList, Role, ServerState, Topology};
 use tracing::{error, info, warn};
 
@@ -100,10 +101,7 @@ impl Backups {
                 Err(e) => error!(server = %server, "rebuild failed: {e}"),
             }
         });
-        let diverged = t.servers[i]
-            .note
-            .as_deref()
-            .is_some_and(|n| n.starts_with("diverged"));
+        let diverged = t.servers[i].note.as_ref().is_some_and(Note::is_diverged);
         Ok(format!(
             "rebuilding {name}{} from a backup as a replica of {master}; its data is \
              replaced; the log says when it is done",
@@ -164,8 +162,7 @@ impl Backups {
             }
         };
         info!(server = %name, backup = %manifest.id, gtid = %manifest.gtid_position, master = %master.name, "rebuild: emptying the server, then loading the backup");
-        let note = t.servers[i].note.as_deref().unwrap_or_default();
-        if note.starts_with("diverged") {
+        if let Some(note) = t.servers[i].note.as_ref().filter(|n| n.is_diverged()) {
             let m = &config.monitor;
             let dumper = Endpoint::new(
                 name,
@@ -177,7 +174,7 @@ impl Backups {
                 "{name}-{}",
                 chrono::Local::now().format("%Y%m%d-%H%M%S")
             ));
-            save_binlogs(&b.mariadb, &target, &dumper, &to, note).await?;
+            save_binlogs(&b.mariadb, &target, &dumper, &to, &note.to_string()).await?;
             warn!(server = %name, saved = %to.display(), "rebuild: the binlog files holding what only this server had are kept there");
         }
         let control = &proxy.control;
@@ -309,9 +306,7 @@ async fn save_binlogs(
 /// Whether the monitor keeps `v` out for want of a rebuild: diverged, or emptied (a
 /// rebuild that failed half-way) while the master has data.
 pub fn needs_rebuild(v: &kohaproxy_health::ServerView) -> bool {
-    v.note
-        .as_deref()
-        .is_some_and(|n| n.starts_with("diverged") || n.starts_with("empty"))
+    v.note.as_ref().is_some_and(Note::needs_rebuild)
 }
 
 /// How long after a rebuild it started on its own [`AutoRebuild`] tries the same server
@@ -533,7 +528,14 @@ mod tests {
         let after = Duration::from_secs(60);
         let topology = |note: Option<&str>, state: ServerState, maintenance: bool| {
             let mut db2 = view("db2", Role::Standalone, state);
-            db2.note = note.map(Into::into);
+            db2.note = note.map(|n| match n.strip_prefix("diverged: has ") {
+                Some(extra) => Note::Diverged {
+                    server: "db2".into(),
+                    master: "db1".into(),
+                    extra: extra.into(),
+                },
+                None => Note::Said(n.into()),
+            });
             db2.maintenance = maintenance;
             Topology {
                 servers: vec![view("db1", Role::Master, ServerState::Up), db2],
@@ -568,8 +570,8 @@ mod tests {
         // Down, in maintenance, or no master: never due; the delay starts over.
         let mut auto = AutoRebuild::default();
         for t in [
-            topology(Some("diverged: x"), ServerState::Down, false),
-            topology(Some("diverged: x"), ServerState::Up, true),
+            topology(Some("diverged: has 0-1-5"), ServerState::Down, false),
+            topology(Some("diverged: has 0-1-5"), ServerState::Up, true),
         ] {
             auto.due(&t, t0, after);
             assert!(auto.due(&t, t0 + after * 2, after).is_empty());

@@ -632,10 +632,16 @@ mod topology_tests {
         assert_eq!(t.servers[2].lag.unwrap().seconds_behind_master, None);
         assert!(t.servers[2]
             .note
-            .as_deref()
+            .as_ref()
             .unwrap()
+            .to_string()
             .contains("max_recv_queue"));
-        assert!(t.servers[3].note.as_deref().unwrap().contains("Primary"));
+        assert!(t.servers[3]
+            .note
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("Primary"));
         // A writer that may not serve is no writer.
         let t = Topology::galera(vec![node("db1", Some(synced(0)), true)], Some(1), 16, false);
         assert_eq!(t.master, None);

@@ -447,11 +447,7 @@ impl Monitor {
                 || i == h && t.master == Some(h)
             {
                 if let Some(slot) = self.servers.get_mut(i) {
-                    if slot
-                        .note
-                        .as_deref()
-                        .is_some_and(|n| !n.starts_with("diverged"))
-                    {
+                    if slot.note.as_ref().is_some_and(|n| !n.is_diverged()) {
                         slot.note = None;
                     }
                 }

@@ -1,5 +1,6 @@
 //! The published view of the cluster.
 
+use crate::note::Note;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -103,7 +104,7 @@ pub struct ServerView {
     pub lag: Option<Lag>,
     /// What the monitor did to or found about this server that people must see: fenced,
     /// diverged (with the extra GTIDs), a failed rejoin, a half-done failover step.
-    pub note: Option<String>,
+    pub note: Option<Note>,
     /// Put in maintenance by the admin (`SET SERVER name MAINTENANCE`): no new traffic.
     pub maintenance: bool,
 }
@@ -203,7 +204,7 @@ impl Topology {
             };
             if let Some(why) = wsrep.unusable(donor_serves_reads) {
                 view.role = Role::Unusable;
-                view.note = Some(why.to_string());
+                view.note = Some(Note::Said(why.to_string()));
                 continue;
             }
             let queue = wsrep.recv_queue;
@@ -218,10 +219,10 @@ impl Topology {
                     transactions_behind: queue,
                 });
                 if queue > max_recv_queue {
-                    view.note = Some(format!(
+                    view.note = Some(Note::Said(format!(
                         "{queue} write sets queued to apply (over cluster.max_recv_queue \
                          {max_recv_queue}): no reads"
-                    ));
+                    )));
                 }
             }
         }

@@ -41,6 +41,7 @@ pub(super) fn log_changes(old: &Topology, new: &Topology) {
         let before = old.servers.get(i);
         if before.map(|b| b.role) != Some(s.role) {
             let galera = s.status.as_ref().is_some_and(|st| st.wsrep.is_some());
+            let note = s.note.as_ref().map(ToString::to_string);
             let reason = match s.role {
                 Role::Master if galera => "the Galera writer",
                 Role::Replica if galera => "a Synced Galera node in the Primary component: reads",
@@ -50,8 +51,7 @@ pub(super) fn log_changes(old: &Topology, new: &Topology) {
                 Role::Stale => {
                     "writable or replicating from a server that is not the master: kept out"
                 }
-                Role::Unusable => s
-                    .note
+                Role::Unusable => note
                     .as_deref()
                     .unwrap_or("a Galera node that may not serve"),
                 Role::Unknown if s.state != ServerState::Up => "not up",

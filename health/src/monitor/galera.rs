@@ -445,7 +445,7 @@ fn why_left(t: &Topology, names: &[&str], old: &str) -> String {
     };
     match (&v.note, &v.last_error) {
         _ if v.maintenance => "in maintenance".into(),
-        (Some(note), _) => note.clone(),
+        (Some(note), _) => note.to_string(),
         (None, Some(e)) => e.clone(),
         (None, None) => format!("{:?}", v.role),
     }

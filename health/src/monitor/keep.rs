@@ -8,6 +8,7 @@ use kohaproxy_config::Durability;
 use tracing::{error, info, warn};
 
 use super::Monitor;
+use crate::note::Note;
 use crate::probe::ThreadState;
 use crate::roles;
 use crate::semi_sync;
@@ -41,14 +42,12 @@ impl Monitor {
                     if let Some(st) = self.servers[i].status.as_mut() {
                         st.read_only = true;
                     }
-                    format!(
-                        "fenced: was writable while {master} is the master (term {})",
-                        self.term
-                    )
+                    Note::Fenced {
+                        master,
+                        term: self.term,
+                    }
                 }
-                Err(e) => {
-                    format!("writable while {master} is the master, and cannot be fenced: {e}")
-                }
+                Err(error) => Note::FenceFailed { master, error },
             };
             warn!(server = %v.name, "{note}");
             self.servers[i].note = Some(note);
@@ -119,9 +118,9 @@ impl Monitor {
             _ => None,
         };
         let before = self.handle.load();
-        let shown = before.servers.get(h).and_then(|v| v.note.as_deref());
-        if let Some(note) = note {
-            if shown != Some(note.as_str()) {
+        let shown = before.servers.get(h).and_then(|v| v.note.as_ref());
+        if let Some(note) = note.map(Note::Said) {
+            if shown != Some(&note) {
                 match durability {
                     // Also for a moment after each promotion, until the replicas are
                     // re-pointed: commits wait, nothing is at risk.
@@ -171,10 +170,7 @@ impl Monitor {
             // Kept out as diverged, and a replica of the master since, holding nothing the
             // master lacks: rebuilt (`REBUILD`, or by a person).
             if v.role == Role::Replica
-                && self.servers[i]
-                    .note
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("diverged"))
+                && self.servers[i].note.as_ref().is_some_and(Note::is_diverged)
                 && st.gtid_binlog_state.extra_over(&master_state).is_empty()
             {
                 info!(server = %v.name, master = %t.servers[h].name, "no longer diverged: replicates from the master and holds nothing it lacks");
@@ -198,14 +194,12 @@ impl Monitor {
             let extra = st.gtid_binlog_state.extra_over(&master_state);
             if !extra.is_empty() {
                 let list: Vec<String> = extra.iter().map(ToString::to_string).collect();
-                let note = format!(
-                    "diverged: has {} that the master {} lacks; kept out (REBUILD {} on the \
-                     console replaces its data by a backup and keeps its last binlog files)",
-                    list.join(","),
-                    t.servers[h].name,
-                    v.name
-                );
-                if self.servers[i].note.as_deref() != Some(&note) {
+                let note = Note::Diverged {
+                    server: v.name.clone(),
+                    master: t.servers[h].name.clone(),
+                    extra: list.join(","),
+                };
+                if self.servers[i].note.as_ref() != Some(&note) {
                     warn!(server = %v.name, "{note}");
                     self.servers[i].note = Some(note);
                 }
@@ -219,12 +213,10 @@ impl Monitor {
                 .as_ref()
                 .is_some_and(|m| !m.gtid_binlog_pos.is_empty());
             if st.gtid_current_pos.is_empty() && master_has {
-                let note = format!(
-                    "empty: no transaction yet; not made a replica from the master's first \
-                     binlog (REBUILD {} loads a backup and makes it one)",
-                    v.name
-                );
-                if self.servers[i].note.as_deref() != Some(&note) {
+                let note = Note::Empty {
+                    server: v.name.clone(),
+                };
+                if self.servers[i].note.as_ref() != Some(&note) {
                     info!(server = %v.name, "{note}");
                     self.servers[i].note = Some(note);
                 }
@@ -253,14 +245,14 @@ impl Monitor {
             let note = match result {
                 Ok(()) => {
                     info!(server = %v.name, master = %t.servers[h].name, "rejoined as a replica");
-                    format!(
-                        "rejoined as a replica of {} (term {})",
-                        t.servers[h].name, self.term
-                    )
+                    Note::Rejoined {
+                        master: t.servers[h].name.clone(),
+                        term: self.term,
+                    }
                 }
                 Err(e) => {
-                    let note = format!("rejoin failed: {e}");
-                    if self.servers[i].note.as_deref() != Some(&note) {
+                    let note = Note::StepFailed(format!("rejoin failed: {e}"));
+                    if self.servers[i].note.as_ref() != Some(&note) {
                         warn!(server = %v.name, "{note}");
                     }
                     note
@@ -282,14 +274,15 @@ impl Monitor {
         let note = match result {
             Ok(()) => {
                 info!(server = %self.servers[i].name, %master, "replication was stopped with no error: started again (MAINTENANCE keeps a server's replication stopped)");
-                format!(
+                Note::Said(format!(
                     "replication found stopped with no error; started again (term {})",
                     self.term
-                )
+                ))
             }
             Err(e) => {
-                let note = format!("could not start its stopped replication: {e}");
-                if self.servers[i].note.as_deref() != Some(&note) {
+                let note =
+                    Note::StepFailed(format!("could not start its stopped replication: {e}"));
+                if self.servers[i].note.as_ref() != Some(&note) {
                     warn!(server = %self.servers[i].name, "{note}");
                 }
                 note

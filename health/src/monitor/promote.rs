@@ -13,6 +13,7 @@ use crate::crash;
 use crate::failover::absent::{self, Absent, MasterSeen};
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
+use crate::note::Note;
 use crate::probe::ThreadState;
 use crate::semi_sync;
 use crate::sql::{self, Session, Target};
@@ -250,7 +251,7 @@ impl Monitor {
             .await
         {
             let op = format!("failover from {old} to {name} failed: {e}");
-            self.servers[c].note = Some(op.clone());
+            self.servers[c].note = Some(Note::StepFailed(op.clone()));
             self.set_operation(Some(op.clone()));
             return Err(op);
         }
@@ -335,7 +336,7 @@ impl Monitor {
                     self.servers[h].name
                 );
                 warn!(server = %self.servers[r].name, "{note}");
-                self.servers[r].note = Some(note);
+                self.servers[r].note = Some(Note::StepFailed(note));
             }
         }
     }
@@ -680,7 +681,7 @@ impl Monitor {
             if let Err(e) = result {
                 let note = format!("could not be re-pointed to {}: {e}", self.servers[c].name);
                 warn!(server = %self.servers[r].name, "{note}");
-                self.servers[r].note = Some(note);
+                self.servers[r].note = Some(Note::StepFailed(note));
             }
         }
     }
@@ -786,7 +787,7 @@ impl Monitor {
         };
         if let Err(e) = promoted {
             let msg = format!("switchover from {old} to {name} failed half-way at {pos}: {e}");
-            self.servers[c].note = Some(msg.clone());
+            self.servers[c].note = Some(Note::StepFailed(msg.clone()));
             self.holding = false;
             self.set_operation(Some(msg.clone()));
             return Err(msg);
@@ -824,7 +825,7 @@ impl Monitor {
         if let Err(e) = demoted {
             let note = format!("could not be made a replica of {name}: {e}");
             warn!(server = %old, "{note}");
-            self.servers[h].note = Some(note);
+            self.servers[h].note = Some(Note::StepFailed(note));
         }
         crash::point("switchover:demoted");
         let others: Vec<usize> = t

@@ -1,6 +1,7 @@
 //! One server as the monitor keeps it: its prober, its up/down hysteresis, what its last
 //! probes said and since when it has not answered.
 
+use crate::note::Note;
 use std::time::{Duration, Instant};
 
 use kohaproxy_config::{ClusterKind, MonitorConfig, ServerConfig};
@@ -18,7 +19,7 @@ pub(super) struct Slot {
     pub(super) health: Hysteresis,
     pub(super) status: Option<Status>,
     pub(super) last_error: Option<String>,
-    pub(super) note: Option<String>,
+    pub(super) note: Option<Note>,
     pub(super) maintenance: bool,
     pub(super) settings_checked: bool,
     /// When this server's replication link last showed progress (a heartbeat or an

@@ -328,7 +328,9 @@ mod tests {
     #[test]
     fn which_logins_are_asked_again_for_a_native_answer() {
         let twenty = [7u8; 20];
-        let table: &[(Option<&[u8]>, &[u8], bool)] = &[
+        // (plugin, answer, asked again)
+        type Row<'a> = (Option<&'a [u8]>, &'a [u8], bool);
+        let table: &[Row] = &[
             (None, &twenty, false),
             (Some(NATIVE_PASSWORD), &twenty, false),
             (Some(NATIVE_PASSWORD), &[], false),
