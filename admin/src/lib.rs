@@ -12,12 +12,11 @@
 //! ends its own connection and nothing else.
 //!
 //! Modules: [`command`] (statement text to [`Command`], pure), [`tables`] (the result
-//! sets, pure), `auth` (mysql_native_password), `shim` (one connection), `listen` (the
-//! listeners).
+//! sets, pure), `shim` (one connection; logins are checked by the proxy's own
+//! mysql_native_password code, `kohaproxy_proxy::auth`), `listen` (the listeners).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod auth;
 pub mod command;
 mod listen;
 mod shim;
@@ -143,6 +142,7 @@ pub fn start(shared: Arc<Shared>) -> Result<Vec<Service>, AdminError> {
         let listener = tokio::net::TcpListener::from_std(std_listener)
             .map_err(|source| AdminError::Bind { addr, source })?;
         info!(%addr, "admin console listening");
+        let password = kohaproxy_config::PasswordHash::from_plain(&password);
         out.push(Box::pin(listen::accept_tcp(listener, password, ctx)));
     }
     Ok(out)

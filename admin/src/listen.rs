@@ -190,7 +190,11 @@ pub(crate) async fn accept_unix(
 }
 
 /// Accepts on the TCP port forever; logins need `password`.
-pub(crate) async fn accept_tcp(listener: tokio::net::TcpListener, password: String, ctx: Arc<Ctx>) {
+pub(crate) async fn accept_tcp(
+    listener: tokio::net::TcpListener,
+    password: kohaproxy_config::PasswordHash,
+    ctx: Arc<Ctx>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

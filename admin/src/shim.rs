@@ -23,9 +23,10 @@ use opensrv_mysql::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::{debug, info};
 
-use crate::auth;
 use crate::command::{parse, Command};
 use crate::tables::{self, Cell, Kind, Table};
+use kohaproxy_proxy::auth;
+use kohaproxy_proxy::protocol::handshake::NATIVE_PASSWORD;
 
 /// The version string in the console's greeting (clients parse the leading number).
 pub(crate) const VERSION: &str = concat!("5.7.99-kohaproxy-admin-", env!("CARGO_PKG_VERSION"));
@@ -36,7 +37,7 @@ pub(crate) enum Access {
     /// The Unix socket: its file mode is the access control; any user and password.
     Socket,
     /// The TCP port: this password (mysql_native_password), any user name.
-    Password(String),
+    Password(kohaproxy_config::PasswordHash),
 }
 
 /// What one connection is, for the shim and the logs.
@@ -82,7 +83,7 @@ pub(crate) async fn serve<S>(
         shared,
         backups,
         conn,
-        salt: auth::salt(),
+        salt: auth::new_salt(),
         user: Mutex::new(String::new()),
         logged_in,
         refusal,
@@ -197,8 +198,8 @@ impl<W: AsyncWrite + Send + Unpin + 'static> AsyncMysqlShim<W> for AdminShim {
         let ok = match &self.conn.access {
             Access::Socket => true,
             Access::Password(password) => {
-                auth_plugin == auth::NATIVE_PASSWORD
-                    && auth::check_native(password, salt, auth_data)
+                auth_plugin.as_bytes() == NATIVE_PASSWORD
+                    && auth::verify(password, salt, auth_data).is_some()
             }
         };
         if ok {
