@@ -1,53 +1,33 @@
 //! Work beside the sessions that must end before the process exits: a backup resuming
 //! the replica it paused. Shutdown waits for it (bounded) after the sessions.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio_util::task::task_tracker::{TaskTracker, TaskTrackerToken};
 
 /// Counts background work in progress; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Background(Arc<Inner>);
-
-#[derive(Debug, Default)]
-struct Inner {
-    running: AtomicUsize,
-    done: Notify,
-}
+pub struct Background(TaskTracker);
 
 /// Keeps the process from exiting until dropped (see [`Background::enter`]).
 #[derive(Debug)]
-pub struct Running(Arc<Inner>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if self.0.running.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.done.notify_waiters();
-        }
-    }
+pub struct Running {
+    _token: TaskTrackerToken,
 }
 
 impl Background {
     /// Counts one piece of work until the returned guard drops.
     pub fn enter(&self) -> Running {
-        self.0.running.fetch_add(1, Ordering::SeqCst);
-        Running(self.0.clone())
+        Running {
+            _token: self.0.token(),
+        }
     }
 
-    /// Waits until no work is counted, at most `bound`; false if some still runs.
+    /// Waits until no work is counted, at most `bound`; false if some still runs. Called
+    /// at shutdown (work counted after it is still waited for by a later call).
     pub async fn wait(&self, bound: Duration) -> bool {
-        let until = tokio::time::Instant::now() + bound;
-        loop {
-            let done = self.0.done.notified();
-            if self.0.running.load(Ordering::SeqCst) == 0 {
-                return true;
-            }
-            if tokio::time::timeout_at(until, done).await.is_err() {
-                return self.0.running.load(Ordering::SeqCst) == 0;
-            }
-        }
+        self.0.close();
+        tokio::time::timeout(bound, self.0.wait()).await.is_ok()
     }
 }
 
