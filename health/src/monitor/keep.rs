@@ -22,6 +22,7 @@ impl Monitor {
             if i == h || v.state != ServerState::Up || v.read_only != Some(false) {
                 continue;
             }
+            self.publish_term_before_releasing_commits();
             let result = match self.open(i).await {
                 Ok(mut s) => {
                     // Commits held for a semi-sync ack that no replica will give (a woken
@@ -54,11 +55,27 @@ impl Monitor {
         }
     }
 
+    /// Publishes this proxy's term if its sessions do not have it yet. Killing a commit
+    /// held for a semi-sync ack can let another held commit be answered OK with no
+    /// replica having it, and so can turning `rpl_semi_sync_master_wait_no_slave` off;
+    /// both are harmless only once no session of this proxy forwards an OK from the old
+    /// master, that is once the term that replaced it is published. A proxy that learns
+    /// of another's promotion adopts the new term in its round and publishes at the end
+    /// of the round, after fencing: its sessions had forwarded such OKs (chaos seed 5
+    /// lost 6 acknowledged writes, all answered in the same millisecond as the fence's
+    /// kills).
+    pub(super) fn publish_term_before_releasing_commits(&mut self) {
+        if self.handle.term() != self.term {
+            self.publish();
+        }
+    }
+
     /// Gives each server the semi-sync settings its role and the configured durability
     /// call for ([`crate::semi_sync`]); a failure is logged and the next round tries
     /// again. The master's note says while its commits wait for a replica
     /// ([`Durability::Replicated`]) or while it acknowledges writes alone (otherwise).
     pub(super) async fn semi_sync_follows_roles(&mut self, t: &Topology, h: usize) {
+        self.publish_term_before_releasing_commits();
         let durability = self.config.durability;
         let seen: Vec<semi_sync::Seen> = t
             .servers
@@ -337,8 +354,11 @@ async fn set_read_only_killing_held(
 /// (best effort: one that finished meanwhile is no error). Their clients get an error,
 /// never OK; the transaction stays in the server's binlog (a replica that connects later
 /// receives it). Killing one can let another held commit be answered OK with no replica
-/// having it (measured): harmless here, because the fenced server is no longer the term's
-/// master and no kohaproxy of this term forwards its answers.
+/// having it (measured): harmless only because the fenced server is no longer the term's
+/// master and this proxy's sessions already have that term
+/// ([`Monitor::publish_term_before_releasing_commits`], called before any kill); a proxy
+/// that has not heard of the term yet still forwards such an OK (see ARCHITECTURE's
+/// "Not done").
 async fn kill_held_commits(s: &mut sql::Session, limit: Duration) {
     let ids = s
         .value(
