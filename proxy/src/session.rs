@@ -107,9 +107,6 @@ pub struct Session {
     server_prepared: bool,
     /// Changes on every topology publish (a failover, a switchover's hold).
     topology_changes: tokio::sync::watch::Receiver<u64>,
-    /// The same publishes, seen only by a read from the master waiting on a new term
-    /// (`read_unless_replaced`), so it never hides one from `ensure_master`.
-    master_publishes: tokio::sync::watch::Receiver<u64>,
     /// Connections to replicas, by config index, opened on first use.
     replicas: Vec<Option<ReplicaConn>>,
     /// Where the last statement ran (SHOW WARNINGS follows it).
@@ -673,8 +670,7 @@ impl Session {
             }
             crate::io::make_room(&mut backend.buf);
             let read = if which == Which::Master {
-                let publishes = &mut self.master_publishes;
-                read_unless_replaced(backend, publishes, &self.shared, self.master_term).await
+                read_unless_replaced(backend, &self.shared, self.master_term).await
             } else {
                 backend.stream.read_buf(&mut backend.buf).await
             };

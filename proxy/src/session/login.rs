@@ -114,7 +114,6 @@ pub(super) async fn login(
         master_link,
         server_prepared: false,
         topology_changes: shared.topology.subscribe(),
-        master_publishes: shared.topology.subscribe(),
         replicas: Vec::new(),
         last: Which::Master,
         status,

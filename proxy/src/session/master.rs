@@ -9,10 +9,10 @@
 //! the client as an error, never silently dropped.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::io::AsyncReadExt;
-use tokio::sync::watch;
 use tracing::{debug, info};
 
 use super::internal::{self, Reply};
@@ -50,31 +50,26 @@ fn old_writer_serves(
         })
 }
 
+/// How often a read from the master looks whether the master was replaced (a hung master
+/// never answers; the monitor's new term is what ends the wait).
+const REPLACED_CHECK: Duration = Duration::from_millis(250);
+
 /// Reads more of the master's response into its buffer; ends with an error if the
 /// monitor's term moves past `term` meanwhile (the master was replaced: what it might
-/// still send must not reach the client; a hung master never answers, and the new term
-/// is what ends the wait). `publishes` is the session's own receiver of topology
-/// publishes (the term moves only in a publish, before it is announced): no timer per
-/// read, and a new term is seen at once.
+/// still send must not reach the client).
 pub(super) async fn read_unless_replaced(
     backend: &mut Backend,
-    publishes: &mut watch::Receiver<u64>,
     shared: &Shared,
     term: u64,
 ) -> std::io::Result<usize> {
     loop {
-        if shared.topology.term() != term {
-            return Err(std::io::Error::other("the master was replaced"));
-        }
-        tokio::select! {
-            biased;
-            read = backend.stream.read_buf(&mut backend.buf) => return read,
-            published = publishes.changed() => {
-                if published.is_err() {
-                    // The monitor is gone: no term will move again.
-                    return backend.stream.read_buf(&mut backend.buf).await;
-                }
+        match tokio::time::timeout(REPLACED_CHECK, backend.stream.read_buf(&mut backend.buf)).await
+        {
+            Ok(read) => return read,
+            Err(_) if shared.topology.term() != term => {
+                return Err(std::io::Error::other("the master was replaced"))
             }
+            Err(_) => {}
         }
     }
 }
