@@ -9,10 +9,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 mod changes;
+mod commands;
 mod galera;
 mod keep;
 mod promote;
 mod slot;
+mod switchover;
 
 use changes::log_changes;
 use slot::Slot;
@@ -33,6 +35,12 @@ const REQUEST_GAP: Duration = Duration::from_millis(100);
 /// The name of the lock a kohaproxy holds on a majority of the servers while it changes
 /// the topology, so that of several proxies watching one cluster only one acts.
 const LOCK: &str = "kohaproxy_topology";
+
+/// How long a switchover (replication or Galera) waits for statements that looked at the
+/// master before the hold to finish. Only statements sent but not yet started can meet
+/// the read-only master (a running write holds `SET GLOBAL read_only` back), so this is
+/// short.
+const DRAIN_BOUND: Duration = Duration::from_secs(1);
 
 /// Probes the servers, publishes snapshots, and keeps the cluster whole: adopts the
 /// master, fails over, fences, rejoins, and runs the admin's switchovers.

@@ -6,18 +6,12 @@
 //! The choice is pure ([`crate::galera::writer_step`]); this module reads the row, runs
 //! the compare-and-set, and runs the admin's switchover and maintenance on Galera.
 
-use std::time::Duration;
-
 use tracing::{debug, info, warn};
 
-use super::Monitor;
+use super::{Monitor, DRAIN_BOUND};
 use crate::galera::{self, WriterCandidate, WriterRecord, WriterStep};
 use crate::sql::Session;
 use crate::topology::{Role, Topology};
-
-/// How long a Galera switchover waits for statements that looked at the old writer
-/// before the hold to finish.
-const DRAIN_BOUND: Duration = Duration::from_secs(1);
 
 /// What the monitor keeps about a Galera cluster beyond the probes.
 pub(super) struct GaleraState {

@@ -1,24 +1,24 @@
-//! The monitor's operations that change roles: failover, switchover, and the admin
-//! commands around them. Each one holds the topology lock on a majority of the servers
-//! (so of several kohaproxy instances only one acts), publishes every step that changes
-//! where writes may go, and leaves a note when a step fails half-way.
+//! Failover: promoting the best replica of a failed master, and the steps a switchover
+//! shares with it (the topology lock, applying the relay log, recording the term,
+//! re-pointing replicas). Each operation holds the topology lock on a majority of the
+//! servers (so of several kohaproxy instances only one acts), publishes every step that
+//! changes where writes may go, and leaves a note when a step fails half-way. The
+//! switchover is in `switchover.rs`, the admin commands in `commands.rs`.
 
 use std::time::{Duration, Instant};
 
 use tracing::{debug, error, info, warn};
 
 use super::{io_running, replicas_of, Monitor, LOCK};
-use crate::control::Command;
 use crate::crash;
 use crate::failover::absent::{self, Absent, MasterSeen};
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
 use crate::note::Note;
 use crate::probe::ThreadState;
-use crate::semi_sync;
 use crate::sql::{self, Session, Target};
 use crate::term;
-use crate::topology::{Role, ServerState, ServerView, Topology};
+use crate::topology::{ServerState, ServerView, Topology};
 
 /// Why a failover runs, which decides what it checks first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +32,6 @@ pub(super) enum Why {
     /// again; the replica that holds them is promoted.
     BehindReplicas,
 }
-
-/// How long a switchover waits for statements that looked at the master before the hold
-/// to finish. Only statements sent but not yet started can meet the read-only master (a
-/// running write holds `SET GLOBAL read_only` back), so this is short.
-const DRAIN_BOUND: Duration = Duration::from_secs(1);
 
 impl Monitor {
     /// Opens an acting connection to server `index`.
@@ -533,7 +528,7 @@ impl Monitor {
     /// kohaproxy that this promotion is newer than the master it replaces ([`term`]).
     /// A failure is logged, not fatal: writes must not wait on bookkeeping, and a single
     /// proxy does not need the record.
-    async fn record_term(&mut self, s: &mut Session, c: usize) {
+    pub(super) async fn record_term(&mut self, s: &mut Session, c: usize) {
         let Some(server_id) = self.servers[c].status.as_ref().map(|st| st.server_id) else {
             warn!(server = %self.servers[c].name, "no server_id known: term {} not recorded", self.term);
             return;
@@ -638,7 +633,11 @@ impl Monitor {
     }
 
     /// Waits until the server behind `s` has applied `position` (bounded).
-    async fn wait_for(&self, s: &mut Session, position: &GtidList) -> Result<(), String> {
+    pub(super) async fn wait_for(
+        &self,
+        s: &mut Session,
+        position: &GtidList,
+    ) -> Result<(), String> {
         if position.is_empty() {
             return Ok(());
         }
@@ -659,7 +658,7 @@ impl Monitor {
 
     /// Points every server in `replicas` but `c` (and `h`) at the new master `c`. A
     /// failure is noted on the server; the next rounds rejoin it.
-    async fn repoint(&mut self, replicas: &[usize], c: usize, h: usize) {
+    pub(super) async fn repoint(&mut self, replicas: &[usize], c: usize, h: usize) {
         let address = self.servers[c].address.clone();
         let change = sql::change_master(
             &address,
@@ -684,226 +683,5 @@ impl Monitor {
                 self.servers[r].note = Some(Note::StepFailed(note));
             }
         }
-    }
-
-    /// Planned switchover to `target` (or the best replica): writes held, the master made
-    /// read-only, the target caught up to its exact position, promoted, the old master
-    /// made its replica, writes released. Undone if the target cannot catch up.
-    async fn switchover(&mut self, target: Option<String>) -> Result<String, String> {
-        let t = Topology::build_under(
-            self.servers.iter().map(super::Slot::view).collect(),
-            self.master,
-        );
-        let h = match (t.master, self.master) {
-            (Some(m), Some(h)) if m == h => h,
-            _ => return Err("there is no master to switch over from".into()),
-        };
-        let c = match target {
-            Some(name) => {
-                let i = self.index_of(&name)?;
-                if t.servers[i].role != Role::Replica || t.servers[i].state != ServerState::Up {
-                    return Err(format!("{name} is not an up replica of the master"));
-                }
-                i
-            }
-            None => {
-                let replicas: Vec<usize> = (0..t.servers.len())
-                    .filter(|&i| t.servers[i].role == Role::Replica)
-                    .collect();
-                let candidates = self.candidates(&t, &replicas);
-                failover::choose(&candidates, &GtidList::default())?.index
-            }
-        };
-        let old = self.servers[h].name.clone();
-        let name = self.servers[c].name.clone();
-        let locks = self.lock_majority(None).await?;
-        let mut old_conn = self.open(h).await?;
-        let mut new_conn = self.open(c).await?;
-
-        let started = Instant::now();
-        self.holding = true;
-        self.set_operation(Some(format!(
-            "switchover from {old} to {name}: writes held"
-        )));
-        self.publish();
-        // Statements that looked at the master before the hold finish first; every later
-        // one sees the hold and waits, so none meets the read-only master.
-        if !self
-            .handle
-            .drain_master(DRAIN_BOUND.min(self.config.catchup_timeout))
-            .await
-        {
-            warn!("switchover from {old} to {name}: statements still running on {old}; making it read-only anyway");
-        }
-        let caught_up = async {
-            old_conn.exec("SET GLOBAL read_only = ON").await?;
-            crash::point("switchover:read_only");
-            let pos: GtidList = old_conn
-                .value("SELECT @@gtid_binlog_pos", self.config.timeout)
-                .await?
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e| format!("{e}"))?;
-            self.wait_for(&mut new_conn, &pos).await?;
-            Ok::<GtidList, String>(pos)
-        }
-        .await;
-        let pos = match caught_up {
-            Ok(pos) => pos,
-            Err(e) => {
-                let undo = old_conn.exec("SET GLOBAL read_only = OFF").await;
-                self.holding = false;
-                let msg = match undo {
-                    Ok(()) => format!("switchover to {name} abandoned, {old} stays master: {e}"),
-                    Err(u) => format!(
-                        "switchover to {name} abandoned ({e}) and {old} could not be made writable again ({u})"
-                    ),
-                };
-                self.set_operation(None);
-                self.publish();
-                warn!("{msg}");
-                return Err(msg);
-            }
-        };
-        crash::point("switchover:caught_up");
-        // From here no OK of the old master's connections is forwarded.
-        self.term = self.term.max(term::newest(&t.servers).term) + 1;
-        self.publish();
-        let promoted = async {
-            new_conn.stop_slave().await?;
-            crash::point("switchover:stopped");
-            new_conn.exec("RESET SLAVE ALL").await
-        }
-        .await;
-        let promoted = match promoted {
-            Ok(()) => {
-                crash::point("switchover:reset");
-                self.record_term(&mut new_conn, c).await;
-                crash::point("switchover:recorded");
-                self.semi_sync_as_master(&mut new_conn, c).await;
-                new_conn.exec("SET GLOBAL read_only = OFF").await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = promoted {
-            let msg = format!("switchover from {old} to {name} failed half-way at {pos}: {e}");
-            self.servers[c].note = Some(Note::StepFailed(msg.clone()));
-            self.holding = false;
-            self.set_operation(Some(msg.clone()));
-            return Err(msg);
-        }
-        if let Some(st) = self.servers[c].status.as_mut() {
-            st.read_only = false;
-            st.replication.clear();
-        }
-        if let Some(st) = self.servers[h].status.as_mut() {
-            st.read_only = true;
-        }
-        self.master = Some(c);
-        self.holding = false;
-        self.set_operation(None);
-        self.publish();
-        let pause = started.elapsed();
-        info!(from = %old, to = %name, term = self.term, position = %pos, pause_ms = pause.as_millis() as u64, "switchover done");
-        crash::point("switchover:writable");
-
-        let change = sql::change_master(
-            &self.servers[c].address,
-            &self.config.replication_user,
-            &self.config.replication_password,
-            "current_pos",
-        );
-        let demoted = async {
-            // As a replica it must not hold its applied commits for an ack.
-            if let Some(sql) = semi_sync::as_replica(self.config.durability) {
-                old_conn.exec(&sql).await?;
-            }
-            old_conn.exec(&change).await?;
-            old_conn.exec("START SLAVE").await
-        }
-        .await;
-        if let Err(e) = demoted {
-            let note = format!("could not be made a replica of {name}: {e}");
-            warn!(server = %old, "{note}");
-            self.servers[h].note = Some(Note::StepFailed(note));
-        }
-        crash::point("switchover:demoted");
-        let others: Vec<usize> = t
-            .replicas()
-            .filter_map(|v| self.servers.iter().position(|s| s.name == v.name))
-            .collect();
-        self.repoint(&others, c, h).await;
-        drop(locks);
-        Ok(format!(
-            "switched over from {old} to {name} at {pos}; writes were held {} ms (term {})",
-            pause.as_millis(),
-            self.term
-        ))
-    }
-
-    /// Runs an admin command.
-    pub(super) async fn command(&mut self, command: Command) -> Result<String, String> {
-        if !self.acts && !matches!(command, Command::Maintenance { .. }) {
-            return Err("this monitor only observes".into());
-        }
-        if self.galera.is_some() {
-            return self.galera_command(command).await;
-        }
-        match command {
-            Command::Switchover { target } => self.switchover(target).await,
-            Command::Failover => {
-                self.probe().await;
-                let t = Topology::build_under(
-                    self.servers.iter().map(super::Slot::view).collect(),
-                    self.master,
-                );
-                let Some(h) = self.master else {
-                    return Err("no master was ever seen: nothing to fail over from".into());
-                };
-                if t.servers[h].state == ServerState::Up {
-                    let views: Vec<ServerView> =
-                        self.servers.iter().map(super::Slot::view).collect();
-                    if views[h].read_only == Some(true) && self.lost_by_master(&views, h).is_some()
-                    {
-                        return self.failover(h, Why::BehindReplicas).await;
-                    }
-                    return Err(format!(
-                        "the master {} is up: use SWITCHOVER for a planned change",
-                        self.servers[h].name
-                    ));
-                }
-                self.master_down(&t, h, Why::Forced).await
-            }
-            Command::Maintenance { server, on } => {
-                let i = self.index_of(&server)?;
-                if on && self.master == Some(i) {
-                    return Err(format!(
-                        "{server} is the master: SWITCHOVER to another server first"
-                    ));
-                }
-                Ok(self.set_maintenance(i, on))
-            }
-        }
-    }
-
-    /// The config index of the server called `name`.
-    pub(super) fn index_of(&self, name: &str) -> Result<usize, String> {
-        self.servers
-            .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| format!("no server is called {name}"))
-    }
-
-    /// Puts server `i` in maintenance (`on`) or back online.
-    pub(super) fn set_maintenance(&mut self, i: usize, on: bool) -> String {
-        let server = self.servers[i].name.clone();
-        self.servers[i].maintenance = on;
-        let state = if on {
-            "maintenance: no new traffic"
-        } else {
-            "online"
-        };
-        info!(server = %server, "{state}");
-        format!("{server} is in {state}")
     }
 }
