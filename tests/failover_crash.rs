@@ -15,9 +15,10 @@ use kohaproxy_sandbox::Signal;
 
 /// The crash points of a failover, in order (`KOHAPROXY_CRASH_AT`; see
 /// docs/ARCHITECTURE.md).
-const FAILOVER_STEPS: [&str; 8] = [
+const FAILOVER_STEPS: [&str; 9] = [
     "failover:locked",
     "failover:term",
+    "failover:cut",
     "failover:drained",
     "failover:stopped",
     "failover:recorded",
@@ -94,16 +95,75 @@ fn proxy_killed_mid_failover_and_restarted(point: &str) {
 
 #[test]
 fn a_proxy_killed_early_in_a_failover_runs_it_again_after_a_restart() {
-    for point in &FAILOVER_STEPS[..4] {
+    for point in &FAILOVER_STEPS[..5] {
         proxy_killed_mid_failover_and_restarted(point);
     }
 }
 
 #[test]
 fn a_proxy_killed_late_in_a_failover_finishes_it_after_a_restart() {
-    for point in &FAILOVER_STEPS[4..] {
+    for point in &FAILOVER_STEPS[5..] {
         proxy_killed_mid_failover_and_restarted(point);
     }
+}
+
+/// Whether server `name`'s replication runs with both threads (`Slave_running`).
+fn both_threads_running(env: &Env, name: &str) -> bool {
+    env.sb()
+        .sql(
+            name,
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'SLAVE_RUNNING'",
+        )
+        .is_ok_and(|out| out.trim() == "ON")
+}
+
+/// The master only seemed dead (SIGSTOP), and the proxy failing over from it dies right
+/// after cutting every replica off from it (IO threads stopped), before it chose. The old
+/// master answers again (SIGCONT) and stays the master; the restarted proxy finds the
+/// replicas marked cut off from it and reconnects them, so they acknowledge and follow it
+/// again, and no acknowledged write is lost.
+#[test]
+fn replicas_a_dead_proxy_cut_off_from_a_master_that_answers_again_are_reconnected() {
+    let point = "failover:cut";
+    let mut env = Env::start(2);
+    env.start_proxy_with("proxy-crashed.log", &[("KOHAPROXY_CRASH_AT", point)]);
+    let ledger = ledger(&env, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb().kill("db1", Signal::Stop).expect("SIGSTOP db1");
+    wait_crashed_at(&mut env, point);
+    env.sb().kill("db1", Signal::Cont).expect("SIGCONT db1");
+    for replica in ["db2", "db3"] {
+        assert!(
+            !both_threads_running(&env, replica),
+            "{replica} was not cut off from db1; the crashed proxy's log:\n{}",
+            std::fs::read_to_string(env.sb().dir().join("proxy-crashed.log")).unwrap_or_default()
+        );
+    }
+    env.start_proxy();
+    wait_logged(&env, "the replicas reconnected to db1", || {
+        ["db2", "db3"]
+            .iter()
+            .all(|r| both_threads_running(&env, r))
+            .then_some(())
+    });
+    assert_eq!(routed_master(&env).as_deref(), Some("db1"));
+    let log = env.proxy_log();
+    assert!(
+        log.contains("cut off from the master by a failover that never promoted"),
+        "the restarted proxy did not say why it reconnected the replicas:\n{log}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = settle_and_verify(
+        &env,
+        "proxy killed at failover:cut, old master back",
+        ledger,
+        &[fault],
+        "db1",
+        &["db1", "db2", "db3"],
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
 }
 
 /// Scenario 13 with two proxies: the one that fails over first dies half-way (after

@@ -15,6 +15,7 @@
 pub mod acked;
 pub mod control;
 pub mod crash;
+pub mod cut;
 mod failover;
 pub mod galera;
 pub mod gtid;

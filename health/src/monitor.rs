@@ -10,6 +10,7 @@ use tracing::{debug, error, info, warn};
 
 mod changes;
 mod commands;
+mod cut;
 mod galera;
 mod keep;
 mod promote;
@@ -472,6 +473,7 @@ impl Monitor {
                 }
                 self.fence(&t, h).await;
                 self.rejoin(&t, h).await;
+                self.reconnect_cut_off(&t, h).await;
                 self.semi_sync_follows_roles(&t, h).await;
             }
             ServerState::Up => self.make_writable(&t, h).await,

@@ -15,7 +15,6 @@ use crate::failover::absent::{self, Absent, MasterSeen};
 use crate::failover::{self, Candidate};
 use crate::gtid::GtidList;
 use crate::note::Note;
-use crate::probe::ThreadState;
 use crate::sql::{self, Session, Target};
 use crate::term;
 use crate::topology::{ServerState, ServerView, Topology};
@@ -216,6 +215,7 @@ impl Monitor {
         // way). Every replica is cut off from it first; what they received is then read
         // again and compared.
         let cut = self.cut_off_from(h, &replicas).await;
+        crash::point("failover:cut");
         self.probe_except(Some(h)).await;
         let views: Vec<ServerView> = self.servers.iter().map(super::Slot::view).collect();
         let t = Topology::build_under(views, recorded.master);
@@ -265,6 +265,7 @@ impl Monitor {
         );
         self.repoint(&replicas, c, h).await;
         crash::point("failover:repointed");
+        self.clear_marks(&cut).await;
         drop(locks);
         self.set_operation(None);
         Ok(format!(
@@ -272,68 +273,6 @@ impl Monitor {
             promoted_in.as_millis(),
             self.term
         ))
-    }
-
-    /// Stops the IO thread of every replica in `replicas` that still has one, so that the
-    /// old master `h` gets no more semi-sync acks; their SQL threads are started first
-    /// (while the IO thread runs, so the relay log is kept) and go on applying it.
-    /// Returns the replicas cut off; one that cannot be reached is left as it is (it is
-    /// compared as absent).
-    async fn cut_off_from(&self, h: usize, replicas: &[usize]) -> Vec<usize> {
-        let cuts = replicas.iter().map(|&r| async move {
-            let view = self.servers[r].view();
-            let reading = view
-                .status
-                .as_ref()
-                .and_then(|s| s.replication.first())
-                .is_some_and(|l| l.io_thread != ThreadState::Stopped);
-            if !reading {
-                return None;
-            }
-            let result = async {
-                let mut s = self.open(r).await?;
-                s.exec("START SLAVE SQL_THREAD").await?;
-                s.stop_io_thread().await
-            }
-            .await;
-            match result {
-                Ok(()) => Some(r),
-                Err(e) => {
-                    warn!(server = %self.servers[r].name, old = %self.servers[h].name, "could not be cut off from the old master before the failover: {e}");
-                    None
-                }
-            }
-        });
-        futures::future::join_all(cuts)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
-    }
-
-    /// Undoes [`Self::cut_off_from`] after a refused failover: the old master `h`, if it
-    /// comes back, has its replicas again. Each replica first applies its relay log:
-    /// starting the IO thread discards it in GTID mode, and its tail may hold writes
-    /// acknowledged while only the old master, now gone, has them too. One whose relay
-    /// log is not applied within `catchup_timeout` stays cut off (its note says so).
-    async fn reconnect_to(&mut self, h: usize, cut: &[usize]) {
-        for &r in cut {
-            let result = match self.open(r).await {
-                Ok(mut s) => match self.drain_relay_log(&mut s).await {
-                    Ok(()) => s.exec("START SLAVE IO_THREAD").await,
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
-                let note = format!(
-                    "cut off from {} for a failover that was refused, and not reconnected: {e}",
-                    self.servers[h].name
-                );
-                warn!(server = %self.servers[r].name, "{note}");
-                self.servers[r].note = Some(Note::StepFailed(note));
-            }
-        }
     }
 
     /// The replica to promote, with the position it must hold: this proxy's acknowledged
@@ -607,7 +546,7 @@ impl Monitor {
     /// nothing more), has applied every whole transaction in its relay log: its SQL thread
     /// says it has read it all (bounded by `catchup_timeout`). A transaction the dead master sent only part of stays unapplied,
     /// as it must: no client was told it committed.
-    async fn drain_relay_log(&self, s: &mut Session) -> Result<(), String> {
+    pub(super) async fn drain_relay_log(&self, s: &mut Session) -> Result<(), String> {
         const ALL_READ: &str = "Slave has read all relay log";
         let until = Instant::now() + self.config.catchup_timeout;
         loop {
