@@ -94,7 +94,7 @@ pub fn backups_of(shared: &Arc<Shared>) -> kohaproxy_backup::Backups {
             topology: shared.topology.clone(),
             control: shared.control.clone(),
             load,
-            stop: shared.shutdown.subscribe(),
+            stop: shared.shutdown.clone(),
             hold,
         },
     )

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use chrono::Local;
 use kohaproxy_config::Config;
 use kohaproxy_health::{Command, Control, Monitor, Topology, TopologyHandle};
-use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use crate::dump::{self, DumpJob};
@@ -69,9 +68,9 @@ pub struct InProxy {
     pub control: Control,
     /// Statements running on each server.
     pub load: ServerLoad,
-    /// Becomes true when the proxy shuts down: a running backup stops and resumes its
+    /// Cancelled when the proxy shuts down: a running backup stops and resumes its
     /// replica.
-    pub stop: watch::Receiver<bool>,
+    pub stop: tokio_util::sync::CancellationToken,
     /// Keeps the proxy from exiting while the returned value lives.
     pub hold: Hold,
 }
@@ -342,13 +341,9 @@ impl Backups {
         let abort = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(AtomicBool::new(false));
         let watcher = self.0.proxy.as_ref().map(|p| {
-            let (mut stop, abort, stopped) = (p.stop.clone(), abort.clone(), stopped.clone());
+            let (stop, abort, stopped) = (p.stop.clone(), abort.clone(), stopped.clone());
             tokio::spawn(async move {
-                while !*stop.borrow_and_update() {
-                    if stop.changed().await.is_err() {
-                        return;
-                    }
-                }
+                stop.cancelled().await;
                 warn!("the proxy is shutting down: stopping the backup and resuming its replica");
                 stopped.store(true, Ordering::Relaxed);
                 abort.store(true, Ordering::Relaxed);

@@ -67,9 +67,9 @@ pub struct Shared {
     /// offered.
     greeting: ArcSwapOption<HandshakeV10>,
     next_id: AtomicU32,
-    /// Set to true when shutdown begins; sessions close at their next idle point outside
-    /// a transaction.
-    pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Cancelled when shutdown begins; sessions close at their next idle point outside a
+    /// transaction, a running backup stops and resumes its replica.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// The open client sessions (for KILL and the admin console). Locked at login,
     /// logout and KILL only, never per packet.
     pub sessions: stats::Registry,
@@ -112,7 +112,7 @@ impl Shared {
             greeting: ArcSwapOption::empty(),
             next_id: AtomicU32::new(kill::FIRST_SESSION_ID),
             sessions: stats::Registry::default(),
-            shutdown: tokio::sync::watch::Sender::new(false),
+            shutdown: tokio_util::sync::CancellationToken::new(),
             background: background::Background::default(),
         })
     }
@@ -425,22 +425,18 @@ async fn drain(shared: &Shared, slots: &Semaphore, max: usize) {
         sessions = open,
         "shutting down: no new clients; idle sessions close now, open transactions may finish"
     );
-    shared.shutdown.send_replace(true);
-    let deadline = tokio::time::Instant::now() + shared.config.proxy.shutdown_grace;
-    loop {
-        if slots.available_permits() >= max {
-            info!("all sessions closed");
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
+    shared.shutdown.cancel();
+    // Every session holds one slot: all of them free means every session closed.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(shared.config.proxy.shutdown_grace, slots.acquire_many(all)).await {
+        Ok(_) => info!("all sessions closed"),
+        Err(_) => {
             let left = max - slots.available_permits();
             warn!(
                 sessions = left,
                 "grace period over: closing sessions still in a transaction"
             );
-            break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     if !shared.background.wait(BACKGROUND_BOUND).await {
         warn!("background work (a backup) still running; exiting anyway");

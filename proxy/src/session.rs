@@ -121,8 +121,8 @@ pub struct Session {
     scratch: Vec<u8>,
     /// Reused buffer for the rewritten packet.
     out: Vec<u8>,
-    /// Turns true when the proxy starts shutting down.
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Cancelled when the proxy starts shutting down.
+    shutdown: tokio_util::sync::CancellationToken,
     shared: Arc<Shared>,
 }
 
@@ -347,11 +347,8 @@ impl Session {
                 r = fill(&mut self.client, &mut self.cbuf, HEADER_LEN) => {
                     return r.map(|()| true).map_err(SessionError::Client);
                 }
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() {
-                        return Ok(false);
-                    }
-                }
+                // Once only: a session in a transaction waits for its next command.
+                () = self.shutdown.cancelled(), if !self.shutdown.is_cancelled() => {}
                 () = IdleTimer::expired(idle) => {
                     if let Some(idle) = idle.as_mut() {
                         let deadline = idle.last_active + idle.limit;
@@ -368,7 +365,7 @@ impl Session {
     /// Whether the proxy is shutting down and this session holds no open transaction (the
     /// server's own in-transaction flag), so it may be closed without losing work.
     fn closing(&self) -> bool {
-        *self.shutdown.borrow() && self.status & crate::protocol::status::IN_TRANS == 0
+        self.shutdown.is_cancelled() && self.status & crate::protocol::status::IN_TRANS == 0
     }
 
     /// Streams the client's current message (one or more packets) to the backend, refusing

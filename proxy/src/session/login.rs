@@ -121,7 +121,7 @@ pub(super) async fn login(
         entry,
         scratch: Vec::new(),
         out: Vec::new(),
-        shutdown: shared.shutdown.subscribe(),
+        shutdown: shared.shutdown.clone(),
         shared: shared.clone(),
     };
     // The login OK may carry session state the client did not ask for.
