@@ -14,8 +14,14 @@
 //! reason; no replica left paused. A failure prints the seed and the timeline; the same
 //! seed replays the same schedule.
 //!
+//! With `GALERA=1` the sandbox is a three-node Galera cluster instead: at most one node
+//! out of service at a time (quorum), no "one writable server" sampling (every node is
+//! writable; the proxies send writes to one), and the end waits for every node Synced
+//! with the same data, both proxies naming the same writer.
+//!
 //! ```sh
 //! cargo bench --bench chaos                       # 10 minutes, a seed from the clock
+//! GALERA=1 SEEDS="1 2" cargo bench --bench chaos  # the same on Galera
 //! SEED=42 DURATION=3600 cargo bench --bench chaos # one hour, seed 42
 //! SEEDS="1 2 3" DURATION=1200 cargo bench --bench chaos
 //! ```
@@ -58,6 +64,8 @@ pub struct Options {
     pub binary: &'static str,
     /// `backup.rebuild_diverged_after_s` of both proxies (`None`: the default, manual).
     pub rebuild_after_s: Option<u64>,
+    /// A three-node Galera cluster instead of master and two replicas.
+    pub galera: bool,
 }
 
 /// A kohaproxy process the soak starts, kills and starts again (killed on drop).
@@ -156,14 +164,19 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Master and two replicas in a new directory.
-    fn up() -> Result<Cluster> {
+    /// Master and two replicas (or three Galera nodes) in a new directory.
+    fn up(galera: bool) -> Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("kpchaos")
             .tempdir_in("/tmp")
             .map_err(|e| format!("tempdir: {e}"))?;
-        let mut up = UpOptions::new(dir.path().join("sb"));
-        up.replicas = 2;
+        let mut up = if galera {
+            UpOptions::galera(dir.path().join("sb"), 3)
+        } else {
+            let mut up = UpOptions::new(dir.path().join("sb"));
+            up.replicas = 2;
+            up
+        };
         up.proxy_port = free_port()?;
         let sb = SandboxGuard(Sandbox::up(&up).map_err(|e| format!("sandbox: {e}"))?);
         Ok(Cluster { sb, _dir: dir })
@@ -183,6 +196,7 @@ struct World<'a> {
     sb: &'a Sandbox,
     proxies: Vec<Proxy>,
     relays: Vec<FaultRelay>,
+    galera: bool,
 }
 
 impl<'a> World<'a> {
@@ -203,6 +217,7 @@ impl<'a> World<'a> {
         sb: &'a Sandbox,
         binary: &'static str,
         rebuild_after_s: Option<u64>,
+        galera: bool,
     ) -> Result<World<'a>> {
         let base = sb.dir().to_path_buf();
         let mut text = std::fs::read_to_string(sb.config_path())
@@ -258,6 +273,7 @@ impl<'a> World<'a> {
             sb,
             proxies,
             relays,
+            galera,
         };
         for p in &mut world.proxies {
             p.start()?;
@@ -406,6 +422,9 @@ impl<'a> World<'a> {
         for n in &names {
             let _ = admin(&self.proxies[0].socket, &format!("SET SERVER {n} ONLINE"));
         }
+        if self.galera {
+            return self.heal_galera();
+        }
         let master = wait_value("one master both proxies name", HEAL_DEADLINE, || {
             let writable = writable_servers(self.sb());
             let [one] = writable.as_slice() else {
@@ -432,6 +451,27 @@ impl<'a> World<'a> {
                 Err(_) => {}
             }
         }
+    }
+
+    /// [`World::heal`] on Galera: every node Synced in one Primary component and both
+    /// proxies naming the same writer. (That every node holds the same rows is checked
+    /// after the workloads stop: under writes, two nodes' checksums are taken at different
+    /// moments.)
+    fn heal_galera(&self) -> Result<Healed> {
+        self.sb()
+            .wait_galera_synced(HEAL_DEADLINE)
+            .map_err(|e| format!("nodes Synced: {e}"))?;
+        let master = wait_value("one writer both proxies name", HEAL_DEADLINE, || {
+            let first = proxy_master(&self.proxies[0].socket)?;
+            self.proxies
+                .iter()
+                .all(|p| proxy_master(&p.socket).as_deref() == Some(first.as_str()))
+                .then_some(first)
+        })?;
+        Ok(Healed {
+            master,
+            diverged: Vec::new(),
+        })
     }
 
     /// The servers a proxy's SHOW SERVERS notes as diverged.
@@ -573,11 +613,15 @@ fn carry_out(
 
 /// Runs one soak; its markdown report, or the report with why it failed.
 pub fn run(opts: Options) -> Result<String> {
-    let shape = Shape::new(opts.duration);
+    let shape = if opts.galera {
+        Shape::galera(opts.duration)
+    } else {
+        Shape::new(opts.duration)
+    };
     let schedule = Schedule::draw(opts.seed, &shape);
-    let cluster = Cluster::up()?;
+    let cluster = Cluster::up(opts.galera)?;
     let sb = &cluster.sb.0;
-    let mut world = World::start(sb, opts.binary, opts.rebuild_after_s)?;
+    let mut world = World::start(sb, opts.binary, opts.rebuild_after_s, opts.galera)?;
     let writes = start_ledger(world.proxies[0].port, false);
     let transactions = start_ledger(world.proxies[0].port, true);
     let pages = start_pages(
@@ -594,7 +638,8 @@ pub fn run(opts: Options) -> Result<String> {
     let samples = AtomicU64::new(0);
     let sample = || {
         let mut open = false;
-        while !stop.load(Ordering::Relaxed) {
+        // On Galera every node is writable by design.
+        while !opts.galera && !stop.load(Ordering::Relaxed) {
             let writable = writable_servers(sb);
             let now = started.elapsed();
             let two = writable.len() > 1;
@@ -666,6 +711,12 @@ pub fn run(opts: Options) -> Result<String> {
         .map(String::as_str)
         .filter(|n| !diverged.iter().any(|d| d == n))
         .collect();
+    if opts.galera {
+        // Every node has applied what it received (an empty receive queue, one position).
+        if let Err(e) = world.sb().wait_replication(HEAL_DEADLINE) {
+            failures.push(format!("the nodes did not catch up: {e}"));
+        }
+    }
     for table in ["koha_ledger.acks", "koha_ledger_txn.acks"] {
         if !checksums_equal(world.sb(), &all, table).unwrap_or(false) {
             failures.push(format!("{table} differs between servers"));
@@ -723,7 +774,11 @@ pub fn run(opts: Options) -> Result<String> {
             failures.push(format!("backup {id}: {state} {error}"));
         }
     }
-    if let Ok(rows) = world.sb().status() {
+    if let Ok(rows) = world
+        .sb()
+        .status()
+        .map(|r| if opts.galera { Vec::new() } else { r })
+    {
         for row in rows
             .iter()
             .filter(|r| r.name != master && !diverged.contains(&r.name))
@@ -752,8 +807,13 @@ pub fn run(opts: Options) -> Result<String> {
         }
     }
     let logs: String = world.proxies.iter().map(Proxy::log_text).collect();
-    let failovers = logs.matches("promoted\"").count() + logs.matches(" promoted ").count();
-    let switchovers = logs.matches("switchover done").count();
+    // Galera: a writer moved on its own is a failover, one moved by a person a switchover.
+    let galera_switchovers = logs.matches("(switchover) to ").count();
+    let failovers = logs.matches("promoted\"").count()
+        + logs.matches(" promoted ").count()
+        + logs.matches("Galera writer moved from ").count()
+        - galera_switchovers;
+    let switchovers = logs.matches("switchover done").count() + galera_switchovers;
     let rebuilds = logs.matches(" rebuilt from backup ").count();
     let rebuilds_failed = logs.matches("rebuild failed:").count();
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -769,12 +829,18 @@ pub fn run(opts: Options) -> Result<String> {
     let lost: usize = verdicts.iter().map(|(_, v)| v.lost.len()).sum();
     let mut md = String::new();
     md.push_str(&format!(
-        "## Chaos soak: seed {}, {} s\n\n",
+        "## Chaos soak{}: seed {}, {} s\n\n",
+        if opts.galera { " (Galera)" } else { "" },
         opts.seed,
         opts.duration.as_secs()
     ));
+    md.push_str(if opts.galera {
+        "Sandbox: three Galera nodes (one out of service at a time), "
+    } else {
+        "Sandbox: master + 2 replicas, "
+    });
     md.push_str(
-        "Sandbox: master + 2 replicas, two kohaproxy instances (proxy 1 through fault \
+        "two kohaproxy instances (proxy 1 through fault \
          relays), 4 autocommit + 2 transaction ledger clients through proxy 0, 2 Koha-page \
          workers writing through proxy 0 and reading through proxy 1. Diverged servers \
          rebuilt: ",
@@ -847,8 +913,9 @@ pub fn run(opts: Options) -> Result<String> {
         ));
     }
     Err(format!(
-        "{md}\nFAILED (seed {}; rerun with SEED={} DURATION={}):\n- {}\n\nTimeline:\n{timeline}\nThe proxies' logs: {kept_logs:?}\n--- proxy 0 log (tail):\n{}\n--- proxy 1 log (tail):\n{}",
+        "{md}\nFAILED (seed {}; rerun with {}SEED={} DURATION={}):\n- {}\n\nTimeline:\n{timeline}\nThe proxies' logs: {kept_logs:?}\n--- proxy 0 log (tail):\n{}\n--- proxy 1 log (tail):\n{}",
         opts.seed,
+        if opts.galera { "GALERA=1 " } else { "" },
         opts.seed,
         opts.duration.as_secs(),
         failures.join("\n- "),
@@ -888,6 +955,7 @@ fn main() {
             rebuild_after_s: std::env::var("REBUILD_DIVERGED_AFTER_S")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            galera: std::env::var("GALERA").is_ok_and(|v| v == "1"),
         })
     });
     report::finish(

@@ -213,6 +213,18 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// [`Shape::new`] for a three-node Galera cluster: one node out of service at a time,
+    /// so that two of three always form the Primary component (two out would leave the
+    /// third non-Primary until a person bootstraps it, which the soak does not test).
+    pub fn galera(duration: Duration) -> Shape {
+        Shape {
+            max_server_faults: 1,
+            ..Shape::new(duration)
+        }
+    }
+}
+
 /// The faults of one run, in order of start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
