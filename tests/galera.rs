@@ -595,3 +595,46 @@ fn one_writer_reads_elsewhere_writer_failures_lose_nothing_two_proxies_agree() {
         test_start.elapsed().as_secs_f64()
     );
 }
+
+/// The writer leaves the Primary component (isolated with `gmcast.isolate`): it answers
+/// the statements sent to it in that moment with Galera's 1047, having run none of them.
+/// The proxy sends each again once it follows the new writer: no client sees a 1047, and
+/// nothing acknowledged is lost.
+#[test]
+fn statements_a_writer_cut_from_the_cluster_refuses_are_sent_again_elsewhere() {
+    let env = Env::start_galera(3);
+    let socket = env.sb().dir().join("admin.sock");
+    wait_for("a writer", DEADLINE, || writer(&socket).0.is_some());
+    let first = writer(&socket).0.expect("writer");
+    let ledger = ledger(&env, false);
+    std::thread::sleep(Duration::from_millis(1500));
+    let fault = Instant::now();
+    env.sb()
+        .sql(
+            &first,
+            "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'",
+        )
+        .expect("isolate the writer");
+    wait_for("another writer", DEADLINE, || {
+        writer(&socket).0.is_some_and(|w| w != first)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    env.sb()
+        .sql(
+            &first,
+            "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'",
+        )
+        .expect("end the isolation");
+    env.sb()
+        .wait_galera_synced(DEADLINE)
+        .expect("three nodes Synced again");
+    let new = writer(&socket).0.expect("writer");
+    let report = verify(&env, "writer isolated", ledger, fault, &new);
+    let errors = report.error_summary(usize::MAX);
+    assert!(
+        !errors.iter().any(|(e, _)| e.contains("1047")),
+        "a client saw the isolated writer's 1047: {errors:?}\n{}",
+        env.proxy_log()
+    );
+    assert!(report.rto(fault).is_some(), "writes resumed");
+}

@@ -186,9 +186,77 @@ pub fn quote_identifier(out: &mut Vec<u8>, identifier: &[u8]) {
     out.push(b'`');
 }
 
+/// How far a replica connection is from the session's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaSync {
+    /// The session was reset (COM_RESET_CONNECTION) since this connection last served it:
+    /// the connection is reset first, then given the state.
+    ResetPending,
+    /// Given the state up to this version (`None`: nothing given since it was opened).
+    At(Option<u64>),
+}
+
+/// What bringing a replica connection to the session's state takes (see
+/// [`ReplicaSync::catch_up`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    /// COM_RESET_CONNECTION first.
+    pub reset: bool,
+    /// Replay [`SessionState::replay`] and set the schema: the list is built only then.
+    pub replay: bool,
+}
+
+impl ReplicaSync {
+    /// What a connection in this state needs before it serves a read of a session whose
+    /// state is at `version`: nothing while it is current (most reads).
+    pub fn catch_up(self, version: u64) -> CatchUp {
+        match self {
+            ReplicaSync::ResetPending => CatchUp {
+                reset: true,
+                replay: true,
+            },
+            ReplicaSync::At(at) => CatchUp {
+                reset: false,
+                replay: at != Some(version),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_connection_catches_up_only_when_behind() {
+        use ReplicaSync::*;
+        let none = CatchUp {
+            reset: false,
+            replay: false,
+        };
+        let replay = CatchUp {
+            reset: false,
+            replay: true,
+        };
+        let reset = CatchUp {
+            reset: true,
+            replay: true,
+        };
+        for (sync, version, want) in [
+            (At(Some(3)), 3, none),
+            (At(Some(2)), 3, replay),
+            (At(None), 0, replay),
+            (At(None), 3, replay),
+            (ResetPending, 0, reset),
+            (ResetPending, 3, reset),
+        ] {
+            assert_eq!(
+                sync.catch_up(version),
+                want,
+                "{sync:?} at version {version}"
+            );
+        }
+    }
 
     fn text(v: &[Vec<u8>]) -> Vec<String> {
         v.iter()

@@ -8,7 +8,6 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::master::tracks_state;
 use super::router::{self, Router};
 use super::{MasterLink, Session, SessionError, Which, MAX_LOGIN_PACKET};
 use crate::auth;
@@ -69,13 +68,10 @@ pub(super) async fn login(
         attrs: response.attrs.clone(),
     };
     let split = shared.config.routing.read_write_split;
-    let track = tracks_state(shared);
     let mut master_login = login.clone();
-    if track {
-        // The master connection tracks session state (for the router, and to restore it
-        // on a new master after a failover); the client is shown only what it tracks.
-        master_login.caps = Caps(master_login.caps.0 | Caps::SESSION_TRACK);
-    }
+    // The master connection tracks session state (for the router, and to restore it on
+    // a new master after a failover); the client is shown only what it tracks.
+    master_login.caps = Caps(master_login.caps.0 | Caps::SESSION_TRACK);
     let (backend, ok, master_term, master_index) = match shared.connect_master(&master_login).await
     {
         Ok(b) => b,
@@ -117,10 +113,11 @@ pub(super) async fn login(
         replicas: Vec::new(),
         last: Which::Master,
         status,
-        router: Router::new(track, split, router::default_tracking(shared)),
+        router: Router::new(split, router::default_tracking(shared)),
         entry,
         scratch: Vec::new(),
         out: Vec::new(),
+        resend: Vec::new(),
         shutdown: shared.shutdown.clone(),
         shared: shared.clone(),
     };

@@ -24,15 +24,6 @@ use crate::stats::Booking;
 use crate::Shared;
 use kohaproxy_health::MasterStatement;
 
-/// Whether sessions track their state on the master connection: the router replays it
-/// on replicas, and it is restored on a new master (or Galera writer) when the one in
-/// use is replaced. Both kinds of cluster can replace it.
-pub(super) fn tracks_state(shared: &Shared) -> bool {
-    match shared.config.cluster.kind {
-        kohaproxy_config::ClusterKind::Replication | kohaproxy_config::ClusterKind::Galera => true,
-    }
-}
-
 /// Whether `old`, the Galera writer a session's open transaction runs on, may finish it
 /// after the writer moved: a usable node (Synced, in the Primary component) still.
 fn old_writer_serves(
@@ -206,9 +197,7 @@ impl Session {
     /// restores the session's state on it.
     async fn reconnect_master(&mut self) -> Result<(), String> {
         let mut login = self.login.clone();
-        if self.router.enabled {
-            login.caps = Caps(login.caps.0 | Caps::SESSION_TRACK);
-        }
+        login.caps = Caps(login.caps.0 | Caps::SESSION_TRACK);
         if let Some(schema) = self.router.state.schema() {
             login.database = Some(schema.to_vec());
         }
@@ -243,9 +232,6 @@ impl Session {
     /// Gives the new master connection the session's state: tracking, then every
     /// variable and literal user variable the session set.
     async fn restore_state(&mut self) -> Result<(), String> {
-        if !self.router.enabled {
-            return Ok(());
-        }
         self.track_state()
             .await
             .map_err(|e| format!("session tracking: {e}"))?;

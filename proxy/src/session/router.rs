@@ -32,7 +32,7 @@ use crate::protocol::{command, status, Caps, HEADER_LEN};
 use crate::refusal::Refusal;
 use crate::route::causal::Candidate;
 use crate::route::classify::{self, Class, Route};
-use crate::route::state::{quote_identifier, SessionState};
+use crate::route::state::{quote_identifier, ReplicaSync, SessionState};
 use crate::route::target::{self, Affinity, PinReason, Situation, Target};
 use crate::stats::Booking;
 
@@ -64,9 +64,6 @@ pub(super) fn galera_sync_wait(config: &kohaproxy_config::Config) -> bool {
 /// Per-session router state.
 #[derive(Debug)]
 pub(crate) struct Router {
-    /// The master connection tracks session state (the split is on, or the cluster can
-    /// fail over: the state is restored on a new master).
-    pub(crate) enabled: bool,
     /// Reads may go to replicas (`routing.read_write_split`).
     pub(crate) split: bool,
     /// Where the session is held: free, in a read-only transaction on a replica, or
@@ -90,12 +87,12 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// Router state for a new session; `enabled` when the master connection tracks state,
-    /// `split` when reads may go to replicas.
-    pub(crate) fn new(enabled: bool, split: bool, tracking: ClientTracking) -> Router {
+    /// Router state for a new session (its master connection tracks session state, to
+    /// restore it on a new master and replay it on replicas); `split` when reads may go
+    /// to replicas.
+    pub(crate) fn new(split: bool, tracking: ClientTracking) -> Router {
         Router {
-            enabled,
-            split: split && enabled,
+            split,
             affinity: Affinity::Free,
             state: SessionState::default(),
             tracking,
@@ -121,17 +118,24 @@ pub(crate) fn default_tracking(shared: &crate::Shared) -> ClientTracking {
     }
 }
 
+/// Why a replica connection could not be brought to the session's state.
+#[derive(Debug)]
+enum CatchUpError {
+    /// The connection failed: it is dropped, the read goes to the master.
+    Broken(String),
+    /// The server refused a statement of the state: the session is pinned to the master.
+    Refused(String),
+}
+
 /// A connection this session holds to a replica.
 #[derive(Debug)]
 pub(crate) struct ReplicaConn {
     /// The connection.
     pub(crate) backend: Backend,
-    /// The state version replayed on it (`None`: nothing replayed yet).
-    synced: Option<u64>,
+    /// How far it is from the session's state.
+    pub(crate) sync: ReplicaSync,
     /// The schema it is in.
     schema: Option<Vec<u8>>,
-    /// The session was reset: reset this connection before its next use.
-    pub(crate) reset_pending: bool,
     /// Status flags of its last response.
     pub(crate) status: u16,
     /// Counts it in its server's connections and the session's entry while it lives.
@@ -141,7 +145,7 @@ pub(crate) struct ReplicaConn {
 impl Session {
     /// Asks the master connection to track everything the router learns from.
     pub(super) async fn track_state(&mut self) -> Result<(), SessionError> {
-        if !self.router.enabled || !self.master.caps.has(Caps::SESSION_TRACK) {
+        if !self.master.caps.has(Caps::SESSION_TRACK) {
             return Ok(());
         }
         let limit = self.shared.config.proxy.connect_timeout;
@@ -178,8 +182,7 @@ impl Session {
     pub(super) async fn query(&mut self, len: usize) -> Result<(), SessionError> {
         // A pinned session's statements run on the master, but in scope `global` its
         // reads are checked there (so classified too).
-        let routed =
-            self.router.enabled && (!self.router.affinity.pinned() || self.master_reads_checked());
+        let routed = !self.router.affinity.pinned() || self.master_reads_checked();
         let mut class = None;
         if routed {
             if len <= ROUTE_LIMIT {
@@ -384,102 +387,16 @@ impl Session {
     /// to this session's connection to replica `index`. False sends the read to the master
     /// (and pins the session if the state could not be replayed).
     pub(super) async fn prepare_replica(&mut self, index: usize, address: &str) -> bool {
-        let limit = self.shared.config.proxy.connect_timeout;
-        if self.replica(index).is_none() {
-            let name = self.shared.config.servers[index].name.clone();
-            let mut login = self.login.clone();
-            if let Some(schema) = self.router.state.schema() {
-                login.database = Some(schema.to_vec());
-            }
-            match self.connect_replica(&name, address, &login).await {
-                Ok(backend) => {
-                    if self.replicas.len() <= index {
-                        self.replicas.resize_with(index + 1, || None);
-                    }
-                    let server = self.shared.stats.servers.get(index);
-                    self.replicas[index] = Some(ReplicaConn {
-                        backend,
-                        synced: None,
-                        schema: login.database,
-                        reset_pending: false,
-                        status: 0,
-                        _booking: Booking::open(server, &self.entry, &name),
-                    });
-                }
-                Err(e) => {
-                    debug!(session = self.id, server = %name, "replica connection failed: {e}");
-                    if let Some(s) = self.shared.stats.servers.get(index) {
-                        s.failures.fetch_add(1, Relaxed);
-                    }
-                    return false;
-                }
-            }
-        }
-        let version = self.router.state.version();
-        let statements = self.router.state.replay();
-        let schema = self.router.state.schema().map(<[u8]>::to_vec);
-        let Some(conn) = self.replica_mut(index) else {
+        if self.replica(index).is_none() && !self.open_replica(index, address).await {
             return false;
-        };
-        let mut result = Ok(());
-        if conn.reset_pending {
-            result =
-                match internal::run(&mut conn.backend, &[command::RESET_CONNECTION], limit).await {
-                    Ok(Reply::Ok(_)) => {
-                        conn.reset_pending = false;
-                        conn.synced = None;
-                        Ok(())
-                    }
-                    Ok(other) => Err((false, format!("reset refused: {other:?}"))),
-                    Err(e) => Err((true, e)),
-                };
         }
-        if result.is_ok() && conn.synced != Some(version) {
-            for sql in &statements {
-                match internal::query(&mut conn.backend, sql, limit).await {
-                    Ok(Reply::Ok(_)) => {}
-                    Ok(other) => {
-                        result = Err((false, format!("replay refused: {other:?}")));
-                        break;
-                    }
-                    Err(e) => {
-                        result = Err((true, e));
-                        break;
-                    }
-                }
-            }
-            if let (Ok(()), Some(schema)) = (&result, schema) {
-                if conn.schema.as_deref() != Some(&schema[..]) {
-                    let mut payload = vec![command::INIT_DB];
-                    payload.extend_from_slice(&schema);
-                    result = match internal::run(&mut conn.backend, &payload, limit).await {
-                        Ok(Reply::Ok(_)) => {
-                            conn.schema = Some(schema);
-                            Ok(())
-                        }
-                        Ok(other) => {
-                            let mut name = Vec::new();
-                            quote_identifier(&mut name, &schema);
-                            Err((
-                                false,
-                                format!("USE {}: {other:?}", String::from_utf8_lossy(&name)),
-                            ))
-                        }
-                        Err(e) => Err((true, e)),
-                    };
-                }
-            }
-            if result.is_ok() {
-                conn.synced = Some(version);
-            }
-        }
-        match result {
+        match self.catch_up_replica(index).await {
             Ok(()) => true,
-            Err((true, reason)) => {
+            Err(CatchUpError::Broken(reason)) => {
                 self.drop_replica(index, &reason);
                 false
             }
-            Err((false, reason)) => {
+            Err(CatchUpError::Refused(reason)) => {
                 // The replica will not take the session's state: keep the session where
                 // its state is.
                 info!(
@@ -490,6 +407,93 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// Opens this session's connection to replica `index`, in the session's schema;
+    /// false if it could not be opened (counted as a failure of that server).
+    async fn open_replica(&mut self, index: usize, address: &str) -> bool {
+        let name = self.shared.config.servers[index].name.clone();
+        let mut login = self.login.clone();
+        if let Some(schema) = self.router.state.schema() {
+            login.database = Some(schema.to_vec());
+        }
+        match self.connect_replica(&name, address, &login).await {
+            Ok(backend) => {
+                if self.replicas.len() <= index {
+                    self.replicas.resize_with(index + 1, || None);
+                }
+                let server = self.shared.stats.servers.get(index);
+                self.replicas[index] = Some(ReplicaConn {
+                    backend,
+                    sync: ReplicaSync::At(None),
+                    schema: login.database,
+                    status: 0,
+                    _booking: Booking::open(server, &self.entry, &name),
+                });
+                true
+            }
+            Err(e) => {
+                debug!(session = self.id, server = %name, "replica connection failed: {e}");
+                if let Some(s) = self.shared.stats.servers.get(index) {
+                    s.failures.fetch_add(1, Relaxed);
+                }
+                false
+            }
+        }
+    }
+
+    /// Brings the open connection to replica `index` to the session's state
+    /// ([`ReplicaSync::catch_up`]): nothing when it is current, the replay list built only
+    /// when it is behind.
+    async fn catch_up_replica(&mut self, index: usize) -> Result<(), CatchUpError> {
+        let limit = self.shared.config.proxy.connect_timeout;
+        let version = self.router.state.version();
+        let Some(conn) = self.replicas.get_mut(index).and_then(Option::as_mut) else {
+            return Err(CatchUpError::Broken("no connection".into()));
+        };
+        let plan = conn.sync.catch_up(version);
+        if plan.reset {
+            match internal::run(&mut conn.backend, &[command::RESET_CONNECTION], limit).await {
+                Ok(Reply::Ok(_)) => conn.sync = ReplicaSync::At(None),
+                Ok(other) => {
+                    return Err(CatchUpError::Refused(format!("reset refused: {other:?}")))
+                }
+                Err(e) => return Err(CatchUpError::Broken(e)),
+            }
+        }
+        if !plan.replay {
+            return Ok(());
+        }
+        for sql in self.router.state.replay() {
+            match internal::query(&mut conn.backend, &sql, limit).await {
+                Ok(Reply::Ok(_)) => {}
+                Ok(other) => {
+                    return Err(CatchUpError::Refused(format!("replay refused: {other:?}")))
+                }
+                Err(e) => return Err(CatchUpError::Broken(e)),
+            }
+        }
+        if let Some(schema) = self.router.state.schema() {
+            if conn.schema.as_deref() != Some(schema) {
+                let mut payload = Vec::with_capacity(1 + schema.len());
+                payload.push(command::INIT_DB);
+                payload.extend_from_slice(schema);
+                match internal::run(&mut conn.backend, &payload, limit).await {
+                    Ok(Reply::Ok(_)) => conn.schema = Some(schema.to_vec()),
+                    Ok(other) => {
+                        let mut name = Vec::new();
+                        quote_identifier(&mut name, schema);
+                        return Err(CatchUpError::Refused(format!(
+                            "USE {}: {other:?}",
+                            String::from_utf8_lossy(&name)
+                        )));
+                    }
+                    Err(e) => return Err(CatchUpError::Broken(e)),
+                }
+            }
+        }
+        conn.sync = ReplicaSync::At(Some(version));
+        Ok(())
     }
 
     /// Opens a connection for reads to server `name`. On Galera, unless causal reads are
@@ -524,24 +528,13 @@ impl Session {
         let Some(conn) = self.replica_mut(server) else {
             return Err("no connection".into());
         };
-        let b = &mut conn.backend;
-        fill(&mut b.stream, &mut b.buf, HEADER_LEN + 1)
-            .await
-            .map_err(|e| e.to_string())?;
-        if b.buf[HEADER_LEN] != 0xFF {
-            return Ok(false);
+        match peek_not_ready(&mut conn.backend).await? {
+            Some(n) => {
+                conn.backend.buf.advance(n);
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        let len = usize::from(b.buf[0]) | usize::from(b.buf[1]) << 8 | usize::from(b.buf[2]) << 16;
-        fill(&mut b.stream, &mut b.buf, HEADER_LEN + len)
-            .await
-            .map_err(|e| e.to_string())?;
-        let code =
-            (len >= 3).then(|| u16::from_le_bytes([b.buf[HEADER_LEN + 1], b.buf[HEADER_LEN + 2]]));
-        if code != Some(GALERA_NOT_READY) {
-            return Ok(false);
-        }
-        b.buf.advance(HEADER_LEN + len);
-        Ok(true)
     }
 
     /// This session's connection to server `index`, if open.
@@ -667,10 +660,30 @@ impl Session {
             }
         } else {
             for conn in self.replicas.iter_mut().flatten() {
-                conn.reset_pending = true;
+                conn.sync = ReplicaSync::ResetPending;
             }
         }
     }
+}
+
+/// Reads the start of the answer waiting on `b` and, if it is Galera's 1047 ("WSREP has
+/// not yet prepared node for application use": the node is not in the Primary component,
+/// so it ran nothing), the length of that ERR packet, left in the buffer. `Err`: the
+/// connection failed.
+pub(super) async fn peek_not_ready(b: &mut Backend) -> Result<Option<usize>, String> {
+    fill(&mut b.stream, &mut b.buf, HEADER_LEN + 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    if b.buf[HEADER_LEN] != 0xFF {
+        return Ok(None);
+    }
+    let len = crate::protocol::payload_len(&b.buf);
+    fill(&mut b.stream, &mut b.buf, HEADER_LEN + len)
+        .await
+        .map_err(|e| e.to_string())?;
+    let code =
+        (len >= 3).then(|| u16::from_le_bytes([b.buf[HEADER_LEN + 1], b.buf[HEADER_LEN + 2]]));
+    Ok((code == Some(GALERA_NOT_READY)).then_some(HEADER_LEN + len))
 }
 
 /// Whether a statement's first bytes show a plain INSERT, UPDATE, DELETE or REPLACE (a
