@@ -151,8 +151,27 @@ async fn console_on_the_socket() {
     );
     assert!(sessions[0]["backends"].contains("db1"), "{sessions:?}");
     assert_eq!(sessions[0]["in_transaction"], "no");
+    assert_eq!(sessions[0]["state"], "idle");
     let id: u64 = sessions[0]["id"].parse().unwrap();
     assert!(id >= 1 << 30, "proxy session ids: {id}");
+
+    // While a statement runs, the session shows where.
+    let sleeping = tokio::spawn(async move {
+        client.query_drop("DO SLEEP(2)").await.unwrap();
+        client
+    });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let s = rows(&ok(cli(&sock, &["-e", "SHOW SESSIONS"]), "SHOW SESSIONS"));
+        if s.first()
+            .is_some_and(|r| r["state"].starts_with("running on db"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never shown running: {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = sleeping.await.unwrap();
 
     let stats = rows(&ok(cli(&sock, &["-e", "show stats"]), "SHOW STATS"));
     let stat = |name: &str| -> u64 {

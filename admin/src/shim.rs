@@ -146,7 +146,13 @@ impl AdminShim {
             }
             Command::ShowTopology => tables::topology(&shared.topology.load()),
             Command::ShowSessions => {
-                tables::sessions(&shared.sessions.snapshot(), SystemTime::now())
+                let names: Vec<&str> = shared
+                    .config
+                    .servers
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                tables::sessions(&shared.sessions.snapshot(), SystemTime::now(), &names)
             }
             Command::ShowStats => tables::stats(&shared.stats.snapshot(shared.sessions.len())),
             Command::Cluster(_) | Command::BackupNow { .. } | Command::Rebuild { .. } => {

@@ -173,8 +173,9 @@ pub fn backups(list: &[kohaproxy_backup::Listing]) -> Table {
     t
 }
 
-/// `SHOW SESSIONS`: one row per client session; `now` dates `connected_s`.
-pub fn sessions(sessions: &[SessionInfo], now: SystemTime) -> Table {
+/// `SHOW SESSIONS`: one row per client session; `now` dates `connected_s`, `servers`
+/// names the servers by config index (`state`).
+pub fn sessions(sessions: &[SessionInfo], now: SystemTime, servers: &[&str]) -> Table {
     use Kind::{Count, Text};
     let mut t = Table::new(&[
         ("id", Count),
@@ -185,7 +186,9 @@ pub fn sessions(sessions: &[SessionInfo], now: SystemTime) -> Table {
         ("pinned", Text),
         ("statements", Count),
         ("connected_s", Count),
+        ("state", Text),
     ]);
+    let name = |i: usize| servers.get(i).map(|n| n.to_string());
     let yes_no = |b: bool| Cell::text(if b { "yes" } else { "no" });
     for s in sessions {
         let age = now.duration_since(s.started).unwrap_or_default().as_secs();
@@ -199,6 +202,7 @@ pub fn sessions(sessions: &[SessionInfo], now: SystemTime) -> Table {
                 .map_or_else(|| Cell::text("no"), |r| Cell::text(r.describe())),
             Cell::Count(Some(s.statements)),
             Cell::Count(Some(age)),
+            Cell::text(s.phase.describe(name)),
         ]);
     }
     t
@@ -428,8 +432,9 @@ mod tests {
             in_transaction: true,
             pinned: None,
             backends: vec!["db1".into(), "db2".into()],
+            phase: kohaproxy_proxy::phase::Phase::Running(kohaproxy_proxy::phase::On::Replica(1)),
         };
-        let t = sessions(&[s], started + Duration::from_secs(5));
+        let t = sessions(&[s], started + Duration::from_secs(5), &["db1", "db2"]);
         assert_eq!(
             t.rows,
             vec![vec![
@@ -441,10 +446,11 @@ mod tests {
                 Cell::text("no"),
                 Cell::Count(Some(3)),
                 Cell::Count(Some(5)),
+                Cell::text("running on db2"),
             ]]
         );
         // A clock that went backwards gives 0, not a panic.
-        let t = sessions(&t_info(started), started - Duration::from_secs(1));
+        let t = sessions(&t_info(started), started - Duration::from_secs(1), &[]);
         assert_eq!(t.get(0, "connected_s"), Some(&Cell::Count(Some(0))));
     }
 
@@ -459,6 +465,7 @@ mod tests {
             in_transaction: false,
             pinned: None,
             backends: Vec::new(),
+            phase: kohaproxy_proxy::phase::Phase::Idle,
         }]
     }
 

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod background;
 pub mod io;
 pub mod kill;
+pub mod phase;
 pub mod protocol;
 pub mod refusal;
 pub mod route;
@@ -31,7 +32,7 @@ use tracing::{info, warn};
 use crate::auth::Credential;
 use crate::backend::{Backend, BackendError, Login};
 use crate::protocol::handshake::HandshakeV10;
-use crate::refusal::{Phase, Refusal};
+use crate::refusal::{Refusal, Stage};
 
 /// Why the proxy stopped.
 #[derive(Debug, thiserror::Error)]
@@ -386,7 +387,7 @@ async fn accept_loop(
             let shared = shared.clone();
             tokio::spawn(async move {
                 let refusal = Refusal::TooManyConnections;
-                let _ = session::send_refusal(&mut stream, &shared.stats, refusal, 0, Phase::Login)
+                let _ = session::send_refusal(&mut stream, &shared.stats, refusal, 0, Stage::Login)
                     .await;
             });
             continue;

@@ -93,9 +93,10 @@ pub enum Kind {
     ReplicaTransactionLost,
 }
 
-/// Where in its life the session is when it is refused.
+/// Which part of its life a refused session is in (the coarse view of [`crate::phase::Phase`]
+/// that decides whether a refusal ends it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub enum Stage {
     /// Logging in, or re-authenticating with COM_CHANGE_USER: any refusal ends the
     /// session (it must never go on as the previous user).
     Login,
@@ -253,12 +254,12 @@ impl Refusal {
         }
     }
 
-    /// Whether the session goes on after this refusal in `phase`.
-    pub fn after(&self, phase: Phase) -> After {
-        match (phase, self) {
-            (Phase::Login, _) => After::Close,
-            (Phase::Commands, Refusal::TransactionRolledBack { state_lost: true }) => After::Close,
-            (Phase::Commands, r) => r.kind().row().after,
+    /// Whether the session goes on after this refusal in `stage`.
+    pub fn after(&self, stage: Stage) -> After {
+        match (stage, self) {
+            (Stage::Login, _) => After::Close,
+            (Stage::Commands, Refusal::TransactionRolledBack { state_lost: true }) => After::Close,
+            (Stage::Commands, r) => r.kind().row().after,
         }
     }
 
@@ -303,38 +304,38 @@ mod tests {
     fn what_follows_each_refusal() {
         use After::{Close, Continue};
         let table = [
-            (Refusal::Malformed, Phase::Commands, Continue),
-            (Refusal::Malformed, Phase::Login, Close),
-            (Refusal::PacketTooLarge, Phase::Commands, Close),
-            (Refusal::OutOfOrder, Phase::Commands, Close),
-            (Refusal::NotSent, Phase::Commands, Continue),
-            (Refusal::OutcomeUnknown, Phase::Commands, Continue),
+            (Refusal::Malformed, Stage::Commands, Continue),
+            (Refusal::Malformed, Stage::Login, Close),
+            (Refusal::PacketTooLarge, Stage::Commands, Close),
+            (Refusal::OutOfOrder, Stage::Commands, Close),
+            (Refusal::NotSent, Stage::Commands, Continue),
+            (Refusal::OutcomeUnknown, Stage::Commands, Continue),
             (
                 Refusal::NoMaster { reason: "x".into() },
-                Phase::Commands,
+                Stage::Commands,
                 Continue,
             ),
             (
                 Refusal::NoMaster { reason: "x".into() },
-                Phase::Login,
+                Stage::Login,
                 Close,
             ),
             (
                 Refusal::TransactionRolledBack { state_lost: false },
-                Phase::Commands,
+                Stage::Commands,
                 Continue,
             ),
             (
                 Refusal::TransactionRolledBack { state_lost: true },
-                Phase::Commands,
+                Stage::Commands,
                 Close,
             ),
-            (Refusal::StateLost, Phase::Commands, Close),
-            (Refusal::ReplicaTransactionLost, Phase::Commands, Continue),
-            (Refusal::ReplicationStream, Phase::Commands, Continue),
+            (Refusal::StateLost, Stage::Commands, Close),
+            (Refusal::ReplicaTransactionLost, Stage::Commands, Continue),
+            (Refusal::ReplicationStream, Stage::Commands, Continue),
         ];
-        for (refusal, phase, after) in table {
-            assert_eq!(refusal.after(phase), after, "{refusal:?} in {phase:?}");
+        for (refusal, stage, after) in table {
+            assert_eq!(refusal.after(stage), after, "{refusal:?} in {stage:?}");
         }
     }
 

@@ -1,9 +1,10 @@
 //! One client session: login, then a loop of commands, each forwarded to the backend and
 //! its response relayed back, both directions streamed without re-encoding.
 //!
-//! States: `Handshake` (greeting sent, waiting for the login) → `Idle` (waiting for a
-//! command) ⇄ `Busy` (a command's response is being relayed) → `Closed`. The session is
-//! half-duplex like the protocol itself: one command at a time.
+//! Its states are [`crate::phase::Phase`] (logging in, idle, waiting for a master, a
+//! causal wait, running on a backend, draining), recorded at each move for SHOW SESSIONS;
+//! the login itself runs before the session exists. The session is half-duplex like the
+//! protocol: one command at a time.
 //!
 //! Submodules: `login` (the connection phase and COM_CHANGE_USER), `router` (classify and
 //! route statements), `causal_read` (which replica serves a read, and its causal wait),
@@ -27,10 +28,11 @@ mod router;
 
 use crate::backend::{Backend, Login};
 use crate::io::{fill, write_packet, ReadError};
+use crate::phase::{On, Phase};
 use crate::protocol::relay::{Relay, Scan};
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::{command, payload_len, Caps, HEADER_LEN, MAX_PAYLOAD};
-use crate::refusal::{After, Phase, Refusal};
+use crate::refusal::{After, Refusal, Stage};
 use crate::stats::SessionEntry;
 use crate::stats::{Booking, Stats};
 use crate::tls::ClientStream;
@@ -164,18 +166,18 @@ enum Outcome {
 }
 
 /// Writes `refusal` to the client and counts it: the one place the proxy's own errors
-/// reach clients. Ok if the session goes on after it in `phase`; otherwise the error that
+/// reach clients. Ok if the session goes on after it in `stage`; otherwise the error that
 /// ends the session (a failed write then changes nothing).
 pub(crate) async fn send_refusal<W: AsyncWriteExt + Unpin>(
     client: &mut W,
     stats: &Stats,
     refusal: Refusal,
     seq: u8,
-    phase: Phase,
+    stage: Stage,
 ) -> Result<(), SessionError> {
     stats.count_refusal(refusal.kind());
     let written = client.write_all(&refusal.packet(seq)).await;
-    match refusal.after(phase) {
+    match refusal.after(stage) {
         After::Continue => Ok(written?),
         After::Close => Err(SessionError::Refused(refusal)),
     }
@@ -344,6 +346,11 @@ impl Session {
             if self.closing() {
                 return Ok(false);
             }
+            self.entry.phase.set(if self.shutdown.is_cancelled() {
+                Phase::Draining
+            } else {
+                Phase::Idle
+            });
             tokio::select! {
                 biased;
                 // `fill` keeps what it read in `cbuf`: restarting it loses nothing.
@@ -552,6 +559,9 @@ impl Session {
         if let Some(i) = self.master_index {
             self.count(i, true);
         }
+        self.entry
+            .phase
+            .set(Phase::Running(On::Master(self.master_index)));
         let outcome = self.relay_response(Which::Master, tracker).await;
         if let Some(i) = self.master_index {
             self.count(i, false);
@@ -583,14 +593,14 @@ impl Session {
             &self.shared.stats,
             refusal,
             seq,
-            Phase::Commands,
+            Stage::Commands,
         )
         .await
     }
 
     /// [`Session::refuse`] for a refusal that always ends the session.
     async fn refuse_to_end(&mut self, refusal: Refusal, seq: u8) -> SessionError {
-        debug_assert_eq!(refusal.after(Phase::Commands), After::Close);
+        debug_assert_eq!(refusal.after(Stage::Commands), After::Close);
         match self.refuse(refusal, seq).await {
             Err(e) => e,
             Ok(()) => SessionError::ClientProtocol("refused"),

@@ -235,6 +235,8 @@ pub struct SessionEntry {
     pinned: AtomicU8,
     /// Names of the servers the session holds connections to.
     pub backends: Mutex<Vec<String>>,
+    /// Where the session is (idle, running a command on a server, waiting, ...).
+    pub phase: crate::phase::PhaseCell,
 }
 
 impl SessionEntry {
@@ -251,6 +253,7 @@ impl SessionEntry {
             in_transaction: AtomicBool::new(false),
             pinned: AtomicU8::new(0),
             backends: Mutex::new(Vec::new()),
+            phase: crate::phase::PhaseCell::default(),
         }
     }
 
@@ -281,6 +284,7 @@ impl SessionEntry {
                     seen
                 })
                 .unwrap_or_default(),
+            phase: self.phase.get(),
         }
     }
 
@@ -363,6 +367,8 @@ pub struct SessionInfo {
     pub pinned: Option<PinReason>,
     /// Servers it holds connections to.
     pub backends: Vec<String>,
+    /// Where it is.
+    pub phase: crate::phase::Phase,
 }
 
 /// The open sessions, by proxy id.

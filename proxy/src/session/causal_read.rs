@@ -13,6 +13,7 @@ use tracing::{debug, info};
 
 use super::internal::{self, Reply};
 use super::{Session, SessionError};
+use crate::phase::Phase;
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::{command, status, HEADER_LEN};
 use crate::route::causal::{self, Candidate, CheckOrder, Need, Pick, ToMaster};
@@ -128,6 +129,7 @@ impl Session {
     async fn wait_on_replica(&mut self, index: usize) -> Result<(), Option<ToMaster>> {
         let shared = self.shared.clone();
         shared.stats.causal.waits.fetch_add(1, Relaxed);
+        self.entry.phase.set(Phase::CausalWait(index));
         let sql = self.wait_sql(&self.router.required);
         let limit = shared.config.routing.causal_wait + shared.config.proxy.connect_timeout;
         let Some(conn) = self.replica_mut(index) else {
@@ -318,6 +320,7 @@ impl Session {
             return self.read_to_master(len, class).await;
         }
         shared.stats.causal.waits.fetch_add(1, Relaxed);
+        self.entry.phase.set(Phase::CausalWait(server));
         match self.replica_reply(server, limit).await {
             Ok(Reply::Value(Some(v))) if v == b"0" => {
                 shared.causal.record_applied(server, &self.router.required);

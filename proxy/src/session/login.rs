@@ -18,7 +18,7 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::packets::ERR;
 use crate::protocol::Caps;
-use crate::refusal::{Phase, Refusal};
+use crate::refusal::{Refusal, Stage};
 use crate::stats::{Booking, SessionEntry};
 use crate::tls::ClientStream;
 use crate::Shared;
@@ -30,7 +30,7 @@ async fn refuse<W: AsyncWriteExt + Unpin>(
     seq: u8,
     refusal: Refusal,
 ) -> SessionError {
-    match super::send_refusal(client, &shared.stats, refusal, seq, Phase::Login).await {
+    match super::send_refusal(client, &shared.stats, refusal, seq, Stage::Login).await {
         Err(e) => e,
         Ok(()) => SessionError::ClientProtocol("login refused"),
     }
@@ -243,6 +243,7 @@ impl Session {
     /// backend with the recovered credential. A refused change closes the session: it
     /// must not carry on as the previous user.
     pub(super) async fn change_user(&mut self, len: usize) -> Result<(), SessionError> {
+        self.entry.phase.set(crate::phase::Phase::LoggingIn);
         if len > MAX_LOGIN_PACKET {
             return Err(refuse(&mut self.client, &self.shared, 1, Refusal::PacketTooLarge).await);
         }

@@ -83,6 +83,7 @@ impl Session {
                 return statement;
             }
             drop(statement);
+            self.entry.phase.set(crate::phase::Phase::WaitingForMaster);
             match changes.as_mut() {
                 // Subscribed before the next look at the hold, so its end wakes us.
                 None => changes = Some(topology.subscribe()),
@@ -142,6 +143,7 @@ impl Session {
         if state_lost {
             return Ok(Some(Refusal::StateLost));
         }
+        self.entry.phase.set(crate::phase::Phase::WaitingForMaster);
         match self.reconnect_master().await {
             Ok(()) => Ok(None),
             Err(reason) => Ok(Some(Refusal::NoMaster { reason })),

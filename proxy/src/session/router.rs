@@ -26,6 +26,7 @@ use super::internal::{self, Reply};
 use super::{Outcome, Session, SessionError, Which};
 use crate::backend::{self, Backend};
 use crate::io::fill;
+use crate::phase::{On, Phase};
 use crate::protocol::response::ResponseTracker;
 use crate::protocol::track::{Change, ClientTracking, StateOk};
 use crate::protocol::{command, status, Caps, HEADER_LEN};
@@ -343,6 +344,7 @@ impl Session {
             return Ok(());
         };
         self.count(server, true);
+        self.entry.phase.set(Phase::Running(On::Replica(server)));
         let outcome = self.relay_response(Which::Replica(server), tracker).await;
         self.count(server, false);
         match outcome? {
