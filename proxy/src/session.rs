@@ -690,48 +690,15 @@ impl Session {
                 forwarded = true;
             }
             match scan {
-                Scan::Done => {
-                    let failed = relay.tracker().failed();
-                    if let Some(s) = relay.tracker().status() {
-                        match which {
-                            Which::Master => self.status = s,
-                            Which::Replica(i) => {
-                                if let Some(Some(conn)) = self.replicas.get_mut(i) {
-                                    conn.status = s;
-                                }
-                            }
-                        }
-                    }
-                    if failed {
-                        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Ok(Outcome::Done { failed });
-                }
+                Scan::Done => return Ok(self.response_done(which, &relay)),
                 Scan::LocalInfile => {
                     self.relay_local_infile(relay.last_seq().wrapping_add(1))
                         .await?;
                     continue;
                 }
                 Scan::StateOk(len) => {
-                    let read = fill(&mut backend.stream, &mut backend.buf, len).await;
-                    if let Err(e) = read {
-                        if !forwarded {
-                            return Ok(Outcome::Lost(e.to_string()));
-                        }
-                        return Err(self.backend_error(e.to_string()));
-                    }
-                    let seq = backend.buf[3];
-                    let mut payload = std::mem::take(&mut self.scratch);
-                    payload.clear();
-                    payload.extend_from_slice(&backend.buf[HEADER_LEN..len]);
-                    backend.buf.advance(len);
-                    let sent = self.send_ok(seq, &payload).await;
-                    self.scratch = payload;
-                    match sent {
-                        Err(SessionError::Fenced) if !forwarded => {
-                            return Ok(Outcome::Lost("the master was replaced".into()))
-                        }
-                        other => other?,
+                    if let Some(lost) = self.relay_state_ok(which, len, forwarded).await? {
+                        return Ok(lost);
                     }
                     forwarded = true;
                     continue;
@@ -757,6 +724,64 @@ impl Session {
                     reason,
                 });
             }
+        }
+    }
+
+    /// The response of backend `which` ended (`relay` saw its last packet): keeps the
+    /// status flags it carried and counts an error.
+    fn response_done(&mut self, which: Which, relay: &Relay) -> Outcome {
+        let failed = relay.tracker().failed();
+        if let Some(s) = relay.tracker().status() {
+            match which {
+                Which::Master => self.status = s,
+                Which::Replica(i) => {
+                    if let Some(Some(conn)) = self.replicas.get_mut(i) {
+                        conn.status = s;
+                    }
+                }
+            }
+        }
+        if failed {
+            self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Outcome::Done { failed }
+    }
+
+    /// Reads the OK of `len` bytes (header included) that carries session state from
+    /// backend `which` and sends it through [`Session::send_ok`]. `Some(outcome)`: the
+    /// response ends here as lost (nothing was `forwarded` yet: the connection failed, or
+    /// the master was replaced and its OK must not reach the client).
+    async fn relay_state_ok(
+        &mut self,
+        which: Which,
+        len: usize,
+        forwarded: bool,
+    ) -> Result<Option<Outcome>, SessionError> {
+        let backend = match which {
+            Which::Master => &mut self.master,
+            Which::Replica(i) => match self.replicas.get_mut(i).and_then(Option::as_mut) {
+                Some(conn) => &mut conn.backend,
+                None => return Ok(Some(Outcome::Lost("no connection".into()))),
+            },
+        };
+        if let Err(e) = fill(&mut backend.stream, &mut backend.buf, len).await {
+            if !forwarded {
+                return Ok(Some(Outcome::Lost(e.to_string())));
+            }
+            return Err(self.backend_error(e.to_string()));
+        }
+        let seq = backend.buf[3];
+        let mut payload = std::mem::take(&mut self.scratch);
+        payload.clear();
+        payload.extend_from_slice(&backend.buf[HEADER_LEN..len]);
+        backend.buf.advance(len);
+        let sent = self.send_ok(seq, &payload).await;
+        self.scratch = payload;
+        match sent {
+            Err(SessionError::Fenced) if !forwarded => {
+                Ok(Some(Outcome::Lost("the master was replaced".into())))
+            }
+            other => other.map(|()| None),
         }
     }
 

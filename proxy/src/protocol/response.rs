@@ -135,61 +135,15 @@ impl ResponseTracker {
                 self.finish()
             }
             State::PrepareOk => match first {
-                Some(OK) => {
-                    // 0x00, statement id (4), columns (2), params (2), filler, warnings.
-                    let b = head.get(5..9).ok_or(malformed)?;
-                    let columns = u16::from_le_bytes([b[0], b[1]]);
-                    let params = u16::from_le_bytes([b[2], b[3]]);
-                    let then = AfterDefs::PrepareColumns(columns);
-                    if params > 0 {
-                        self.state = State::Defs {
-                            remaining: params as u64,
-                            then,
-                        };
-                        Step::More
-                    } else {
-                        self.enter(then)
-                    }
-                }
+                Some(OK) => self.on_prepare_ok(head)?,
                 _ => self.on_err(head),
             },
-            State::Result => match first {
-                Some(OK) => {
-                    let s = ok_status(head).ok_or(malformed)?;
-                    self.state_ok = has_state(s);
-                    self.after_result(s)
-                }
-                Some(ERR) => self.on_err(head),
-                Some(LOCAL_INFILE) => Step::LocalInfile,
-                Some(_) => {
-                    let (columns, _) = read_lenenc(head).ok_or(malformed)?;
-                    if columns == 0 {
-                        return Err(malformed);
-                    }
-                    self.state = State::Defs {
-                        remaining: columns,
-                        then: AfterDefs::Rows,
-                    };
-                    Step::More
-                }
-                None => return Err(malformed),
-            },
+            State::Result => self.on_result_head(head)?,
             State::Defs { remaining, then } => {
                 if first == Some(ERR) {
                     return Ok(self.on_err(head));
                 }
-                if remaining > 1 {
-                    self.state = State::Defs {
-                        remaining: remaining - 1,
-                        then,
-                    };
-                    Step::More
-                } else if self.caps.has(Caps::DEPRECATE_EOF) {
-                    self.enter(then)
-                } else {
-                    self.state = State::DefsEof { then };
-                    Step::More
-                }
+                self.on_definition(remaining, then)
             }
             State::DefsEof { then } => match first {
                 Some(EOF) if len < 9 => {
@@ -224,6 +178,66 @@ impl ResponseTracker {
             },
         };
         Ok(step)
+    }
+
+    /// COM_STMT_PREPARE's OK: parameter definitions follow, then column definitions.
+    fn on_prepare_ok(&mut self, head: &[u8]) -> Result<Step, Malformed> {
+        // 0x00, statement id (4), columns (2), params (2), filler, warnings.
+        let b = head.get(5..9).ok_or(Malformed { what: "response" })?;
+        let columns = u16::from_le_bytes([b[0], b[1]]);
+        let params = u16::from_le_bytes([b[2], b[3]]);
+        let then = AfterDefs::PrepareColumns(columns);
+        Ok(if params > 0 {
+            self.state = State::Defs {
+                remaining: params as u64,
+                then,
+            };
+            Step::More
+        } else {
+            self.enter(then)
+        })
+    }
+
+    /// The first packet of a result: OK, ERR, a LOCAL INFILE request, or a column count.
+    fn on_result_head(&mut self, head: &[u8]) -> Result<Step, Malformed> {
+        let malformed = Malformed { what: "response" };
+        Ok(match head.first().copied() {
+            Some(OK) => {
+                let s = ok_status(head).ok_or(malformed)?;
+                self.state_ok = has_state(s);
+                self.after_result(s)
+            }
+            Some(ERR) => self.on_err(head),
+            Some(LOCAL_INFILE) => Step::LocalInfile,
+            Some(_) => {
+                let (columns, _) = read_lenenc(head).ok_or(malformed)?;
+                if columns == 0 {
+                    return Err(malformed);
+                }
+                self.state = State::Defs {
+                    remaining: columns,
+                    then: AfterDefs::Rows,
+                };
+                Step::More
+            }
+            None => return Err(malformed),
+        })
+    }
+
+    /// One column or parameter definition, `remaining` of them left counting this one.
+    fn on_definition(&mut self, remaining: u64, then: AfterDefs) -> Step {
+        if remaining > 1 {
+            self.state = State::Defs {
+                remaining: remaining - 1,
+                then,
+            };
+            Step::More
+        } else if self.caps.has(Caps::DEPRECATE_EOF) {
+            self.enter(then)
+        } else {
+            self.state = State::DefsEof { then };
+            Step::More
+        }
     }
 
     /// After the OK or terminator ending one result: another follows or the response ends.

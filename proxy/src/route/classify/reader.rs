@@ -581,42 +581,8 @@ impl<'a> Classifier<'a> {
     fn set_statement(&mut self) -> Shape {
         let base = self.depth;
         let mut token = self.next();
-        match token {
-            // SET STATEMENT var = value [, ...] FOR <statement>: the statement decides.
-            Some(Token::Word {
-                keyword: Keyword::Statement,
-                ..
-            }) => {
-                while let Some(token) = self.next() {
-                    if self.depth == base
-                        && matches!(
-                            token,
-                            Token::Word {
-                                keyword: Keyword::For,
-                                after_dot: false,
-                                ..
-                            }
-                        )
-                    {
-                        self.nested_statement();
-                        break;
-                    }
-                }
-                return Shape::MASTER;
-            }
-            Some(Token::Word {
-                keyword: Keyword::Transaction | Keyword::Password | Keyword::Default,
-                ..
-            }) => return Shape::MASTER,
-            // Roles are session state the proxy does not replay.
-            Some(Token::Word {
-                keyword: Keyword::Role,
-                ..
-            }) => {
-                self.pin = true;
-                return Shape::MASTER;
-            }
-            _ => {}
+        if let Some(shape) = self.set_other_than_variables(token, base) {
+            return shape;
         }
         let mut user_assigned = false;
         let mut replayable = true;
@@ -698,6 +664,42 @@ impl<'a> Classifier<'a> {
         Shape {
             replay,
             ..Shape::MASTER
+        }
+    }
+
+    /// SET forms that assign no variable, by their first word `token`: `SET STATEMENT
+    /// ... FOR <statement>` (the statement decides), `SET TRANSACTION`, `SET PASSWORD`,
+    /// `SET DEFAULT ROLE`, `SET ROLE` (session state the proxy does not replay: pinned).
+    /// `None`: variables are assigned.
+    fn set_other_than_variables(&mut self, token: Option<Token>, base: u32) -> Option<Shape> {
+        let Some(Token::Word { keyword, .. }) = token else {
+            return None;
+        };
+        match keyword {
+            Keyword::Statement => {
+                while let Some(token) = self.next() {
+                    if self.depth == base
+                        && matches!(
+                            token,
+                            Token::Word {
+                                keyword: Keyword::For,
+                                after_dot: false,
+                                ..
+                            }
+                        )
+                    {
+                        self.nested_statement();
+                        break;
+                    }
+                }
+                Some(Shape::MASTER)
+            }
+            Keyword::Transaction | Keyword::Password | Keyword::Default => Some(Shape::MASTER),
+            Keyword::Role => {
+                self.pin = true;
+                Some(Shape::MASTER)
+            }
+            _ => None,
         }
     }
 
