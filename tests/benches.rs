@@ -35,6 +35,26 @@ fn failover_bench_loses_nothing_on_replication_and_galera() {
 #[allow(dead_code)]
 mod chaos_bench;
 
+/// Runs `benches/chaos.rs` for `seconds` of one seed (`CHAOS_SEED`, else 1), on Galera
+/// or on replication; panics with the report if an invariant failed.
+fn chaos(seconds: u64, galera: bool) {
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let opts = chaos_bench::Options {
+        seed,
+        duration: std::time::Duration::from_secs(seconds),
+        binary: env!("CARGO_BIN_EXE_kohaproxy"),
+        rebuild_after_s: None,
+        galera,
+    };
+    match chaos_bench::run(opts) {
+        Ok(report) => eprintln!("{report}"),
+        Err(report) => panic!("{report}"),
+    }
+}
+
 /// `benches/chaos.rs`, three minutes of one seed: two proxies, the ledger and Koha pages
 /// under server kills, hangs and restarts, link cuts, a proxy kill, switchovers,
 /// maintenance and a backup; fails on a lost write, a stale read, two writable servers,
@@ -43,21 +63,7 @@ mod chaos_bench;
 /// master whose failover two proxies race for).
 #[test]
 fn chaos_soak_holds_every_invariant_for_three_minutes() {
-    let seed = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let opts = chaos_bench::Options {
-        seed,
-        duration: std::time::Duration::from_secs(180),
-        binary: env!("CARGO_BIN_EXE_kohaproxy"),
-        rebuild_after_s: None,
-        galera: false,
-    };
-    match chaos_bench::run(opts) {
-        Ok(report) => eprintln!("{report}"),
-        Err(report) => panic!("{report}"),
-    }
+    chaos(180, false);
 }
 
 /// `benches/chaos.rs` on a three-node Galera cluster, two minutes of one seed: node
@@ -67,21 +73,7 @@ fn chaos_soak_holds_every_invariant_for_three_minutes() {
 /// reason. `CHAOS_SEED` picks another seed.
 #[test]
 fn galera_chaos_soak_holds_every_invariant_for_two_minutes() {
-    let seed = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let opts = chaos_bench::Options {
-        seed,
-        duration: std::time::Duration::from_secs(120),
-        binary: env!("CARGO_BIN_EXE_kohaproxy"),
-        rebuild_after_s: None,
-        galera: true,
-    };
-    match chaos_bench::run(opts) {
-        Ok(report) => eprintln!("{report}"),
-        Err(report) => panic!("{report}"),
-    }
+    chaos(120, true);
 }
 
 /// Runs `SMOKE=1 bash <script>` with this build's binary and a scratch results directory;
