@@ -25,6 +25,7 @@ mod internal;
 mod login;
 mod master;
 mod router;
+mod step;
 
 use crate::backend::{Backend, Login};
 use crate::io::{fill, write_packet, ReadError};
@@ -39,6 +40,7 @@ use crate::tls::ClientStream;
 use crate::Shared;
 use master::read_unless_replaced;
 use router::{ReplicaConn, Router};
+use step::Step;
 
 /// Largest login or COM_CHANGE_USER packet accepted from a client.
 const MAX_LOGIN_PACKET: usize = 1 << 20;
@@ -217,13 +219,14 @@ impl Session {
                 return Ok(());
             }
             let len = payload_len(&self.cbuf);
-            if self.cbuf[3] != 0 {
-                return self.out_of_order("packet out of order").await;
-            }
-            if len == 0 {
-                self.cbuf.advance(HEADER_LEN);
-                self.refuse(Refusal::Malformed, 1).await?;
-                continue;
+            match step::from_header(self.cbuf[3], len) {
+                Some(Step::OutOfOrder) => return self.out_of_order("packet out of order").await,
+                Some(_empty) => {
+                    self.cbuf.advance(HEADER_LEN);
+                    self.refuse(Refusal::Malformed, 1).await?;
+                    continue;
+                }
+                None => {}
             }
             fill(
                 &mut self.client,
@@ -233,61 +236,62 @@ impl Session {
             .await
             .map_err(SessionError::Client)?;
             let cmd = self.cbuf[HEADER_LEN];
+            let step = step::from_command(cmd);
             // Counted from before the look at the master until the answer (see
             // `TopologyHandle::enter_master`): a switchover waits for these.
-            let _statement = if cmd == command::QUIT {
-                None
-            } else {
+            let _statement = if step.needs_master() {
                 Some(self.enter_master().await)
+            } else {
+                None
             };
-            if cmd != command::QUIT {
+            if step.needs_master() {
                 if let Some(refusal) = self.ensure_master().await? {
                     let next_seq = self.pass_message(false).await?;
                     self.refuse(refusal, next_seq).await?;
                     continue;
                 }
             }
-            match cmd {
-                command::QUIT => {
-                    let _ = self
-                        .master
-                        .stream
-                        .write_all(&[1, 0, 0, 0, command::QUIT])
-                        .await;
-                    for conn in self.replicas.iter_mut().flatten() {
-                        let _ = conn
-                            .backend
-                            .stream
-                            .write_all(&[1, 0, 0, 0, command::QUIT])
-                            .await;
-                    }
+            match step {
+                Step::Quit => {
+                    self.quit_backends().await;
                     return Ok(());
                 }
-                command::CHANGE_USER => self.change_user(len).await?,
-                command::BINLOG_DUMP | command::BINLOG_DUMP_GTID | command::REGISTER_SLAVE => {
+                Step::ChangeUser => self.change_user(len).await?,
+                Step::ReplicationStream => {
                     let next_seq = self.pass_message(false).await?;
                     self.refuse(Refusal::ReplicationStream, next_seq).await?;
                 }
-                command::QUERY | command::PROCESS_KILL
-                    if self.kill_translation(cmd, len).is_some() =>
-                {
+                Step::Query | Step::ProcessKill if self.kill_translation(cmd, len).is_some() => {
                     self.send_translated_kill(cmd, len).await?;
                 }
-                command::QUERY => self.query(len).await?,
-                command::RESET_CONNECTION => {
+                Step::Query => self.query(len).await?,
+                Step::ResetConnection => {
                     if !self.forward_to_master(cmd).await? {
                         self.server_prepared = false;
                         self.forget_state(false);
                         self.track_state().await?;
                     }
                 }
-                _ => {
-                    if cmd == command::STMT_PREPARE {
-                        self.server_prepared = true;
-                    }
+                Step::ProcessKill | Step::Forward { prepares: false } => {
                     self.forward_to_master(cmd).await?;
                 }
+                Step::Forward { prepares: true } => {
+                    self.server_prepared = true;
+                    self.forward_to_master(cmd).await?;
+                }
+                // Decided by the header, above.
+                Step::OutOfOrder | Step::Empty => {}
             }
+        }
+    }
+
+    /// COM_QUIT: passed to every backend connection (best effort), so the servers end
+    /// their threads at once.
+    async fn quit_backends(&mut self) {
+        const QUIT: [u8; 5] = [1, 0, 0, 0, command::QUIT];
+        let _ = self.master.stream.write_all(&QUIT).await;
+        for conn in self.replicas.iter_mut().flatten() {
+            let _ = conn.backend.stream.write_all(&QUIT).await;
         }
     }
 
