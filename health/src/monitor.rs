@@ -125,6 +125,7 @@ impl Monitor {
                 }
                 last = tokio::time::Instant::now();
                 monitor.round().await;
+                monitor.handle.round_done();
                 tick.reset_after(monitor.next_round());
             }
         });

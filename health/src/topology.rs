@@ -280,6 +280,8 @@ pub(crate) struct Published {
     /// A session saw something the last probes did not (the master answered read-only):
     /// probe again now rather than at the next tick.
     probe_now: Notify,
+    /// Rounds of probes finished (see [`TopologyHandle::fresh_round`]).
+    rounds: watch::Sender<u64>,
 }
 
 impl TopologyHandle {
@@ -293,6 +295,7 @@ impl TopologyHandle {
             holding: AtomicBool::new(false),
             master_statements: AtomicU64::new(0),
             probe_now: Notify::new(),
+            rounds: watch::channel(0).0,
         }))
     }
 
@@ -313,6 +316,34 @@ impl TopologyHandle {
     /// are served by it.
     pub fn request_probe(&self) {
         self.0.probe_now.notify_one();
+    }
+
+    /// The monitor finished a round of probes (and published what it changed).
+    pub(crate) fn round_done(&self) {
+        self.0.rounds.send_modify(|n| *n += 1);
+    }
+
+    /// Asks for a round of probes and waits until a round that started after this call
+    /// has finished, so that what the servers record now (a newer term) is published;
+    /// false if none finished within `limit`. Two rounds are counted: the one under way
+    /// at the call may have probed before it.
+    pub async fn fresh_round(&self, limit: std::time::Duration) -> bool {
+        let mut rounds = self.0.rounds.subscribe();
+        let start = *rounds.borrow_and_update();
+        self.request_probe();
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            if *rounds.borrow_and_update() >= start + 2 {
+                return true;
+            }
+            match tokio::time::timeout_at(until, rounds.changed()).await {
+                Ok(Ok(())) => {
+                    // A round finished: ask again, so the next starts at once.
+                    self.request_probe();
+                }
+                _ => return false,
+            }
+        }
     }
 
     /// Resolves when a session asked for a round of probes.
@@ -368,5 +399,39 @@ impl TopologyHandle {
     /// A handle over a fixed snapshot (for tests and tools).
     pub fn fixed(topology: Topology) -> Self {
         TopologyHandle::new(topology)
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A monitor stand-in: finishes a round each time one is asked for.
+    async fn rounds_on_request(handle: TopologyHandle) {
+        loop {
+            handle.probe_requested().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            handle.round_done();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_round_is_one_that_started_after_the_call() {
+        let handle = TopologyHandle::fixed(Topology::build(Vec::new()));
+        let monitor = tokio::spawn(rounds_on_request(handle.clone()));
+        assert!(handle.fresh_round(Duration::from_secs(5)).await);
+        assert!(
+            *handle.0.rounds.borrow() >= 2,
+            "two rounds counted: the one under way at the call may have probed before it"
+        );
+        monitor.abort();
+    }
+
+    #[tokio::test]
+    async fn no_round_in_time_is_false() {
+        let handle = TopologyHandle::fixed(Topology::build(Vec::new()));
+        // No monitor: nothing answers the request.
+        assert!(!handle.fresh_round(Duration::from_millis(20)).await);
     }
 }

@@ -621,11 +621,21 @@ impl Session {
     }
 
     /// Sends the OK `payload` (from the master) with sequence id `seq`, through `learn` if
-    /// it carries session state.
-    async fn send_ok(&mut self, seq: u8, payload: &[u8]) -> Result<(), SessionError> {
+    /// it carries session state; `waited_long`: the master took long to send it (see
+    /// [`Session::check_term_after_long_wait`]).
+    async fn send_ok(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+        waited_long: bool,
+    ) -> Result<(), SessionError> {
         let state = crate::protocol::packets::ok_status(payload)
             .is_some_and(|s| s & crate::protocol::status::SESSION_STATE_CHANGED != 0);
         if state {
+            if waited_long && !self.check_term_after_long_wait().await {
+                info!(session = self.id, server = %self.master.server, "an OK after a long wait, and no probe round to confirm the term: not forwarded");
+                return Err(SessionError::Fenced);
+            }
             if self.fenced() {
                 return Err(SessionError::Fenced);
             }
@@ -670,6 +680,7 @@ impl Session {
             Relay::new(tracker)
         };
         let mut forwarded = false;
+        let mut waited_long = false;
         loop {
             let (client, backend) = match which {
                 Which::Master => (&mut self.client, &mut self.master),
@@ -701,7 +712,10 @@ impl Session {
                     continue;
                 }
                 Scan::StateOk(len) => {
-                    if let Some(lost) = self.relay_state_ok(which, len, forwarded).await? {
+                    if let Some(lost) = self
+                        .relay_state_ok(which, len, forwarded, waited_long)
+                        .await?
+                    {
                         return Ok(lost);
                     }
                     forwarded = true;
@@ -711,7 +725,8 @@ impl Session {
             }
             crate::io::make_room(&mut backend.buf);
             let read = if which == Which::Master {
-                read_unless_replaced(backend, &self.shared, self.master_term).await
+                read_unless_replaced(backend, &self.shared, self.master_term, &mut waited_long)
+                    .await
             } else {
                 backend.stream.read_buf(&mut backend.buf).await
             };
@@ -760,6 +775,7 @@ impl Session {
         which: Which,
         len: usize,
         forwarded: bool,
+        waited_long: bool,
     ) -> Result<Option<Outcome>, SessionError> {
         let backend = match which {
             Which::Master => &mut self.master,
@@ -779,7 +795,7 @@ impl Session {
         payload.clear();
         payload.extend_from_slice(&backend.buf[HEADER_LEN..len]);
         backend.buf.advance(len);
-        let sent = self.send_ok(seq, &payload).await;
+        let sent = self.send_ok(seq, &payload, waited_long).await;
         self.scratch = payload;
         match sent {
             Err(SessionError::Fenced) if !forwarded => {

@@ -122,7 +122,7 @@ pub(super) async fn login(
         shared: shared.clone(),
     };
     // The login OK may carry session state the client did not ask for.
-    session.send_ok(seq, &ok).await?;
+    session.send_ok(seq, &ok, false).await?;
     session.track_state().await?;
     Ok(session)
 }
@@ -300,7 +300,7 @@ impl Session {
                     *u = user_name;
                 }
                 self.user = request.user;
-                self.send_ok(seq, &ok).await?;
+                self.send_ok(seq, &ok, false).await?;
                 self.track_state().await?;
                 Ok(())
             }

@@ -47,11 +47,13 @@ const REPLACED_CHECK: Duration = Duration::from_millis(250);
 
 /// Reads more of the master's response into its buffer; ends with an error if the
 /// monitor's term moves past `term` meanwhile (the master was replaced: what it might
-/// still send must not reach the client).
+/// still send must not reach the client). Sets `waited_long` when the read took longer
+/// than [`REPLACED_CHECK`] (see [`Session::check_term_after_long_wait`]).
 pub(super) async fn read_unless_replaced(
     backend: &mut Backend,
     shared: &Shared,
     term: u64,
+    waited_long: &mut bool,
 ) -> std::io::Result<usize> {
     loop {
         match tokio::time::timeout(REPLACED_CHECK, backend.stream.read_buf(&mut backend.buf)).await
@@ -60,12 +62,30 @@ pub(super) async fn read_unless_replaced(
             Err(_) if shared.topology.term() != term => {
                 return Err(std::io::Error::other("the master was replaced"))
             }
-            Err(_) => {}
+            Err(_) => *waited_long = true,
         }
     }
 }
 
 impl Session {
+    /// Before an OK carrying session state (a commit's GTID) that the master took long to
+    /// send is forwarded: on replication, waits for a round of probes that started after
+    /// it arrived (at most `monitor.failover_hold`). A commit held that long waited for a
+    /// semi-sync ack; on an old master that another kohaproxy has replaced and is
+    /// fencing, killing one held commit lets others be answered OK, and this proxy's
+    /// monitor may be a probe round behind the new term, which the promotion recorded on
+    /// the new master before the fence. After the round, [`Session::fenced`] knows. False:
+    /// no round finished in time, and the OK must not be forwarded either.
+    pub(super) async fn check_term_after_long_wait(&self) -> bool {
+        if self.shared.config.cluster.kind != kohaproxy_config::ClusterKind::Replication {
+            return true;
+        }
+        self.shared
+            .topology
+            .fresh_round(self.shared.config.monitor.failover_hold)
+            .await
+    }
+
     /// Counts the next command as aimed at the master. While a switchover holds new
     /// statements (and this session has no transaction to finish on the old master), it
     /// waits for the hold to end first, at most `monitor.failover_hold`; `ensure_master`
