@@ -16,6 +16,10 @@ pub(crate) struct Target<'a> {
     pub address: &'a str,
 }
 
+/// How much longer than its deadline a `STOP SLAVE IO_THREAD` may take: MariaDB signals
+/// an IO thread that is still reading again after 2 s.
+const STOP_RESIGNAL: Duration = Duration::from_millis(2500);
+
 /// An open connection to act on a server.
 pub(crate) struct Session {
     conn: Option<Conn>,
@@ -80,10 +84,15 @@ impl Session {
     }
 
     /// `STOP SLAVE IO_THREAD`, the IO threads KILLed first as in [`Session::stop_slave`];
-    /// the SQL thread goes on applying the relay log.
+    /// the SQL thread goes on applying the relay log. The statement gets the usual
+    /// deadline plus [`STOP_RESIGNAL`]: when the KILL has not ended a thread reading from
+    /// a hung master yet, MariaDB signals it again only after 2 s, and a failover's cut
+    /// must not be given up while it is on its way (under load, one replica's stop took
+    /// longer than the 1 s probe timeout, and it stayed connected to the old master).
     pub(crate) async fn stop_io_thread(&mut self) -> Result<(), String> {
         self.kill_io_threads().await;
-        self.exec("STOP SLAVE IO_THREAD").await
+        self.exec_within("STOP SLAVE IO_THREAD", self.timeout + STOP_RESIGNAL)
+            .await
     }
 
     /// KILLs the server's replication IO threads (best effort).
