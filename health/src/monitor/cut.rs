@@ -65,19 +65,14 @@ impl Monitor {
     /// within `catchup_timeout` stays cut off (its note says so).
     pub(super) async fn reconnect_to(&mut self, h: usize, cut: &[usize]) {
         for &r in cut {
-            let result = match self.open(r).await {
-                Ok(mut s) => match self.drain_relay_log(&mut s).await {
-                    Ok(()) => match s.exec("START SLAVE IO_THREAD").await {
-                        Ok(()) => {
-                            clear_mark(&mut s).await;
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            };
+            let result = async {
+                let mut s = self.open(r).await?;
+                self.drain_relay_log(&mut s).await?;
+                s.exec("START SLAVE IO_THREAD").await?;
+                clear_mark(&mut s).await;
+                Ok::<(), String>(())
+            }
+            .await;
             match result {
                 Ok(()) => {
                     info!(server = %self.servers[r].name, master = %self.servers[h].name, "reconnected to the master it was cut off from for a failover that did not promote");
